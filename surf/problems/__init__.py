@@ -1,0 +1,1 @@
+"""Local problems the agents solve (softmax regression); their losses, closed-form gradients and optima."""

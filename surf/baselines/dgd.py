@@ -1,0 +1,73 @@
+"""Decentralized gradient descent (paper eq. 10), optionally with heavy-ball momentum.
+
+    w_i(r) = sum_j S_ij w_j(r-1) - beta grad f_i(w_i(r-1)) + mu (w_i(r-1) - w_i(r-2))          (eq. 10; mu = 0: DGD)
+
+One round = one communication (S @ W) + one local full-gradient step. A whole grid of (beta, mu) pairs runs at
+once as a leading batch dimension, so tuning costs one vectorized pass per task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from surf.asynchrony import MessageBuffer
+from surf.graph_filter import aggregate
+from surf.problems.softmax import agent_accuracies, agent_gradients, agent_losses
+
+ActiveFn = Callable[[int], torch.Tensor]  # round (1-based) -> bool mask (N,) of agents that take part
+
+
+@dataclass
+class DGDCurves:
+    """Held-out accuracy and loss per round, shape (G, rounds + 1) for a grid of G settings (round 0 = W_0)."""
+
+    accuracy: torch.Tensor
+    loss: torch.Tensor
+
+
+def run_dgd(
+    task,  # noqa: ANN001 - surf.data.Task
+    shift: torch.Tensor,
+    w0: torch.Tensor,
+    rounds: int,
+    steps: torch.Tensor,
+    momenta: torch.Tensor,
+    agents: torch.Tensor | None = None,
+    active: ActiveFn | None = None,
+    async_mode: str = "stale",
+) -> DGDCurves:
+    """Run DGD / heavy-ball DGD for every (steps[g], momenta[g]) pair from the same W_0."""
+    grid = steps.shape[0]
+    beta = steps.to(w0).view(grid, 1, 1, 1)
+    mu = momenta.to(w0).view(grid, 1, 1, 1)
+    has_data = torch.ones(w0.shape[0], 1, 1, device=w0.device, dtype=w0.dtype)
+    if agents is not None:  # star mode: the server holds no data and takes no gradient step
+        has_data = torch.zeros_like(has_data).index_fill_(0, agents, 1.0)
+    w = w0.unsqueeze(0).expand(grid, *w0.shape).clone()
+    previous = w.clone()
+    buffer = MessageBuffer(async_mode)
+    accuracy, loss = [_metric(agent_accuracies, w, task, agents)], [_metric(agent_losses, w, task, agents)]
+    for r in range(1, rounds + 1):
+        mask = active(r) if active is not None else None
+        sent = w.transpose(0, 1)  # (N, G, d+1, C): agents lead for the sparse matmul
+        if mask is not None:
+            sent = buffer.transmitter(mask)(1, sent)
+        mixed = aggregate(shift, sent).transpose(0, 1)
+        grad = agent_gradients(w, task.x_train, task.y_train) * has_data
+        new = mixed - beta * grad + mu * (w - previous)
+        if mask is not None:
+            new = torch.where(mask.to(w.device).view(1, -1, 1, 1), new, w)
+        previous, w = w, new
+        accuracy.append(_metric(agent_accuracies, w, task, agents))
+        loss.append(_metric(agent_losses, w, task, agents))
+    return DGDCurves(torch.stack(accuracy, dim=1), torch.stack(loss, dim=1))
+
+
+def _metric(fn, w: torch.Tensor, task, agents: torch.Tensor | None) -> torch.Tensor:  # noqa: ANN001
+    values = fn(w, task.x_test, task.y_test)  # (G, N)
+    if agents is not None:
+        values = values[:, agents]
+    return torch.nan_to_num(values, nan=float("inf")).mean(dim=1)

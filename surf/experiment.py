@@ -1,0 +1,58 @@
+"""An experiment's fixed ingredients: config, device, task sampler and graphs, and the model they define."""
+
+from __future__ import annotations
+
+import torch
+
+from surf.config import Config
+from surf.data import Task, TaskSampler
+from surf.topology import Topology, build_topology
+from surf.unrolled import UnrolledDGD
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when present, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from surf.errors import ConfigError
+
+        raise ConfigError("device=cuda but no CUDA device is available; use device=auto or device=cpu")
+    return torch.device(name)
+
+
+class Experiment:
+    """Builds tasks, graphs and models from one validated Config; every draw keyed by ``cfg.seed``."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.sampler = TaskSampler(cfg)
+        self.topology = build_topology(cfg.topology, cfg.num_agents, cfg.seed)  # validates connectivity early
+        self._shift = self.topology.shift.to(self.device)
+
+    def task(self, split: str, index: int, relabel: bool = False) -> Task:
+        return self.sampler.task(split, index, relabel=relabel).to(self.device)
+
+    def topology_for(self, task: Task) -> Topology:
+        """The task's graph: one per task when ``topology.resample_per_task``, otherwise the fixed one."""
+        if not self.cfg.topology.resample_per_task:
+            return self.topology
+        return build_topology(self.cfg.topology, self.cfg.num_agents, self.cfg.seed, task.key)
+
+    def shift_for(self, task: Task) -> torch.Tensor:
+        if not self.cfg.topology.resample_per_task:
+            return self._shift
+        return self.topology_for(task).shift.to(self.device)
+
+    def build_model(self) -> UnrolledDGD:
+        model = UnrolledDGD(
+            self.cfg.model, self.sampler.num_features, self.sampler.num_classes, self.cfg.data.batch_size
+        )
+        return model.to(self.device)
+
+    def data_agents(self) -> torch.Tensor | None:
+        """Agents that hold data: all but the server (node 0) in star mode."""
+        if not self.cfg.model.server:
+            return None
+        return torch.arange(1, self.cfg.num_agents, device=self.device)

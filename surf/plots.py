@@ -1,0 +1,81 @@
+"""PNG plots of a run: per-layer accuracy/loss against the DGD references, constraints and duals, training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_per_layer(summary: dict, path: Path) -> None:
+    """Held-out accuracy and loss against communication rounds: SURF layers vs DGD and heavy-ball per round."""
+    rounds_per_layer = max(summary["rounds"], 1) / max(len(summary["per_layer"]["accuracy"]) - 1, 1)
+    x_layers = [layer * rounds_per_layer for layer in range(len(summary["per_layer"]["accuracy"]))]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+        ax.plot(x_layers, summary["per_layer"][metric], "o-", label=f"{summary['method']} (plain)")
+        ax.plot(x_layers, summary["per_layer_relabelled"][metric], "s--", label=f"{summary['method']} (relabelled)")
+        for name, base in summary["baselines"].items():
+            curve = base[f"per_round_{metric}"][: summary["rounds"] + 1]
+            ax.plot(range(len(curve)), curve, label=f"{name} (tuned, step {base['step_size']:g})", alpha=0.8)
+        ax.set_xlabel("communication rounds")
+        ax.set_ylabel(f"held-out {metric}")
+        ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"meta-test tasks ({summary['eval']['test_tasks']}), n_async={summary['eval']['n_async']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_constraints(rows: list[dict], path: Path) -> None:
+    """Constraint slacks c_l and duals lambda_l per layer at the end of training, and lambda over training."""
+    train = [r for r in rows if "slacks" in r]
+    if not train:
+        return
+    last = train[-1]
+    layers = range(1, len(last["slacks"]) + 1)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    axes[0].bar(layers, last["slacks"])
+    axes[0].axhline(0.0, color="k", lw=0.8)
+    axes[0].set(xlabel="layer l", ylabel="slack c_l (<= 0 satisfied)", title=f"step {last['step']}")
+    axes[1].bar(layers, last["lambda"])
+    axes[1].set(xlabel="layer l", ylabel="lambda_l")
+    steps = [r["step"] for r in train]
+    for layer in range(len(last["lambda"])):
+        axes[2].plot(steps, [r["lambda"][layer] for r in train], label=f"l={layer + 1}")
+    axes[2].set(xlabel="meta-step", ylabel="lambda_l")
+    axes[2].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_training(rows: list[dict], path: Path) -> None:
+    """Training held-out loss per meta-step and the validation loss used for model selection."""
+    train = [r for r in rows if "loss" in r]
+    val = [r for r in rows if "val_loss" in r]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if train:
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], alpha=0.5, label="train task loss (W_L)")
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation loss")
+    ax.set(xlabel="meta-step", ylabel="held-out loss", yscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_plots(summary: dict, rows: list[dict], folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "per_layer.png", folder / "constraints.png", folder / "training.png"]
+    plot_per_layer(summary, paths[0])
+    plot_constraints(rows, paths[1])
+    plot_training(rows, paths[2])
+    return [p for p in paths if p.exists()]

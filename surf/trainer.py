@@ -1,0 +1,228 @@
+"""Primal-dual meta-training over tasks (paper Algorithm 1).
+
+Per meta-step: draw ``tasks_per_step`` meta-train tasks, unroll, form the Lagrangian
+
+    L(Theta, lambda) = mean_tasks[ f(W_L; held-out) ] + sum_l lambda_l * mean_tasks[ c_l ]        (eq. 4)
+
+take one Adam step on Theta, then one projected dual step ``lambda <- [lambda + eta c]_+`` (eq. 5). With
+``constraints.kind = none`` this is standard (unconstrained) unrolling. The model with the lowest validation loss is
+kept. ``reduce_gradients`` / ``reduce_slacks`` are the two points a data-parallel runtime overrides (all-reduce),
+so every runtime shares this loop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from surf.constraints import DualVariables, constraint_values, gradient_norms
+from surf.errors import TrainingError
+from surf.experiment import Experiment
+from surf.problems.softmax import agent_accuracies, agent_losses
+from surf.seeding import derive_seed
+
+
+@dataclass
+class TaskTerms:
+    """What one unrolled task contributes to the Lagrangian."""
+
+    objective: torch.Tensor  # f(W_L; held-out), differentiable
+    slacks: torch.Tensor  # c_1..c_L (differentiable when constrained)
+    values: torch.Tensor  # measured a_0..a_L (detached)
+    accuracy: float
+
+
+def task_terms(exp: Experiment, model: torch.nn.Module, task, seed: int) -> TaskTerms:  # noqa: ANN001
+    """Unroll ``model`` on ``task`` and compute its objective and descent-constraint slacks."""
+    cfg = exp.cfg
+    agents = exp.data_agents()
+    trajectory = model(task, exp.shift_for(task), seed)
+    final = trajectory.weights[-1]
+    losses = agent_losses(final, task.x_test, task.y_test)
+    accuracy = agent_accuracies(final.detach(), task.x_test, task.y_test)
+    if agents is not None:
+        losses, accuracy = losses[agents], accuracy[agents]
+    if cfg.constraints.kind == "none":  # standard unrolling: log the gradient norms only
+        with torch.no_grad():
+            values = gradient_norms(trajectory, task, cfg.constraints.gradient_on, seed, agents)
+        slacks = (values[1:] - (1 - cfg.constraints.epsilon) * values[:-1]).detach()
+    else:
+        values, slacks = constraint_values(trajectory, task, cfg.constraints, seed, agents)
+    return TaskTerms(losses.mean(), slacks, values.detach(), accuracy.mean().item())
+
+
+class MetaTrainer:
+    """Owns the model, Adam, the duals and the step counter; checkpoints everything needed to resume."""
+
+    def __init__(self, exp: Experiment, log: Callable[[dict], None] | None = None) -> None:
+        self.exp, self.cfg = exp, exp.cfg
+        self.model = exp.build_model()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.trainer.lr)
+        self.duals = DualVariables(self.cfg.model.layers, self.cfg.constraints.dual_lr, self.cfg.constraints.dual_max)
+        self.step = 0
+        self.best_val = math.inf
+        self.best_state: dict | None = None
+        self.log = log or (lambda row: None)
+
+    @property
+    def constrained(self) -> bool:
+        return self.cfg.constraints.kind != "none"
+
+    # -- the two points a data-parallel runtime overrides -------------------------------------------------------
+    def reduce_gradients(self) -> None:
+        """Average gradients across workers (no-op in a single process)."""
+
+    def reduce_slacks(self, slacks: torch.Tensor) -> torch.Tensor:
+        """Average constraint slacks across workers so all apply the same dual step (identity here)."""
+        return slacks
+
+    # -- training -----------------------------------------------------------------------------------------------
+    def train_tasks(self, step: int) -> list:
+        """The meta-train tasks of ``step`` (keyed by step, so resuming draws the same ones)."""
+        per = self.cfg.trainer.tasks_per_step
+        relabel = self.cfg.data.relabel_train
+        return [self.exp.task("train", step * per + j, relabel=relabel) for j in range(per)]
+
+    def primal_dual_step(self, tasks: list) -> dict:
+        """One primal Adam step on the Lagrangian and one projected dual ascent step (Algorithm 1)."""
+        self.model.train()
+        torch.manual_seed(derive_seed(self.cfg.seed, "dropout", self.step))  # paper variant's Dropout
+        terms = [task_terms(self.exp, self.model, task, self.cfg.seed) for task in tasks]
+        objective = torch.stack([t.objective for t in terms]).mean()
+        slacks = torch.stack([t.slacks for t in terms]).mean(dim=0)
+        lam = self.duals.value.to(slacks.device, slacks.dtype)
+        lagrangian = objective + (lam * slacks).sum() if self.constrained else objective
+        if not torch.isfinite(lagrangian):
+            raise TrainingError(
+                f"non-finite Lagrangian at step {self.step} (held-out loss {objective.item():.3g}); lower "
+                "trainer.lr, set trainer.grad_clip=1.0 or a smaller model.w0_std, then rerun with --resume"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        lagrangian.backward()
+        self.reduce_gradients()
+        if self.cfg.trainer.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.trainer.grad_clip)
+        self.optimizer.step()
+        slacks = self.reduce_slacks(slacks.detach())
+        if self.constrained:
+            self.duals.update(slacks)
+        self.step += 1
+        return {
+            "step": self.step,
+            "lagrangian": lagrangian.item(),
+            "loss": objective.item(),
+            "accuracy": sum(t.accuracy for t in terms) / len(terms),
+            "slacks": slacks.tolist(),
+            "values": torch.stack([t.values for t in terms]).mean(dim=0).tolist(),
+            "lambda": self.duals.value.tolist(),
+        }
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Mean held-out loss and accuracy at W_L over the fixed validation tasks."""
+        self.model.eval()
+        relabel = self.cfg.data.relabel_train
+        tasks = (self.exp.task("val", i, relabel=relabel) for i in range(self.cfg.trainer.val_tasks))
+        terms = [task_terms(self.exp, self.model, task, self.cfg.seed) for task in tasks]
+        loss = sum(t.objective.item() for t in terms) / len(terms)
+        accuracy = sum(t.accuracy for t in terms) / len(terms)
+        if not math.isfinite(loss):
+            raise TrainingError(f"non-finite validation loss at step {self.step}; lower trainer.lr and rerun")
+        return {"val_loss": loss, "val_accuracy": accuracy}
+
+    def train(self, checkpoint_dir: Path | None = None, progress: bool = True) -> dict:
+        """Run meta-steps up to ``trainer.steps``, validating and checkpointing; returns the last validation."""
+        tcfg = self.cfg.trainer
+        last_val: dict = {}
+        if self.step == 0:
+            last_val = self._validate_and_select()
+            self.log({"step": 0, **last_val})
+        bar = tqdm(total=tcfg.steps, initial=self.step, desc="meta-training", disable=not progress, unit="step")
+        with _interrupt_saves(self, checkpoint_dir):
+            while self.step < tcfg.steps:
+                row = self.primal_dual_step(self.train_tasks(self.step))
+                if self.step % tcfg.val_every == 0 or self.step == tcfg.steps:
+                    last_val = self._validate_and_select()
+                    row.update(last_val)
+                self.log(row)
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{self.best_val:.3f}")
+                if checkpoint_dir and (self.step % tcfg.checkpoint_every == 0 or self.step == tcfg.steps):
+                    self.save(checkpoint_dir / "last.pt")
+        bar.close()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return last_val
+
+    def _validate_and_select(self) -> dict:
+        result = self.validate()
+        if result["val_loss"] < self.best_val:
+            self.best_val = result["val_loss"]
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return result
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "duals": self.duals.state_dict(),
+            "step": self.step,
+            "best_val": self.best_val,
+            "best_state": self.best_state,
+        }
+
+    def save(self, path: Path) -> None:
+        """Atomic checkpoint write (a killed process leaves the previous checkpoint intact)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        tmp.replace(path)
+        if self.best_state is not None:
+            best_tmp = path.parent / "best.tmp"
+            torch.save({"model": self.best_state, "best_val": self.best_val, "step": self.step}, best_tmp)
+            best_tmp.replace(path.parent / "best.pt")
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.exp.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.duals.load_state_dict(state["duals"])
+        self.step, self.best_val, self.best_state = state["step"], state["best_val"], state["best_state"]
+
+
+class _interrupt_saves:
+    """Context manager: on Ctrl-C / SIGTERM write the last checkpoint before propagating the interrupt."""
+
+    def __init__(self, trainer: MetaTrainer, checkpoint_dir: Path | None) -> None:
+        self.trainer, self.checkpoint_dir = trainer, checkpoint_dir
+        self.previous = None
+
+    def __enter__(self) -> None:
+        def on_term(signum, frame):  # noqa: ANN001, ARG001
+            raise KeyboardInterrupt
+
+        try:
+            self.previous = signal.signal(signal.SIGTERM, on_term)
+        except ValueError:  # not in the main thread
+            self.previous = None
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        if exc_type is KeyboardInterrupt and self.checkpoint_dir is not None:
+            self.trainer.save(self.checkpoint_dir / "last.pt")
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """All rows of a ``metrics.jsonl`` file."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

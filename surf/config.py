@@ -116,6 +116,7 @@ class Config:
     name: str = "surf"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch intra-op CPU threads; 0 = torch's default (all cores). Small problems run faster on 1
     num_agents: int = 100
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -254,6 +255,8 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{key}={value} must be >= 1")
     if cfg.num_agents < 2:
         raise ConfigError(f"num_agents={cfg.num_agents}: a decentralized problem needs at least 2 agents")
+    if cfg.threads < 0:
+        raise ConfigError(f"threads={cfg.threads} must be >= 0 (0 = all cores)")
     if cfg.model.hops < 0:
         raise ConfigError(f"model.hops={cfg.model.hops} must be >= 0")
     if cfg.trainer.steps < 0:

@@ -26,6 +26,8 @@ class Experiment:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
         self.sampler = TaskSampler(cfg)
         self.topology = build_topology(cfg.topology, cfg.num_agents, cfg.seed)  # validates connectivity early

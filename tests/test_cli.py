@@ -95,3 +95,13 @@ def test_list_shows_catalogue(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "regular3_paper" in out and "dirichlet" in out and "simulations/quickstart.yaml" in out
+
+
+def test_non_finite_training_stops_with_one_line_exit_1(tmp_path):
+    cmd = [sys.executable, "-m", "surf.cli", "run", "simulations/quickstart.yaml", "--out", str(tmp_path / "n"),
+           "--quiet"] + [a for item in TINY + ["model.w0_std=1e38"] for a in ("-o", item)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.strip().splitlines() if line.startswith("surf:")]
+    assert len(lines) == 1 and "non-finite" in lines[0] and "Traceback" not in out.stderr
+    assert not (tmp_path / "n" / "summary.json").exists()

@@ -19,8 +19,12 @@ def plot_per_layer(summary: dict, path: Path) -> None:
         ax.plot(x_layers, summary["per_layer"][metric], "o-", label=f"{summary['method']} (plain)")
         ax.plot(x_layers, summary["per_layer_relabelled"][metric], "s--", label=f"{summary['method']} (relabelled)")
         for name, base in summary["baselines"].items():
-            curve = base[f"per_round_{metric}"][: summary["rounds"] + 1]
-            ax.plot(range(len(curve)), curve, label=f"{name} (tuned, step {base['step_size']:g})", alpha=0.8)
+            label = f"{name} (tuned, step {base['step_size']:g})"
+            if base["rounds"] > summary["rounds"]:  # a longer-run reference: its final value as a line
+                ax.axhline(base[metric], ls=":", color="gray", label=f"{label} after {base['rounds']} rounds")
+                continue
+            curve = base[f"per_round_{metric}"]
+            ax.plot(range(len(curve)), curve, label=label, alpha=0.8)
         ax.set_xlabel("communication rounds")
         ax.set_ylabel(f"held-out {metric}")
         ax.grid(alpha=0.3)

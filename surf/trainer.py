@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from surf.constraints import DualVariables, constraint_values, gradient_norms
+from surf.data import Task
 from surf.errors import TrainingError
 from surf.experiment import Experiment
 from surf.problems.softmax import agent_accuracies, agent_losses
@@ -36,26 +37,38 @@ class TaskTerms:
     objective: torch.Tensor  # f(W_L; held-out), differentiable
     slacks: torch.Tensor  # c_1..c_L (differentiable when constrained)
     values: torch.Tensor  # measured a_0..a_L (detached)
-    accuracy: float
+    layer_accuracy: torch.Tensor  # held-out accuracy of W_0..W_L (detached)
+    layer_loss: torch.Tensor  # held-out loss of W_0..W_L (detached)
 
 
-def task_terms(exp: Experiment, model: torch.nn.Module, task, seed: int) -> TaskTerms:  # noqa: ANN001
+def task_terms(exp: Experiment, model: torch.nn.Module, task: Task, seed: int) -> TaskTerms:
     """Unroll ``model`` on ``task`` and compute its objective and descent-constraint slacks."""
     cfg = exp.cfg
     agents = exp.data_agents()
     trajectory = model(task, exp.shift_for(task), seed)
-    final = trajectory.weights[-1]
-    losses = agent_losses(final, task.x_test, task.y_test)
-    accuracy = agent_accuracies(final.detach(), task.x_test, task.y_test)
+    losses = agent_losses(trajectory.weights[-1], task.x_test, task.y_test)
+    with torch.no_grad():
+        stacked = torch.stack(trajectory.weights)
+        layer_accuracy = agent_accuracies(stacked, task.x_test, task.y_test)
+        layer_loss = agent_losses(stacked, task.x_test, task.y_test)
     if agents is not None:
-        losses, accuracy = losses[agents], accuracy[agents]
+        losses, layer_accuracy, layer_loss = losses[agents], layer_accuracy[:, agents], layer_loss[:, agents]
     if cfg.constraints.kind == "none":  # standard unrolling: log the gradient norms only
         with torch.no_grad():
             values = gradient_norms(trajectory, task, cfg.constraints.gradient_on, seed, agents)
         slacks = (values[1:] - (1 - cfg.constraints.epsilon) * values[:-1]).detach()
     else:
         values, slacks = constraint_values(trajectory, task, cfg.constraints, seed, agents)
-    return TaskTerms(losses.mean(), slacks, values.detach(), accuracy.mean().item())
+    return TaskTerms(losses.mean(), slacks, values.detach(), layer_accuracy.mean(-1), layer_loss.mean(-1))
+
+
+def _layer_means(terms: list[TaskTerms]) -> dict[str, list[float]]:
+    """Per-layer measured values, held-out accuracy and loss, averaged over tasks (for metrics.jsonl)."""
+    return {
+        "values": torch.stack([t.values for t in terms]).mean(0).tolist(),
+        "layer_accuracy": torch.stack([t.layer_accuracy for t in terms]).mean(0).tolist(),
+        "layer_loss": torch.stack([t.layer_loss for t in terms]).mean(0).tolist(),
+    }
 
 
 class MetaTrainer:
@@ -118,10 +131,9 @@ class MetaTrainer:
             "step": self.step,
             "lagrangian": lagrangian.item(),
             "loss": objective.item(),
-            "accuracy": sum(t.accuracy for t in terms) / len(terms),
             "slacks": slacks.tolist(),
-            "values": torch.stack([t.values for t in terms]).mean(dim=0).tolist(),
             "lambda": self.duals.value.tolist(),
+            **_layer_means(terms),
         }
 
     @torch.no_grad()
@@ -132,10 +144,11 @@ class MetaTrainer:
         tasks = (self.exp.task("val", i, relabel=relabel) for i in range(self.cfg.trainer.val_tasks))
         terms = [task_terms(self.exp, self.model, task, self.cfg.seed) for task in tasks]
         loss = sum(t.objective.item() for t in terms) / len(terms)
-        accuracy = sum(t.accuracy for t in terms) / len(terms)
         if not math.isfinite(loss):
             raise TrainingError(f"non-finite validation loss at step {self.step}; lower trainer.lr and rerun")
-        return {"val_loss": loss, "val_accuracy": accuracy}
+        layers = _layer_means(terms)
+        return {"val_loss": loss, "val_accuracy": layers["layer_accuracy"][-1],
+                **{f"val_{key}": value for key, value in layers.items()}}
 
     def train(self, checkpoint_dir: Path | None = None, progress: bool = True) -> dict:
         """Run meta-steps up to ``trainer.steps``, validating and checkpointing; returns the last validation."""

@@ -28,6 +28,10 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from surf.config import ConstraintConfig  # noqa: E402
+from surf.data import Task  # noqa: E402
+from surf.unrolled import Trajectory  # noqa: E402
+
 PAPER = ["data.source=gaussian", "data.gaussian_dim=512", "data.gaussian_samples=12000", "num_agents=100",
          "model.layers=10", "model.hops=2", "data.batch_size=10", "constraints.form=difference",
          "constraints.gradient_on=batch"]
@@ -42,7 +46,9 @@ CASES: dict[str, list[str]] = {
 }
 
 
-def jacobian_gradient_norms(trajectory, task, seed: int, agents=None) -> torch.Tensor:  # noqa: ANN001
+def jacobian_gradient_norms(
+    trajectory: Trajectory, task: Task, seed: int, agents: torch.Tensor | None = None
+) -> torch.Tensor:
     """The authors' formulation: one ``autograd.functional.jacobian`` per agent and layer (create_graph=True)."""
     import torch.nn.functional as F
 
@@ -72,7 +78,8 @@ def run_case(name: str, steps: int) -> dict:
     cfg = config_mod.from_dict({"name": name, "device": "auto"}, CASES[name] + ["trainer.val_tasks=1"])
     exp = Experiment(cfg)
     if name == "paper-jacobian":
-        def values(trajectory, task, ccfg, seed, agents=None):  # noqa: ANN001, ANN202
+        def values(trajectory: Trajectory, task: Task, ccfg: ConstraintConfig, seed: int,
+                   agents: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
             vals = jacobian_gradient_norms(trajectory, task, seed, agents)
             return vals, constraints_mod.descent_constraints(vals, ccfg.form, ccfg.epsilon)
 

@@ -219,7 +219,7 @@ class _interrupt_saves:
         self.previous = None
 
     def __enter__(self) -> None:
-        def on_term(signum, frame):  # noqa: ANN001, ARG001
+        def on_term(signum: int, frame: object) -> None:
             raise KeyboardInterrupt
 
         try:
@@ -227,7 +227,7 @@ class _interrupt_saves:
         except ValueError:  # not in the main thread
             self.previous = None
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
         if exc_type is KeyboardInterrupt and self.checkpoint_dir is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from surf.asynchrony import MessageBuffer
+from surf.data import Task
 from surf.graph_filter import aggregate
 from surf.problems.softmax import agent_accuracies, agent_gradients, agent_losses
 
@@ -29,7 +30,7 @@ class DGDCurves:
 
 
 def run_dgd(
-    task,  # noqa: ANN001 - surf.data.Task
+    task: Task,
     shift: torch.Tensor,
     w0: torch.Tensor,
     rounds: int,
@@ -66,7 +67,7 @@ def run_dgd(
     return DGDCurves(torch.stack(accuracy, dim=1), torch.stack(loss, dim=1))
 
 
-def _metric(fn, w: torch.Tensor, task, agents: torch.Tensor | None) -> torch.Tensor:  # noqa: ANN001
+def _metric(fn: Callable[..., torch.Tensor], w: torch.Tensor, task: Task, agents: torch.Tensor | None) -> torch.Tensor:
     values = fn(w, task.x_test, task.y_test)  # (G, N)
     if agents is not None:
         values = values[:, agents]

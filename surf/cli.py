@@ -64,10 +64,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         trainer.load(run.checkpoints / "last.pt")
         run.truncate_metrics(trainer.step)
-    print(f"surf: run directory {run.path}  ({exp.device}, {sum(p.numel() for p in trainer.model.parameters()):,} "
-          f"parameters, graph '{cfg.topology.name}' {exp.topology.spectral()})")
+    gap = exp.topology.spectral().get("spectral_gap")
+    print(f"surf: run directory {run.path} ({exp.device}, {sum(p.numel() for p in trainer.model.parameters()):,} "
+          f"parameters, graph '{cfg.topology.name}'" + (f", spectral gap {gap:.4f})" if gap is not None else ")"))
     trainer.train(run.checkpoints, progress=not args.quiet)
-    trainer.save(run.checkpoints / "last.pt")
     summary = evaluate(exp, trainer.model)
     summary["training"] = {"steps": trainer.step, "best_val_loss": trainer.best_val,
                            "lambda": trainer.duals.value.tolist()}

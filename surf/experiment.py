@@ -6,6 +6,7 @@ import torch
 
 from surf.config import Config
 from surf.data import Task, TaskSampler
+from surf.errors import ConfigError
 from surf.topology import Topology, build_topology
 from surf.unrolled import UnrolledDGD
 
@@ -15,8 +16,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from surf.errors import ConfigError
-
         raise ConfigError("device=cuda but no CUDA device is available; use device=auto or device=cpu")
     return torch.device(name)
 

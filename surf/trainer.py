@@ -167,9 +167,11 @@ class MetaTrainer:
                 self.log(row)
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{self.best_val:.3f}")
-                if checkpoint_dir and (self.step % tcfg.checkpoint_every == 0 or self.step == tcfg.steps):
+                if checkpoint_dir and self.step % tcfg.checkpoint_every == 0:
                     self.save(checkpoint_dir / "last.pt")
         bar.close()
+        if checkpoint_dir:
+            self.save(checkpoint_dir / "last.pt")  # the final state (and best.pt), before loading the best model
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return last_val

@@ -140,7 +140,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
+def coerce_value(value: Any, hint: Any, where: str) -> Any:
     """Check ``value`` against the type ``hint`` (ints accepted for floats); raise ConfigError otherwise."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -151,7 +151,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             if option is type(None):
                 continue
             try:
-                return _coerce(value, option, where)
+                return coerce_value(value, option, where)
             except ConfigError:
                 continue
         raise ConfigError(f"{where}: expected {hint}, got {value!r}")
@@ -159,7 +159,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (item,) = typing.get_args(hint)
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [coerce_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
@@ -199,7 +199,7 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
         if dataclasses.is_dataclass(hint_type):
             kwargs[key] = _build(hint_type, value or {}, f"{where}.")
         else:
-            kwargs[key] = _coerce(value, hint_type, where)
+            kwargs[key] = coerce_value(value, hint_type, where)
     return cls(**kwargs)
 
 

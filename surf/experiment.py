@@ -7,8 +7,10 @@ import torch
 from surf.config import Config
 from surf.data import Task, TaskSampler
 from surf.errors import ConfigError
-from surf.topology import Topology, build_topology
+from surf.topology import build_topology
 from surf.unrolled import UnrolledDGD
+
+SHIFT_CACHE = 64  # per-task graphs kept when topology.resample_per_task
 
 
 def resolve_device(name: str) -> torch.device:
@@ -31,20 +33,25 @@ class Experiment:
         self.sampler = TaskSampler(cfg)
         self.topology = build_topology(cfg.topology, cfg.num_agents, cfg.seed)  # validates connectivity early
         self._shift = self.topology.shift.to(self.device)
+        self._task_shifts: dict[tuple, torch.Tensor] = {}
 
     def task(self, split: str, index: int, relabel: bool = False) -> Task:
         return self.sampler.task(split, index, relabel=relabel).to(self.device)
 
-    def topology_for(self, task: Task) -> Topology:
-        """The task's graph: one per task when ``topology.resample_per_task``, otherwise the fixed one."""
-        if not self.cfg.topology.resample_per_task:
-            return self.topology
-        return build_topology(self.cfg.topology, self.cfg.num_agents, self.cfg.seed, task.key)
-
     def shift_for(self, task: Task) -> torch.Tensor:
+        """The task's S: one graph per task key when ``topology.resample_per_task``, otherwise the fixed one.
+
+        Per-task graphs are built once and reused (drop repetitions, tuning passes and the relabelled twin all
+        share the task key); the cache holds the most recent ``SHIFT_CACHE`` tasks.
+        """
         if not self.cfg.topology.resample_per_task:
             return self._shift
-        return self.topology_for(task).shift.to(self.device)
+        if task.key not in self._task_shifts:
+            if len(self._task_shifts) >= SHIFT_CACHE:
+                self._task_shifts.pop(next(iter(self._task_shifts)))
+            topology = build_topology(self.cfg.topology, self.cfg.num_agents, self.cfg.seed, task.key)
+            self._task_shifts[task.key] = topology.shift.to(self.device)
+        return self._task_shifts[task.key]
 
     def build_model(self) -> UnrolledDGD:
         model = UnrolledDGD(

@@ -26,7 +26,7 @@ import scipy.sparse.linalg as spla
 import torch
 import yaml
 
-from surf.config import TopologyConfig, _coerce
+from surf.config import TopologyConfig, coerce_value
 from surf.errors import ConfigError, TopologyError
 from surf.seeding import numpy_generator
 
@@ -306,7 +306,7 @@ def build_graph(name: str, num_agents: int, params: dict, rng: np.random.Generat
     for key, value in params.items():
         if key not in accepted:
             raise ConfigError(f"topology '{name}' has no parameter '{key}' (valid: {', '.join(accepted) or 'none'})")
-        kwargs[key] = _coerce(value, hints[key], f"topology.params.{key}")
+        kwargs[key] = coerce_value(value, hints[key], f"topology.params.{key}")
     missing = [k for k in accepted if k not in kwargs and signature[k].default is inspect.Parameter.empty]
     _require(not missing, f"topology '{name}' needs {', '.join(f'params.{k}' for k in missing)}")
     graph = builder(num_agents, rng, **kwargs)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from surf.constraints import DualVariables, constraint_values, gradient_norms
+from surf.constraints import DualVariables, constraint_values, descent_constraints, gradient_norms
 from surf.data import Task
 from surf.errors import TrainingError
 from surf.experiment import Experiment
@@ -56,7 +56,7 @@ def task_terms(exp: Experiment, model: torch.nn.Module, task: Task, seed: int) -
     if cfg.constraints.kind == "none":  # standard unrolling: log the gradient norms only
         with torch.no_grad():
             values = gradient_norms(trajectory, task, cfg.constraints.gradient_on, seed, agents)
-        slacks = (values[1:] - (1 - cfg.constraints.epsilon) * values[:-1]).detach()
+        slacks = descent_constraints(values, cfg.constraints.form, cfg.constraints.epsilon)
     else:
         values, slacks = constraint_values(trajectory, task, cfg.constraints, seed, agents)
     return TaskTerms(losses.mean(), slacks, values.detach(), layer_accuracy.mean(-1), layer_loss.mean(-1))

@@ -13,6 +13,7 @@ from surf.asynchrony import draw_active
 from surf.baselines.dgd import run_dgd
 from surf.constraints import gradient_norms
 from surf.experiment import Experiment
+from surf.network import StepConditions
 from surf.problems.softmax import agent_accuracies, agent_losses
 from surf.unrolled import SERVER, UnrolledDGD, initial_weights
 
@@ -34,14 +35,12 @@ def evaluate_unrolled(exp: Experiment, model: UnrolledDGD, tasks: list, n_async:
     acc, loss, norms, finals = [], [], [], []
     for task in tasks:
         for rep in range(repeats):
-            active = None
+            schedule = None
             if n_async > 0:
-                active = [
-                    draw_active(task.num_agents, n_async, cfg.seed, *task.key, "layer", layer, rep,
-                                protect=_protected(exp))
-                    for layer in range(1, cfg.model.layers + 1)
-                ]
-            trajectory = model(task, exp.shift_for(task), cfg.seed, active, cfg.eval.async_mode)
+                def schedule(layer: int, task=task, rep=rep) -> StepConditions:
+                    return StepConditions(active=draw_active(task.num_agents, n_async, cfg.seed, *task.key, "layer",
+                                                             layer, rep, protect=_protected(exp)))
+            trajectory = model(task, exp.shift_for(task), cfg.seed, schedule, cfg.eval.async_mode)
             w = torch.stack(trajectory.weights)
             acc.append([_masked_mean(a, agents) for a in agent_accuracies(w, task.x_test, task.y_test)])
             loss.append([_masked_mean(v, agents) for v in agent_losses(w, task.x_test, task.y_test)])
@@ -64,12 +63,12 @@ def _dgd_curves(exp: Experiment, tasks: list, rounds: int, steps: torch.Tensor, 
     cfg, agents = exp.cfg, exp.data_agents()
     acc, loss = 0.0, 0.0
     for task in tasks:
-        def active(r: int, task=task) -> torch.Tensor:
-            return draw_active(task.num_agents, n_async, cfg.seed, *task.key, "round", r, 0,
-                               protect=_protected(exp))
+        def schedule(r: int, task=task) -> StepConditions:
+            return StepConditions(active=draw_active(task.num_agents, n_async, cfg.seed, *task.key, "round", r, 0,
+                                                     protect=_protected(exp)))
 
         curves = run_dgd(task, exp.shift_for(task), initial_weights(task, cfg.seed, cfg.model.w0_std), rounds,
-                         steps, momenta, agents, active if n_async > 0 else None, cfg.eval.async_mode)
+                         steps, momenta, agents, schedule if n_async > 0 else None, cfg.eval.async_mode)
         acc, loss = acc + curves.accuracy, loss + curves.loss
     return acc / len(tasks), loss / len(tasks)
 

@@ -1,12 +1,16 @@
-"""An experiment's fixed ingredients: config, device, task sampler and graphs, and the model they define."""
+"""The decentralized-classifier task family: config, device, task sampler and graphs, the U-DGD model they define,
+and each task's Lagrangian terms (``surf.family.TaskFamily``)."""
 
 from __future__ import annotations
 
 import torch
 
 from surf.config import Config
+from surf.constraints import constraint_values, descent_constraints, gradient_norms
 from surf.data import Task, TaskSampler
 from surf.errors import ConfigError
+from surf.family import TaskTerms
+from surf.problems.softmax import agent_accuracies, agent_losses
 from surf.topology import build_topology
 from surf.unrolled import UnrolledDGD
 
@@ -64,3 +68,27 @@ class Experiment:
         if not self.cfg.model.server:
             return None
         return torch.arange(1, self.cfg.num_agents, device=self.device)
+
+    @property
+    def num_constraints(self) -> int:
+        return self.cfg.model.layers
+
+    def task_terms(self, model: torch.nn.Module, task: Task) -> TaskTerms:
+        """Unroll ``model`` on ``task``: held-out loss at W_L, descent-constraint slacks, per-layer accuracy/loss."""
+        cfg, agents = self.cfg, self.data_agents()
+        trajectory = model(task, self.shift_for(task), cfg.seed)
+        losses = agent_losses(trajectory.weights[-1], task.x_test, task.y_test)
+        with torch.no_grad():
+            stacked = torch.stack(trajectory.weights)
+            accuracy = agent_accuracies(stacked, task.x_test, task.y_test)
+            loss = agent_losses(stacked, task.x_test, task.y_test)
+        if agents is not None:
+            losses, accuracy, loss = losses[agents], accuracy[:, agents], loss[:, agents]
+        if cfg.constraints.kind == "none":  # standard unrolling: log the gradient norms only
+            with torch.no_grad():
+                values = gradient_norms(trajectory, task, cfg.constraints.gradient_on, cfg.seed, agents)
+            slacks = descent_constraints(values, cfg.constraints.form, cfg.constraints.epsilon)
+        else:
+            values, slacks = constraint_values(trajectory, task, cfg.constraints, cfg.seed, agents)
+        metrics = {"accuracy": accuracy.mean(-1), "loss": loss.mean(-1)}
+        return TaskTerms(losses.mean(), slacks, values.detach(), metrics)

@@ -1,5 +1,6 @@
 """Primal-dual meta-training over tasks (paper Algorithm 1).
 
+The loop is family-agnostic (``surf.family.TaskFamily``): the decentralized classifier and LISTA share it.
 Per meta-step: draw ``tasks_per_step`` meta-train tasks, unroll, form the Lagrangian
 
     L(Theta, lambda) = mean_tasks[ f(W_L; held-out) ] + sum_l lambda_l * mean_tasks[ c_l ]        (eq. 4)
@@ -16,69 +17,33 @@ import json
 import math
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from surf.constraints import DualVariables, constraint_values, descent_constraints, gradient_norms
-from surf.data import Task
+from surf.constraints import DualVariables
 from surf.errors import TrainingError
-from surf.experiment import Experiment
-from surf.problems.softmax import agent_accuracies, agent_losses
+from surf.family import TaskFamily, TaskTerms
 from surf.seeding import derive_seed
 
 
-@dataclass
-class TaskTerms:
-    """What one unrolled task contributes to the Lagrangian."""
-
-    objective: torch.Tensor  # f(W_L; held-out), differentiable
-    slacks: torch.Tensor  # c_1..c_L (differentiable when constrained)
-    values: torch.Tensor  # measured a_0..a_L (detached)
-    layer_accuracy: torch.Tensor  # held-out accuracy of W_0..W_L (detached)
-    layer_loss: torch.Tensor  # held-out loss of W_0..W_L (detached)
-
-
-def task_terms(exp: Experiment, model: torch.nn.Module, task: Task, seed: int) -> TaskTerms:
-    """Unroll ``model`` on ``task`` and compute its objective and descent-constraint slacks."""
-    cfg = exp.cfg
-    agents = exp.data_agents()
-    trajectory = model(task, exp.shift_for(task), seed)
-    losses = agent_losses(trajectory.weights[-1], task.x_test, task.y_test)
-    with torch.no_grad():
-        stacked = torch.stack(trajectory.weights)
-        layer_accuracy = agent_accuracies(stacked, task.x_test, task.y_test)
-        layer_loss = agent_losses(stacked, task.x_test, task.y_test)
-    if agents is not None:
-        losses, layer_accuracy, layer_loss = losses[agents], layer_accuracy[:, agents], layer_loss[:, agents]
-    if cfg.constraints.kind == "none":  # standard unrolling: log the gradient norms only
-        with torch.no_grad():
-            values = gradient_norms(trajectory, task, cfg.constraints.gradient_on, seed, agents)
-        slacks = descent_constraints(values, cfg.constraints.form, cfg.constraints.epsilon)
-    else:
-        values, slacks = constraint_values(trajectory, task, cfg.constraints, seed, agents)
-    return TaskTerms(losses.mean(), slacks, values.detach(), layer_accuracy.mean(-1), layer_loss.mean(-1))
-
-
 def _layer_means(terms: list[TaskTerms]) -> dict[str, list[float]]:
-    """Per-layer measured values, held-out accuracy and loss, averaged over tasks (for metrics.jsonl)."""
-    return {
-        "values": torch.stack([t.values for t in terms]).mean(0).tolist(),
-        "layer_accuracy": torch.stack([t.layer_accuracy for t in terms]).mean(0).tolist(),
-        "layer_loss": torch.stack([t.layer_loss for t in terms]).mean(0).tolist(),
-    }
+    """Per-layer measured values and the family's per-layer metrics, averaged over tasks (for metrics.jsonl)."""
+    means = {"values": torch.stack([t.values for t in terms]).mean(0).tolist()}
+    for name in terms[0].layer_metrics:
+        means[f"layer_{name}"] = torch.stack([t.layer_metrics[name] for t in terms]).mean(0).tolist()
+    return means
 
 
 class MetaTrainer:
     """Owns the model, Adam, the duals and the step counter; checkpoints everything needed to resume."""
 
-    def __init__(self, exp: Experiment, log: Callable[[dict], None] | None = None) -> None:
+    def __init__(self, exp: TaskFamily, log: Callable[[dict], None] | None = None) -> None:
         self.exp, self.cfg = exp, exp.cfg
         self.model = exp.build_model()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.trainer.lr)
-        self.duals = DualVariables(self.cfg.model.layers, self.cfg.constraints.dual_lr, self.cfg.constraints.dual_max)
+        self.duals = DualVariables(exp.num_constraints, self.cfg.constraints.dual_lr, self.cfg.constraints.dual_max)
         self.step = 0
         self.best_val = math.inf
         self.best_state: dict | None = None
@@ -107,7 +72,7 @@ class MetaTrainer:
         """One primal Adam step on the Lagrangian and one projected dual ascent step (Algorithm 1)."""
         self.model.train()
         torch.manual_seed(derive_seed(self.cfg.seed, "dropout", self.step))  # paper variant's Dropout
-        terms = [task_terms(self.exp, self.model, task, self.cfg.seed) for task in tasks]
+        terms = [self.exp.task_terms(self.model, task) for task in tasks]
         objective = torch.stack([t.objective for t in terms]).mean()
         slacks = torch.stack([t.slacks for t in terms]).mean(dim=0)
         lam = self.duals.value.to(slacks.device, slacks.dtype)
@@ -142,13 +107,13 @@ class MetaTrainer:
         self.model.eval()
         relabel = self.cfg.data.relabel_train
         tasks = (self.exp.task("val", i, relabel=relabel) for i in range(self.cfg.trainer.val_tasks))
-        terms = [task_terms(self.exp, self.model, task, self.cfg.seed) for task in tasks]
+        terms = [self.exp.task_terms(self.model, task) for task in tasks]
         loss = sum(t.objective.item() for t in terms) / len(terms)
         if not math.isfinite(loss):
             raise TrainingError(f"non-finite validation loss at step {self.step}; lower trainer.lr and rerun")
         layers = _layer_means(terms)
-        return {"val_loss": loss, "val_accuracy": layers["layer_accuracy"][-1],
-                **{f"val_{key}": value for key, value in layers.items()}}
+        finals = {f"val_{key[len('layer_'):]}": value[-1] for key, value in layers.items() if key.startswith("layer_")}
+        return {"val_loss": loss, **finals, **{f"val_{key}": value for key, value in layers.items()}}
 
     def train(self, checkpoint_dir: Path | None = None, progress: bool = True) -> dict:
         """Run meta-steps up to ``trainer.steps``, validating and checkpointing; returns the last validation."""

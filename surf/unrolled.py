@@ -25,9 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from surf.asynchrony import MessageBuffer
 from surf.config import ModelConfig
-from surf.graph_filter import Transmit, graph_filter
+from surf.network import Network, NetworkStep, Schedule
 from surf.problems.softmax import agent_gradients
 from surf.seeding import torch_generator
 
@@ -43,7 +42,7 @@ class Trajectory:
 
     weights: list[torch.Tensor]  # L+1 tensors (N, d+1, C); index 0 = W_0
     batches: list[torch.Tensor] = field(default_factory=list)  # L tensors (N, B) of indices into x_train
-    active: list[torch.Tensor] | None = None  # L bool masks (N,) of agents that took part, if any dropped
+    active: list[torch.Tensor | None] = field(default_factory=list)  # L masks (N,) of agents that took part
 
 
 def initial_weights(task: Task, seed: int, std: float) -> torch.Tensor:
@@ -150,23 +149,21 @@ class UnrolledDGD(nn.Module):
         task: Task,
         shift: torch.Tensor,
         seed: int,
-        active: list[torch.Tensor] | None = None,
+        schedule: Schedule | None = None,
         async_mode: str = "stale",
     ) -> Trajectory:
-        """Run all layers on ``task``; ``active[l]`` (N,) marks agents that update and send at layer l+1."""
+        """Run all layers on ``task``; ``schedule(l)`` gives the network at layer l (dropped agents, graph, ...)."""
         w = initial_weights(task, seed, self.cfg.w0_std)
-        trajectory = Trajectory(weights=[w], active=active)
-        buffer = MessageBuffer(async_mode)
+        trajectory = Trajectory(weights=[w])
+        network = Network(shift, schedule, async_mode)
         server = self._server_mask(task)
         delta = torch.zeros_like(w)
         for layer in range(self.cfg.layers):
             idx = batch_indices(task, seed, layer + 1, self.batch_size)
             trajectory.batches.append(idx)
-            transmit = buffer.transmitter(active[layer]) if active is not None else None
-            new = self._layer(layer, w, delta, task, idx, shift, transmit, server)
-            if active is not None:
-                keep = active[layer].to(w.device).view(-1, 1, 1)
-                new = torch.where(keep, new, w)  # dropped agents neither update nor send
+            step = network.step(layer + 1)
+            trajectory.active.append(step.active)
+            new = step.keep(self._layer(layer, w, delta, task, idx, step, server), w)
             delta, w = new - w, new
             trajectory.weights.append(w)
         return trajectory
@@ -178,8 +175,7 @@ class UnrolledDGD(nn.Module):
         delta: torch.Tensor,
         task: Task,
         idx: torch.Tensor,
-        shift: torch.Tensor,
-        transmit: Transmit | None,
+        network: NetworkStep,
         server: torch.Tensor | None,
     ) -> torch.Tensor:
         taps = self.taps[layer]
@@ -187,7 +183,7 @@ class UnrolledDGD(nn.Module):
             no_self = torch.ones(taps.shape[0], w.shape[0], device=w.device)
             no_self[0, SERVER] = 0.0
             taps = taps.unsqueeze(1) * no_self
-        filtered = graph_filter(shift, w, taps, transmit)  # eq. 12, K rounds
+        filtered = network.filter(w, taps)  # eq. 12, K rounds
         xb, yb = gather_batch(task.x_train, task.y_train, idx)
         step = self.steps[layer]
         if isinstance(step, PaperStep):

@@ -3,6 +3,7 @@
 import torch
 
 from surf.baselines.dgd import run_dgd
+from surf.network import StepConditions
 from surf.problems.softmax import agent_gradients, agent_losses
 from tests.conftest import make_task, ring_shift
 
@@ -52,8 +53,9 @@ def test_dropped_agents_do_not_move(task, shift):
     dropped = torch.ones(12, dtype=torch.bool)
     dropped[[1, 5]] = False
     all_dropped_curves = run_dgd(task, shift, w0, 3, torch.tensor([0.5]), torch.tensor([0.0]),
-                                 active=lambda r: torch.zeros(12, dtype=torch.bool))
+                                 schedule=lambda r: StepConditions(active=torch.zeros(12, dtype=torch.bool)))
     assert torch.allclose(all_dropped_curves.loss[0], all_dropped_curves.loss[0, :1].expand(4))
     plain = run_dgd(task, shift, w0, 3, torch.tensor([0.5]), torch.tensor([0.0]))
-    masked = run_dgd(task, shift, w0, 3, torch.tensor([0.5]), torch.tensor([0.0]), active=lambda r: dropped)
+    masked = run_dgd(task, shift, w0, 3, torch.tensor([0.5]), torch.tensor([0.0]),
+                     schedule=lambda r: StepConditions(active=dropped))
     assert not torch.allclose(plain.loss, masked.loss)

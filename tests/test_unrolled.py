@@ -4,6 +4,7 @@ import torch
 
 from surf.config import ModelConfig
 from surf.graph_filter import graph_filter
+from surf.network import masks_schedule
 from surf.problems.softmax import agent_gradients
 from surf.unrolled import UnrolledDGD, batch_indices, gather_batch, initial_weights
 from tests.conftest import make_task
@@ -65,10 +66,10 @@ def test_dropped_agents_keep_their_model_and_records_are_intact(task, shift):
     model = _model()
     active = [torch.ones(12, dtype=torch.bool) for _ in range(3)]
     active[1][[2, 7]] = False
-    traj = model(task, shift, 0, active, "stale")
+    traj = model(task, shift, 0, masks_schedule(active), "stale")
     assert torch.equal(traj.weights[2][[2, 7]], traj.weights[1][[2, 7]])
     assert not torch.equal(traj.weights[2][[0, 1]], traj.weights[1][[0, 1]])
-    again = model(task, shift, 0, active, "stale")  # recorded outputs are not altered in place
+    again = model(task, shift, 0, masks_schedule(active), "stale")  # recorded outputs are not altered in place
     assert all(torch.equal(x, y) for x, y in zip(traj.weights, again.weights, strict=True))
 
 
@@ -76,8 +77,8 @@ def test_stale_and_zero_semantics_differ(task, shift):
     model = _model()
     active = [torch.ones(12, dtype=torch.bool) for _ in range(3)]
     active[1][3] = False
-    stale = model(task, shift, 0, active, "stale").weights[2]
-    zero = model(task, shift, 0, active, "zero").weights[2]
+    stale = model(task, shift, 0, masks_schedule(active), "stale").weights[2]
+    zero = model(task, shift, 0, masks_schedule(active), "zero").weights[2]
     neighbours = [2, 4]
     assert not torch.allclose(stale[neighbours], zero[neighbours])
     far = [8, 9]  # outside the 2-hop neighbourhood of agent 3
@@ -88,7 +89,7 @@ def test_no_drops_equals_plain_run(task, shift):
     model = _model()
     active = [torch.ones(12, dtype=torch.bool) for _ in range(3)]
     for mode in ("stale", "zero"):
-        with_mask = model(task, shift, 0, active, mode).weights
+        with_mask = model(task, shift, 0, masks_schedule(active), mode).weights
         plain = model(task, shift, 0).weights
         assert all(torch.equal(x, y) for x, y in zip(with_mask, plain, strict=True))
 

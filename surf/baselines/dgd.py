@@ -13,12 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from surf.asynchrony import MessageBuffer
 from surf.data import Task
-from surf.graph_filter import aggregate
+from surf.network import Network, Schedule
 from surf.problems.softmax import agent_accuracies, agent_gradients, agent_losses
-
-ActiveFn = Callable[[int], torch.Tensor]  # round (1-based) -> bool mask (N,) of agents that take part
 
 
 @dataclass
@@ -37,7 +34,7 @@ def run_dgd(
     steps: torch.Tensor,
     momenta: torch.Tensor,
     agents: torch.Tensor | None = None,
-    active: ActiveFn | None = None,
+    schedule: Schedule | None = None,
     async_mode: str = "stale",
 ) -> DGDCurves:
     """Run DGD / heavy-ball DGD for every (steps[g], momenta[g]) pair from the same W_0."""
@@ -49,19 +46,14 @@ def run_dgd(
         has_data = torch.zeros_like(has_data).index_fill_(0, agents, 1.0)
     w = w0.unsqueeze(0).expand(grid, *w0.shape).clone()
     previous = w.clone()
-    buffer = MessageBuffer(async_mode)
+    network = Network(shift, schedule, async_mode)
     accuracy, loss = [_metric(agent_accuracies, w, task, agents)], [_metric(agent_losses, w, task, agents)]
     for r in range(1, rounds + 1):
-        mask = active(r) if active is not None else None
-        sent = w.transpose(0, 1)  # (N, G, d+1, C): agents lead for the sparse matmul
-        if mask is not None:
-            sent = buffer.transmitter(mask)(1, sent)
-        mixed = aggregate(shift, sent).transpose(0, 1)
+        step = network.step(r)
+        mixed = step.aggregate(w.transpose(0, 1)).transpose(0, 1)  # agents lead for the sparse matmul
         grad = agent_gradients(w, task.x_train, task.y_train) * has_data
         new = mixed - beta * grad + mu * (w - previous)
-        if mask is not None:
-            new = torch.where(mask.to(w.device).view(1, -1, 1, 1), new, w)
-        previous, w = w, new
+        previous, w = w, step.keep(new, w, agent_dim=1)
         accuracy.append(_metric(agent_accuracies, w, task, agents))
         loss.append(_metric(agent_losses, w, task, agents))
     return DGDCurves(torch.stack(accuracy, dim=1), torch.stack(loss, dim=1))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -169,7 +170,7 @@ def read_metadata(path: str | Path) -> dict | None:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return json.loads(str(archive["metadata"][()])) if "metadata" in archive.files else None
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
 
 

@@ -104,6 +104,15 @@ def test_corrupt_idx_is_a_data_error_naming_the_file(tmp_path, damage, message):
     assert "train-images-idx3-ubyte" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_corrupt_gzip_is_a_data_error(tmp_path):
+    write_mnist(tmp_path, compress=True)
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    raw = path.read_bytes()
+    path.write_bytes(raw[:12] + bytes(b ^ 0xFF for b in raw[12:40]) + raw[40:])
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz"):
+        read_mnist(tmp_path)
+
+
 def test_mnist_label_count_mismatch_and_missing_files(tmp_path):
     write_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(39, np.uint8)))
@@ -135,6 +144,9 @@ def test_cifar_errors_name_the_file(tmp_path):
         read_cifar10(tmp_path)
     (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}))
     with pytest.raises(DataError, match=r"data_batch_3.*\[n, 3072\]"):
+        read_cifar10(tmp_path)
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["a", 1]}))
+    with pytest.raises(DataError, match="list of integers"):
         read_cifar10(tmp_path)
     (folder / "test_batch").unlink()
     with pytest.raises(DataError, match="test_batch.*cifar-10-python.tar.gz.*downloads nothing"):

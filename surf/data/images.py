@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:
             raw = handle.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read idx file '{path}' ({exc}); re-download it from {MNIST_URL}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise DataError(f"'{path}' is not an idx file (bad magic number {raw[:4].hex() or 'empty'}); "
@@ -121,7 +122,7 @@ def _mnist_split(root: Path, images_name: str, labels_name: str) -> ImageSplit:
         raise DataError(f"'{labels_path}' has {labels.size} labels but '{images_path}' has {images.shape[0]} images")
     if labels.size and labels.max() > 9:
         raise DataError(f"'{labels_path}' holds label {labels.max()}; MNIST labels are 0..9")
-    return ImageSplit(images[:, None].copy(), labels.astype(np.int64))
+    return ImageSplit(images[:, None], labels.astype(np.int64))
 
 
 def read_mnist(root: str | Path) -> ImageDataset:
@@ -158,7 +159,10 @@ def _cifar_batch(path: Path) -> ImageSplit:
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = getattr(data, "shape", None)
         raise DataError(f"CIFAR-10 file '{path}': b'data' must be a uint8 array [n, 3072], got {shape}")
-    labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
+    try:
+        labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"CIFAR-10 file '{path}': b'labels' must be a list of integers") from None
     if labels.shape != (data.shape[0],):
         raise DataError(f"CIFAR-10 file '{path}': b'labels' must hold one label per image ({data.shape[0]}), got "
                         f"{labels.size}")

@@ -20,7 +20,8 @@ def plot_per_layer(summary: dict, path: Path) -> None:
         ax.plot(x_layers, summary["per_layer"][metric], "o-", label=f"{summary['method']} (plain)")
         ax.plot(x_layers, summary["per_layer_relabelled"][metric], "s--", label=f"{summary['method']} (relabelled)")
         for name, base in summary["baselines"].items():
-            label = f"{name} (tuned, step {base['step_size']:g})"
+            how = "paper" if base.get("preset", "").startswith("paper") else "tuned"
+            label = f"{name} ({how}, step {base['step_size']:g})"
             if base["rounds"] > summary["rounds"]:  # a longer-run reference: its final value as a line
                 ax.axhline(base[metric], ls=":", color="gray", label=f"{label} after {base['rounds']} rounds")
                 continue

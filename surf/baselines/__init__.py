@@ -22,6 +22,7 @@ from surf.baselines.extra import EXTRA
 from surf.baselines.fedavg import FedAvg, Scaffold
 from surf.baselines.tracking import DIGing
 from surf.comm import CommCost, gossip_cost, server_cost
+from surf.data import Task
 from surf.network import Schedule
 
 
@@ -123,7 +124,7 @@ def grid_product(lists: dict[str, list[float] | tuple[float, ...]]) -> Grid:
 
 def run_baseline(
     name: str,
-    task,
+    task: Task,
     shift: torch.Tensor,
     w0: torch.Tensor,
     rounds: int,

@@ -103,16 +103,14 @@ def run_rounds(method: RoundMethod, problem: Problem, w0: torch.Tensor, rounds: 
     """Run ``method`` for ``rounds`` communication rounds from the same W_0 for all G grid settings."""
     state = method.init(w0.unsqueeze(0).expand(grid, *w0.shape).clone())
     network = Network(shift, schedule, async_mode) if method.communicates else None
-    accuracy, loss = zip(problem.metrics(state["w"]), strict=True)
-    accuracy, loss = list(accuracy), list(loss)
+    metrics = [problem.metrics(state["w"])]
     for r in range(1, rounds + 1):
         step = network.step(r) if network is not None else None
         new = method.round(state, step, r)
         state = {k: step.keep(v, state[k], agent_dim=1) if step is not None else v for k, v in new.items()}
-        acc, lss = problem.metrics(state["w"])
-        accuracy.append(acc)
-        loss.append(lss)
-    return Curves(torch.stack(accuracy, dim=1), torch.stack(loss, dim=1), state["w"])
+        metrics.append(problem.metrics(state["w"]))
+    accuracy, loss = (torch.stack([m[i] for m in metrics], dim=1) for i in (0, 1))
+    return Curves(accuracy, loss, state["w"])
 
 
 def hyper(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

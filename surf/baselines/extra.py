@@ -28,7 +28,8 @@ class EXTRA:
     def init(self, w: torch.Tensor) -> State:
         # before round 1 there is no x(-1): state it so that the general update reduces to x(1) = W x(0) - a g(0)
         zero = torch.zeros_like(w)
-        return {"w": w, "previous": zero, "mixed_previous": zero, "grad": zero, "first": torch.ones_like(w)}
+        first = torch.ones(*w.shape[:2], 1, 1, dtype=w.dtype, device=w.device)  # per agent: no round taken yet
+        return {"w": w, "previous": zero, "mixed_previous": zero, "grad": zero, "first": first}
 
     def round(self, state: State, step: NetworkStep, r: int) -> State:
         w, alpha = state["w"], hyper(self.step, state["w"])

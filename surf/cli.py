@@ -179,12 +179,32 @@ def format_table(summary: dict) -> str:
         lines.append(f"{layer:>5} {layer * rounds_per_layer:>6} {per['accuracy'][layer]:>9.4f} "
                      f"{rel['accuracy'][layer]:>10.4f} {per['loss'][layer]:>9.4f} {per['grad_norm'][layer]:>10.4f}")
     lines.append(f"full-gradient norm decreased in {100 * summary['descent_fraction']:.1f}% of (task, layer) pairs")
-    lines.append("tuned baselines on the same tasks (step sizes chosen on validation tasks):")
+    comm = summary.get("communication")
+    if comm:
+        lines.append(f"communication: {comm['rounds']} rounds, {comm['messages']:,} messages, "
+                     f"{_bytes(comm['bytes'])}")
+    if "relative_accuracy" in summary:
+        lines.append(f"relative accuracy (/ centralized): {summary['relative_accuracy']:.4f}")
+    lines.append("baselines on the same tasks (hyper-parameters tuned on validation tasks unless marked 'paper'):")
     for name, base in summary["baselines"].items():
-        extra = f", momentum {base['momentum']:g}" if "momentum" in base else ""
+        hyper = base.get("hyper") or {"step": base["step_size"], **({"momentum": base["momentum"]}
+                                                                       if "momentum" in base else {})}
+        settings = ", ".join(f"{k} {v:g}" for k, v in hyper.items())
+        paper = " [paper preset]" if base.get("preset", "").startswith("paper") else ""
+        sent = f"  {_bytes(base['communication']['bytes']):>9}" if "communication" in base else ""
+        relative = f"  rel {base['relative_accuracy']:.3f}" if "relative_accuracy" in base else ""
         lines.append(f"  {name:14s} {base['rounds']:>4} rounds  accuracy {base['accuracy']:.4f}  relabelled "
-                     f"{base['accuracy_relabelled']:.4f}  (step {base['step_size']:g}{extra})")
+                     f"{base['accuracy_relabelled']:.4f}{relative}{sent}  ({settings}){paper}")
     return "\n".join(lines)
+
+
+def _bytes(count: int) -> str:
+    """A byte count in B / kB / MB / GB (powers of 1000)."""
+    for unit in ("B", "kB", "MB"):
+        if count < 1000:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"
 
 
 if __name__ == "__main__":

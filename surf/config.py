@@ -122,7 +122,7 @@ class SparseCodingConfig:
     noise_std: float = 0.01  # additive Gaussian measurement noise on y, per coordinate
     rho: float = 0.1  # l1 weight of the LASSO
     dictionary_iters: int = 20  # digits: alternating (FISTA codes, least-squares atoms) dictionary-learning rounds
-    train_signals: int = 8192  # fixed meta-train pool (x* solved once); a task is a batch drawn from its pool
+    train_signals: int = 32768  # fixed meta-train pool (x* solved once); a task is a batch drawn from its pool
     val_signals: int = 1024
     test_signals: int = 1024
     batch_size: int = 128  # signals per task

@@ -14,8 +14,6 @@ CII (distance to the optimum): ``||x_l - x*||``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from surf.problems.lasso import ls_gradient, objective, prox_gradient_residual
@@ -55,7 +53,3 @@ def layer_objectives(trajectory: list[torch.Tensor], y: torch.Tensor, dictionary
 def descent_fraction(per_signal: torch.Tensor) -> float:
     """Share of (signal, layer) pairs whose value decreased (or stayed equal) from layer l-1 to l; (L+1, B) input."""
     return (per_signal[1:] <= per_signal[:-1]).float().mean().item()
-
-
-def to_db(ratio: float) -> float:
-    return 10.0 * math.log10(max(ratio, 1e-30))

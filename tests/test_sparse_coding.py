@@ -127,6 +127,20 @@ def test_perturbed_dictionary_keeps_unit_atoms():
     assert torch.allclose(moved.norm(dim=0), torch.ones(16)) and not torch.allclose(moved, dictionary)
 
 
+def test_digits_dictionary_is_learned_on_meta_train_images_only():
+    cfg = from_dict(TINY, ["sparse_coding.dictionary=digits", "sparse_coding.signal_dim=64",
+                           "sparse_coding.atoms=80", "sparse_coding.dictionary_iters=1"])
+    family = SparseCodingFamily(cfg)
+    images = family.source.images
+    assert family.dictionary.shape == (64, 80)
+    assert torch.allclose(family.dictionary.norm(dim=0), torch.ones(80), atol=1e-5)
+    train = {tuple(row.tolist()) for row in images["train"]}
+    assert not train & {tuple(row.tolist()) for row in images["test"]}  # disjoint image pools
+    task = family.task("test", 0)
+    assert task.y.shape == (16, 64) and kkt_violation(task.x_star.double(), task.y.double(),
+                                                      family.dictionary.double(), cfg.sparse_coding.rho).max() < 1e-4
+
+
 def test_tasks_are_keyed_and_noise_injection_off_is_deterministic():
     family = SparseCodingFamily(from_dict(TINY))
     assert torch.equal(family.task("train", 3).y, family.task("train", 3).y)

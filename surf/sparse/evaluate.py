@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from surf.problems.lasso import Perturb, fista, ista, step_size
+from surf.seeding import torch_generator
 from surf.sparse.data import SignalPool
 from surf.sparse.family import SparseCodingFamily, gaussian_perturbation
 from surf.sparse.measures import ci_values, cii_values, descent_fraction, layer_objectives, nmse_db
@@ -98,8 +99,6 @@ def run_all(family: SparseCodingFamily, methods: dict[str, Solver], pool: Signal
 
 
 def _generator(family: SparseCodingFamily, *key: object) -> torch.Generator:
-    from surf.seeding import torch_generator
-
     return torch_generator(family.cfg.seed, "sparse", "test_perturb", *key)
 
 
@@ -128,10 +127,10 @@ def evaluate(family: SparseCodingFamily, model: nn.Module, run_path: Path | None
     methods = solvers(family, models)
     test = family.source.pool("test")
     robustness = {}
-    for kind in ("layers", "input"):
+    for kind, argument in (("layers", "layer_delta"), ("input", "input_delta")):
         curves = {name: [] for name in methods}
         for delta in sc.perturb_strengths:
-            reports = run_all(family, methods, test, **{f"{kind.rstrip('s')}_delta": delta})
+            reports = run_all(family, methods, test, **{argument: delta})
             for name, rep in reports.items():
                 curves[name].append({"final_nmse_db": rep["nmse_db"][-1], "nmse_db": rep["nmse_db"],
                                      "objective_descent_fraction": rep["objective_descent_fraction"]})

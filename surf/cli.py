@@ -67,31 +67,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from surf import config as config_mod
-    from surf.evaluate import evaluate
-    from surf.experiment import Experiment
-    from surf.plots import write_plots
+    from surf.family import build_family, family_report
     from surf.rundir import RunDir, git_sha
     from surf.trainer import MetaTrainer, read_metrics
 
     cfg = config_mod.load(args.config, args.override)
-    exp = Experiment(cfg)  # validates data and graph before anything is written
+    exp = build_family(cfg)  # validates data and graph before anything is written
+    report = family_report(cfg)  # the family's evaluation, table and plots
     run = RunDir(args.out or REPO / "runs" / cfg.name)
     run.prepare(cfg, args.resume)
     trainer = MetaTrainer(exp, log=run.append_metrics)
     if args.resume:
         trainer.load(run.checkpoints / "last.pt")
         run.truncate_metrics(trainer.step)
-    gap = exp.topology.spectral().get("spectral_gap")
     print(f"surf: run directory {run.path} ({exp.device}, {sum(p.numel() for p in trainer.model.parameters()):,} "
-          f"parameters, graph '{cfg.topology.name}'" + (f", spectral gap {gap:.4f})" if gap is not None else ")"))
+          f"parameters, {report.describe(exp)})")
     trainer.train(run.checkpoints, progress=not args.quiet)
-    summary = evaluate(exp, trainer.model)
+    summary = report.evaluate(exp, trainer.model, run.path, not args.quiet)
     summary["training"] = {"steps": trainer.step, "best_val_loss": trainer.best_val,
                            "lambda": trainer.duals.value.tolist()}
     summary["git_sha"] = git_sha()
     run.write_summary(summary)
-    write_plots(summary, read_metrics(run.metrics), run.plots)
-    print(format_table(summary))
+    report.write_plots(summary, read_metrics(run.metrics), run.plots)
+    print(report.format_table(summary))
     return 0
 
 
@@ -99,9 +97,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from surf import config as config_mod
-    from surf.evaluate import evaluate
-    from surf.experiment import Experiment
-    from surf.plots import write_plots
+    from surf.family import build_family, family_report
     from surf.rundir import RunDir
 
     source = RunDir(args.run_dir)
@@ -109,7 +105,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not best.exists():
         raise ConfigError(f"no trained model at {best}; train first with `surf run CONFIG --out {source.path}`")
     cfg = config_mod.load(source.config, args.override)
-    exp = Experiment(cfg)
+    exp = build_family(cfg)
+    report = family_report(cfg)
     model = exp.build_model()
     state = torch.load(best, map_location=exp.device, weights_only=False)
     try:
@@ -117,13 +114,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except RuntimeError:
         raise ConfigError("the trained model's shapes do not fit the overridden config (the paper variant "
                           "depends on d, C and batch size; the compact one does not)") from None
-    summary = evaluate(exp, model)
+    summary = report.evaluate(exp, model, None, False)
     if args.out:
         out = RunDir(args.out)
         out.prepare(cfg, resume=False)
         out.write_summary(summary)
-        write_plots(summary, [], out.plots)
-    print(format_table(summary))
+        report.write_plots(summary, [], out.plots)
+    print(report.format_table(summary))
     return 0
 
 

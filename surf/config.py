@@ -119,8 +119,40 @@ class EvalConfig:
 
 
 @dataclass
+class SparseCodingConfig:
+    """LISTA sparse-coding family (robust unrolling, TSP 2024): ``min_x 1/2 ||y - D x||^2 + rho ||x||_1``."""
+
+    dictionary: str = "gaussian"  # gaussian (N(0,1), unit-norm columns) | digits (learned from the digits images)
+    signal_dim: int = 64  # n (digits: fixed at 64 = 8x8 pixels)
+    atoms: int = 128  # m (overcomplete: m > n)
+    sparsity: float = 0.1  # synthetic codes: probability that an atom is active (values N(0, 1))
+    noise_std: float = 0.01  # additive Gaussian measurement noise on y, per coordinate
+    rho: float = 0.1  # l1 weight of the LASSO
+    dictionary_iters: int = 20  # digits: alternating (FISTA codes, least-squares atoms) dictionary-learning rounds
+    train_signals: int = 32768  # fixed meta-train pool (x* solved once); a task is a batch drawn from its pool
+    val_signals: int = 1024
+    test_signals: int = 1024
+    batch_size: int = 128  # signals per task
+    solver_iters: int = 3000  # FISTA iterations (max) for the targets x*
+    solver_tol: float = 1e-5  # stop when every signal's prox-gradient residual is below this
+    variant: str = "lista"  # lista (untied per-layer matrices and thresholds) | alista (analytic W, 2 scalars/layer)
+    layers: int = 16  # L
+    loss: str = "supervised"  # supervised (authors: ||x_L - x*||^2) | objective (unsupervised LASSO F(x_L))
+    ci_measure: str = "prox_residual"  # CI value: prox_residual (gradient mapping) | ls_gradient (authors' D^T(Dx-y))
+    noise_injection: float = 0.0  # training noise on layer outputs: std sigma_l = noise_injection / l^noise_decay
+    noise_decay: float = 2.0
+    perturb_strengths: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.03, 0.1, 0.3, 1.0])
+    ood_sparsity: list[float] = field(default_factory=lambda: [0.05, 0.2, 0.3])  # synthetic only
+    ood_noise: list[float] = field(default_factory=lambda: [0.03, 0.1])
+    ood_dictionary: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2])  # relative atom perturbation
+    ood_signals: int = 512
+    twin: bool = True  # constrained runs also meta-train standard LISTA (constraints.kind=none) for the report
+
+
+@dataclass
 class Config:
     name: str = "surf"
+    family: str = "decentralized"  # decentralized (U-DGD classifier) | sparse_coding (LISTA)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op CPU threads; 0 = torch's default (all cores). Small problems run faster on 1
@@ -131,6 +163,7 @@ class Config:
     constraints: ConstraintConfig = field(default_factory=ConstraintConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sparse_coding: SparseCodingConfig = field(default_factory=SparseCodingConfig)
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -145,6 +178,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "constraints.gradient_on": ("batch", "next_batch", "full"),
     "eval.async_mode": ("stale", "zero"),
     "eval.baseline_preset": ("tuned", "paper"),
+    "family": ("decentralized", "sparse_coding"),
+    "sparse_coding.dictionary": ("gaussian", "digits"),
+    "sparse_coding.variant": ("lista", "alista"),
+    "sparse_coding.loss": ("supervised", "objective"),
+    "sparse_coding.ci_measure": ("prox_residual", "ls_gradient"),
 }
 
 
@@ -298,6 +336,7 @@ def validate(cfg: Config) -> Config:
     if any(not 0.0 <= b < 1.0 for b in cfg.eval.momentum_grid):
         raise ConfigError("eval.momentum_grid values must be in [0, 1)")
     _validate_baselines(cfg)
+    _validate_sparse_coding(cfg.sparse_coding)
     return cfg
 
 
@@ -326,6 +365,25 @@ def _validate_baselines(cfg: Config) -> None:
     if star and not cfg.model.server:
         raise ConfigError(f"eval.baselines {sorted(star)} are server-client methods: they need topology.name=star "
                           "and model.server=true")
+
+
+def _validate_sparse_coding(sc: SparseCodingConfig) -> None:
+    """Checks of the ``sparse_coding`` section (validated whatever the family, so typos surface early)."""
+    for key in ("signal_dim", "atoms", "train_signals", "val_signals", "test_signals", "batch_size", "solver_iters",
+                "layers", "ood_signals"):
+        if getattr(sc, key) < 1:
+            raise ConfigError(f"sparse_coding.{key}={getattr(sc, key)} must be >= 1")
+    if sc.dictionary == "digits" and sc.signal_dim != 64:
+        raise ConfigError("sparse_coding.dictionary=digits needs sparse_coding.signal_dim=64 (8x8 images)")
+    if sc.atoms < sc.signal_dim:
+        raise ConfigError(f"sparse_coding.atoms={sc.atoms} must be >= signal_dim={sc.signal_dim} (overcomplete)")
+    if not 0.0 < sc.sparsity <= 1.0 or any(not 0.0 < p <= 1.0 for p in sc.ood_sparsity):
+        raise ConfigError("sparse_coding.sparsity and ood_sparsity values must be in (0, 1]")
+    if sc.rho <= 0 or sc.solver_tol <= 0:
+        raise ConfigError("sparse_coding.rho and sparse_coding.solver_tol must be > 0")
+    lists = sc.perturb_strengths + sc.ood_noise + sc.ood_dictionary
+    if min([sc.noise_std, sc.noise_injection, sc.noise_decay, sc.dictionary_iters] + lists) < 0:
+        raise ConfigError("sparse_coding noise levels, strengths, noise_decay and dictionary_iters must be >= 0")
 
 
 def get_dotted(cfg: Any, dotted: str) -> Any:

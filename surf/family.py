@@ -7,7 +7,9 @@ decentralized-classifier family.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -43,3 +45,42 @@ class TaskFamily(Protocol):
 
     def task_terms(self, model: torch.nn.Module, task: Any) -> TaskTerms:
         """Unroll ``model`` on ``task``: objective, constraint slacks and per-layer metrics."""
+
+
+@dataclass(frozen=True)
+class FamilyReport:
+    """A family's meta-test evaluation, printed table and plots (what ``surf run`` / ``surf eval`` call)."""
+
+    evaluate: Callable[[Any, torch.nn.Module, Path | None, bool], dict]  # (family, model, run dir, progress)
+    format_table: Callable[[dict], str]
+    write_plots: Callable[[dict, list[dict], Path], list[Path]]  # (summary, metrics rows, plots folder)
+    describe: Callable[[Any], str]  # one line for the startup message
+
+
+def build_family(cfg: Config) -> TaskFamily:
+    """The task family named by ``cfg.family``; validates its data before anything is written."""
+    if cfg.family == "sparse_coding":
+        from surf.sparse.family import SparseCodingFamily
+
+        return SparseCodingFamily(cfg)
+    from surf.experiment import Experiment
+
+    return Experiment(cfg)
+
+
+def family_report(cfg: Config) -> FamilyReport:
+    """The evaluation / table / plot hooks of ``cfg.family``."""
+    if cfg.family == "sparse_coding":
+        from surf.sparse import evaluate, report
+
+        return FamilyReport(evaluate.evaluate, report.format_table, report.write_plots, lambda fam: fam.describe())
+    from surf.cli import format_table
+    from surf.evaluate import evaluate as evaluate_decentralized
+    from surf.plots import write_plots
+
+    def describe(exp: Any) -> str:
+        gap = exp.topology.spectral().get("spectral_gap")
+        return f"graph '{cfg.topology.name}'" + (f", spectral gap {gap:.4f}" if gap is not None else "")
+
+    return FamilyReport(lambda exp, model, run_path, progress: evaluate_decentralized(exp, model),
+                        format_table, write_plots, describe)

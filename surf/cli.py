@@ -67,7 +67,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     gap = exp.topology.spectral().get("spectral_gap")
     print(f"surf: run directory {run.path} ({exp.device}, {sum(p.numel() for p in trainer.model.parameters()):,} "
           f"parameters, graph '{cfg.topology.name}'" + (f", spectral gap {gap:.4f})" if gap is not None else ")"))
-    trainer.train(run.checkpoints, progress=not args.quiet)
+    if cfg.trainer.workers > 1:  # data-parallel on Ray Train (docs/distributed.md); same run directory
+        from surf.runtime.ray_train import train_with_ray
+
+        train_with_ray(trainer, run)
+    else:
+        trainer.train(run.checkpoints, progress=not args.quiet)
     summary = evaluate(exp, trainer.model)
     summary["training"] = {"steps": trainer.step, "best_val_loss": trainer.best_val,
                            "lambda": trainer.duals.value.tolist()}

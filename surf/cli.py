@@ -58,6 +58,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = config_mod.load(args.config, args.override)
     exp = Experiment(cfg)  # validates data and graph before anything is written
+    if cfg.trainer.workers > 1:
+        from surf.runtime.ray_train import check_scaling
+
+        check_scaling(cfg.trainer.workers, exp.device)
     run = RunDir(args.out or REPO / "runs" / cfg.name)
     run.prepare(cfg, args.resume)
     trainer = MetaTrainer(exp, log=run.append_metrics)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class MetaTrainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.trainer.lr)
         self.duals = DualVariables(exp.num_constraints, self.cfg.constraints.dual_lr, self.cfg.constraints.dual_max)
         self.step = 0
+        self.step_seconds = 0.0  # time spent drawing tasks and in meta-steps (this process; for throughput)
         self.best_val = math.inf
         self.best_state: dict | None = None
         self.log = log or (lambda row: None)
@@ -146,7 +148,9 @@ class MetaTrainer:
         bar = tqdm(total=tcfg.steps, initial=self.step, desc="meta-training", disable=not progress, unit="step")
         with _interrupt_saves(self, checkpoint_dir):
             while self.step < tcfg.steps:
+                start = time.perf_counter()
                 row = self.primal_dual_step(self.train_tasks(self.step))
+                self.step_seconds += time.perf_counter() - start
                 if self.step % tcfg.val_every == 0 or self.step == tcfg.steps:
                     last_val = self._validate_and_select()
                     row.update(last_val)

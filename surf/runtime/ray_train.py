@@ -74,7 +74,8 @@ class DistributedMetaTrainer(MetaTrainer):
                 super().checkpoint(checkpoint_dir)
                 torch.save(self.state(), Path(tmp) / STATE_FILE)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            metrics = {"step": self.step, "restored_step": self.restored_step, **divergence}
+            metrics = {"step": self.step, "restored_step": self.restored_step, "step_seconds": self.step_seconds,
+                       **divergence}
             ray.train.report(metrics, checkpoint=checkpoint)
 
     def divergence(self) -> dict[str, float]:
@@ -131,6 +132,18 @@ def _worker_loop(config: dict) -> None:
     trainer.train(run.checkpoints if trainer.rank == 0 else None, progress=False)
 
 
+def check_scaling(workers: int, device: torch.device) -> None:
+    """Fail early, in one line, when Ray Train is missing or there are fewer GPUs than workers."""
+    try:
+        import ray.train.torch  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"trainer.workers={workers} needs Ray Train: pip install 'ray[train]==2.55.*' "
+                          "(or set trainer.workers=1)") from None
+    if device.type == "cuda" and torch.cuda.device_count() < workers:
+        raise ConfigError(f"trainer.workers={workers} needs {workers} GPUs but {torch.cuda.device_count()} are "
+                          "visible; lower trainer.workers or set trainer.device=cpu")
+
+
 def start_ray(workers: int, use_gpu: bool) -> None:
     """Start a local Ray instance for ``workers`` workers: no dashboard, no usage stats, nothing on the network."""
     import ray
@@ -151,16 +164,15 @@ def train_with_ray(trainer: MetaTrainer, run: RunDir, fail_at_step: int | None =
     On return ``trainer`` holds what ``trainer.train`` leaves: the last step, Adam and lambda, and the best model
     loaded. A run directory holding ``checkpoints/last.pt`` (``--resume``) continues from it. ``fail_at_step`` kills
     the last worker once at that step (to exercise recovery). Returns the last metrics reported to Ray: step,
-    restored_step (where the last worker group started), lambda_divergence and params_divergence (0.0 in sync).
+    restored_step (where the last worker group started), step_seconds (rank 0's time in task draws and meta-steps, since
+    then), lambda_divergence and params_divergence (0.0 when in sync; anything else raises TrainingError).
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchConfig, TorchTrainer
 
     cfg = trainer.cfg
     workers, use_gpu = cfg.trainer.workers, trainer.exp.device.type == "cuda"
-    if use_gpu and torch.cuda.device_count() < workers:
-        raise ConfigError(f"trainer.workers={workers} needs {workers} GPUs but {torch.cuda.device_count()} are "
-                          "visible; lower trainer.workers or set trainer.device=cpu")
+    check_scaling(workers, trainer.exp.device)
     start_ray(workers, use_gpu)
     job = TorchTrainer(
         _worker_loop,
@@ -179,10 +191,13 @@ def train_with_ray(trainer: MetaTrainer, run: RunDir, fail_at_step: int | None =
         result = job.fit()
     except TrainingFailedError as exc:
         raise TrainingError(f"distributed meta-training failed: {_first_line(exc)}") from None
+    metrics = dict(result.metrics or {})
+    if metrics.get("lambda_divergence", 0.0) or metrics.get("params_divergence", 0.0):
+        raise TrainingError(f"workers ended with different lambda or parameters ({metrics}); please report this bug")
     trainer.load(run.checkpoints / "last.pt")
     if trainer.best_state is not None:
         trainer.model.load_state_dict(trainer.best_state)
-    return dict(result.metrics or {})
+    return metrics
 
 
 def _first_line(exc: BaseException) -> str:

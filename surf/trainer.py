@@ -113,8 +113,8 @@ class MetaTrainer:
         if self.cfg.trainer.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.trainer.grad_clip)
         self.optimizer.step()
-        sums = {name: value / len(terms) for name, value in _layer_sums(terms).items()}
-        means = self._reduce({"lagrangian": lagrangian, "loss": objective, "slacks": slacks, **sums})
+        layers = {name: value / len(terms) for name, value in _layer_sums(terms).items()}
+        means = self._reduce({"lagrangian": lagrangian, "loss": objective, "slacks": slacks, **layers})
         if self.constrained:
             self.duals.update(means["slacks"])
         self.step += 1

@@ -1,6 +1,8 @@
 """Data-parallel meta-training on Ray Train: 2 workers x 1 task == 1 process x 2 tasks; recovery from a dead worker."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,10 @@ def test_cuda_without_gpu_is_one_line_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(config_mod.ConfigError, match="needs 4 GPUs"):
         check_scaling(4, torch.device("cuda"))
+
+
+def test_ray_is_imported_only_for_workers():
+    code = "import sys, surf.cli, surf.trainer, surf.runtime.ray_train; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=QUICKSTART.parent.parent)
+    assert out.stdout.strip() == "False"

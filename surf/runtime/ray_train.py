@@ -151,6 +151,7 @@ def start_ray(workers: int, use_gpu: bool) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # CPU workers: leave CUDA_VISIBLE_DEVICES alone
     source = str(Path(__file__).resolve().parents[2])  # workers inherit the environment: import this source tree
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH", "")) if p)
     num_gpus = torch.cuda.device_count() if use_gpu else 0

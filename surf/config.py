@@ -97,7 +97,7 @@ class TrainerConfig:
     val_tasks: int = 16
     checkpoint_every: int = 50
     workers: int = 1  # data-parallel Ray Train workers (docs/distributed.md); each draws tasks_per_step tasks a step
-    device: str | None = None  # auto | cpu | cuda for meta-training; None = the top-level device
+    device: str | None = None  # auto | cpu | cuda for the run, over the top-level device; None = use that one
     max_failures: int = 1  # with workers > 1: restarts from the last checkpoint after a worker dies
 
 

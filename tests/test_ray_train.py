@@ -91,6 +91,22 @@ def test_run_directory_matches_single_process(distributed, single):
     assert {p.name for p in distributed.plots.glob("*.png")} == {p.name for p in single.plots.glob("*.png")}
 
 
+def test_resume_continues_a_distributed_run(ray_session, distributed, tmp_path):
+    """`surf run --resume` with 2 workers from the Ray checkpoint at step 4 ends where the uninterrupted run ended."""
+    import shutil
+
+    copy = tmp_path / "resumed"
+    shutil.copytree(distributed.path, copy)
+    states = [torch.load(p, weights_only=False) for p in sorted((copy / "ray").glob("*/checkpoint_*/state.pt"))]
+    torch.save(next(state for state in states if state["step"] == 4), copy / "checkpoints" / "last.pt")
+    args = ["run", str(QUICKSTART), "--out", str(copy), "--quiet", "--resume"]
+    for item in overrides(workers=2, tasks_per_step=1):
+        args += ["-o", item]
+    assert main(args) == 0
+    assert_same_state(last_state(distributed), last_state(RunDir(copy)), tol=0.0)
+    assert [json.loads(line)["step"] for line in RunDir(copy).metrics.read_text().splitlines()] == list(range(7))
+
+
 def run_api(path: Path, fail_at_step: int | None = None) -> tuple[RunDir, dict]:
     from surf.runtime.ray_train import train_with_ray
 

@@ -74,6 +74,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config, args.override)
     exp = build_family(cfg)  # validates data and graph before anything is written
     report = family_report(cfg)  # the family's evaluation, table and plots
+    if cfg.trainer.workers > 1:
+        from surf.runtime.ray_train import check_scaling
+
+        check_scaling(cfg.trainer.workers, exp.device)
     run = RunDir(args.out or REPO / "runs" / cfg.name)
     run.prepare(cfg, args.resume)
     trainer = MetaTrainer(exp, log=run.append_metrics)
@@ -82,7 +86,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         run.truncate_metrics(trainer.step)
     print(f"surf: run directory {run.path} ({exp.device}, {sum(p.numel() for p in trainer.model.parameters()):,} "
           f"parameters, {report.describe(exp)})")
-    trainer.train(run.checkpoints, progress=not args.quiet)
+    if cfg.trainer.workers > 1:  # data-parallel on Ray Train (docs/distributed.md); same run directory
+        from surf.runtime.ray_train import train_with_ray
+
+        train_with_ray(trainer, run)
+    else:
+        trainer.train(run.checkpoints, progress=not args.quiet)
     summary = report.evaluate(exp, trainer.model, run.path, not args.quiet)
     summary["training"] = {"steps": trainer.step, "best_val_loss": trainer.best_val,
                            "lambda": trainer.duals.value.tolist()}

@@ -96,6 +96,9 @@ class TrainerConfig:
     val_every: int = 50
     val_tasks: int = 16
     checkpoint_every: int = 50
+    workers: int = 1  # data-parallel Ray Train workers (docs/distributed.md); each draws tasks_per_step tasks a step
+    device: str | None = None  # auto | cpu | cuda for the run, over the top-level device; None = use that one
+    max_failures: int = 1  # with workers > 1: restarts from the last checkpoint after a worker dies
 
 
 @dataclass
@@ -292,6 +295,7 @@ def validate(cfg: Config) -> Config:
         "trainer.val_every": cfg.trainer.val_every,
         "trainer.val_tasks": cfg.trainer.val_tasks,
         "trainer.checkpoint_every": cfg.trainer.checkpoint_every,
+        "trainer.workers": cfg.trainer.workers,
         "eval.test_tasks": cfg.eval.test_tasks,
         "eval.async_repeats": cfg.eval.async_repeats,
         "eval.long_factor": cfg.eval.long_factor,
@@ -318,6 +322,13 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"constraints.dual_lr={cfg.constraints.dual_lr} must be >= 0")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
+    if cfg.trainer.device not in (None, *CHOICES["device"]):
+        raise ConfigError(f"trainer.device={cfg.trainer.device!r} is not one of {', '.join(CHOICES['device'])}")
+    if cfg.trainer.workers > cfg.trainer.val_tasks:
+        raise ConfigError(f"trainer.workers={cfg.trainer.workers} needs trainer.val_tasks >= workers (validation "
+                          "tasks are split across workers)")
+    if cfg.trainer.max_failures < 0:
+        raise ConfigError(f"trainer.max_failures={cfg.trainer.max_failures} must be >= 0")
     if cfg.trainer.lr <= 0:
         raise ConfigError(f"trainer.lr={cfg.trainer.lr} must be > 0")
     fractions = cfg.data.pool_fractions

@@ -33,7 +33,7 @@ class Experiment:
         self.cfg = cfg
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.trainer.device or cfg.device)
         self.sampler = TaskSampler(cfg)
         self.topology = build_topology(cfg.topology, cfg.num_agents, cfg.seed)  # validates connectivity early
         self._shift = self.topology.shift.to(self.device)

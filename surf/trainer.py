@@ -7,8 +7,9 @@ Per meta-step: draw ``tasks_per_step`` meta-train tasks, unroll, form the Lagran
 
 take one Adam step on Theta, then one projected dual step ``lambda <- [lambda + eta c]_+`` (eq. 5). With
 ``constraints.kind = none`` this is standard (unconstrained) unrolling. The model with the lowest validation loss is
-kept. ``reduce_gradients`` / ``reduce_slacks`` are the two points a data-parallel runtime overrides (all-reduce),
-so every runtime shares this loop.
+kept. A data-parallel runtime (``surf.runtime.ray_train``) subclasses the trainer and overrides only
+``reduce_gradients`` / ``reduce_means`` (all-reduce), ``rank`` / ``world_size`` (which tasks a worker draws) and
+``checkpoint`` (where a checkpoint goes), so every runtime shares this loop.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,12 +30,12 @@ from surf.family import TaskFamily, TaskTerms
 from surf.seeding import derive_seed
 
 
-def _layer_means(terms: list[TaskTerms]) -> dict[str, list[float]]:
-    """Per-layer measured values and the family's per-layer metrics, averaged over tasks (for metrics.jsonl)."""
-    means = {"values": torch.stack([t.values for t in terms]).mean(0).tolist()}
+def _layer_sums(terms: list[TaskTerms]) -> dict[str, torch.Tensor]:
+    """Per-layer measured values and the family's per-layer metrics, summed over tasks (for metrics.jsonl)."""
+    sums = {"values": torch.stack([t.values for t in terms]).sum(0)}
     for name in terms[0].layer_metrics:
-        means[f"layer_{name}"] = torch.stack([t.layer_metrics[name] for t in terms]).mean(0).tolist()
-    return means
+        sums[f"layer_{name}"] = torch.stack([t.layer_metrics[name] for t in terms]).sum(0)
+    return sums
 
 
 class MetaTrainer:
@@ -41,10 +43,13 @@ class MetaTrainer:
 
     def __init__(self, exp: TaskFamily, log: Callable[[dict], None] | None = None) -> None:
         self.exp, self.cfg = exp, exp.cfg
-        self.model = exp.build_model()
+        with torch.random.fork_rng(devices=[]):  # initial parameters keyed by the seed, as every other draw
+            torch.manual_seed(derive_seed(self.cfg.seed, "model_init"))
+            self.model = exp.build_model()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.trainer.lr)
         self.duals = DualVariables(exp.num_constraints, self.cfg.constraints.dual_lr, self.cfg.constraints.dual_max)
         self.step = 0
+        self.step_seconds = 0.0  # time spent drawing tasks and in meta-steps (this process; for throughput)
         self.best_val = math.inf
         self.best_state: dict | None = None
         self.log = log or (lambda row: None)
@@ -53,20 +58,40 @@ class MetaTrainer:
     def constrained(self) -> bool:
         return self.cfg.constraints.kind != "none"
 
-    # -- the two points a data-parallel runtime overrides -------------------------------------------------------
+    # -- the points a data-parallel runtime overrides -----------------------------------------------------------
+    rank, world_size = 0, 1  # this worker and the number of workers; each draws its own share of a step's tasks
+
     def reduce_gradients(self) -> None:
         """Average gradients across workers (no-op in a single process)."""
 
-    def reduce_slacks(self, slacks: torch.Tensor) -> torch.Tensor:
-        """Average constraint slacks across workers so all apply the same dual step (identity here)."""
-        return slacks
+    def reduce_means(self, values: torch.Tensor) -> torch.Tensor:
+        """Average per-worker means across workers (identity here): constraint slacks, so that every worker applies
+        the same dual step, and the logged statistics."""
+        return values
+
+    def checkpoint(self, checkpoint_dir: Path | None) -> None:
+        """Write the resumable state (``last.pt`` and ``best.pt``) to ``checkpoint_dir``."""
+        if checkpoint_dir:
+            self.save(checkpoint_dir / "last.pt")
 
     # -- training -----------------------------------------------------------------------------------------------
     def train_tasks(self, step: int) -> list:
-        """The meta-train tasks of ``step`` (keyed by step, so resuming draws the same ones)."""
+        """This worker's meta-train tasks of ``step``, keyed by step (so resuming draws the same ones).
+
+        With W workers of P tasks each, worker r draws global indices ``(step * W + r) * P + j``: W workers x P tasks
+        see exactly the tasks of one worker x W*P tasks.
+        """
         per = self.cfg.trainer.tasks_per_step
+        first = (step * self.world_size + self.rank) * per
         relabel = self.cfg.data.relabel_train
-        return [self.exp.task("train", step * per + j, relabel=relabel) for j in range(per)]
+        return [self.exp.task("train", first + j, relabel=relabel) for j in range(per)]
+
+    def _reduce(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``reduce_means`` of several tensors at once (one all-reduce), returned in float64 on the CPU."""
+        flat = torch.cat([v.detach().reshape(-1).to(self.exp.device, torch.float64) for v in stats.values()])
+        flat = self.reduce_means(flat).cpu()
+        sizes = [v.numel() for v in stats.values()]
+        return {k: part.reshape(v.shape) for (k, v), part in zip(stats.items(), flat.split(sizes), strict=True)}
 
     def primal_dual_step(self, tasks: list) -> dict:
         """One primal Adam step on the Lagrangian and one projected dual ascent step (Algorithm 1)."""
@@ -88,30 +113,28 @@ class MetaTrainer:
         if self.cfg.trainer.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.trainer.grad_clip)
         self.optimizer.step()
-        slacks = self.reduce_slacks(slacks.detach())
+        layers = {name: value / len(terms) for name, value in _layer_sums(terms).items()}
+        means = self._reduce({"lagrangian": lagrangian, "loss": objective, "slacks": slacks, **layers})
         if self.constrained:
-            self.duals.update(slacks)
+            self.duals.update(means["slacks"])
         self.step += 1
-        return {
-            "step": self.step,
-            "lagrangian": lagrangian.item(),
-            "loss": objective.item(),
-            "slacks": slacks.tolist(),
-            "lambda": self.duals.value.tolist(),
-            **_layer_means(terms),
-        }
+        row = {"step": self.step, **{name: value.tolist() for name, value in means.items()}}
+        return {**row, "lambda": self.duals.value.tolist()}
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """Mean held-out loss and accuracy at W_L over the fixed validation tasks."""
+        """Mean held-out loss and accuracy at W_L over the fixed validation tasks (split across workers)."""
         self.model.eval()
         relabel = self.cfg.data.relabel_train
-        tasks = (self.exp.task("val", i, relabel=relabel) for i in range(self.cfg.trainer.val_tasks))
-        terms = [self.exp.task_terms(self.model, task) for task in tasks]
-        loss = sum(t.objective.item() for t in terms) / len(terms)
+        indices = range(self.rank, self.cfg.trainer.val_tasks, self.world_size)
+        terms = [self.exp.task_terms(self.model, self.exp.task("val", i, relabel=relabel)) for i in indices]
+        loss = torch.stack([t.objective.detach() for t in terms]).sum()
+        sums = self._reduce({"count": torch.tensor(float(len(terms))), "loss": loss, **_layer_sums(terms)})
+        count = sums.pop("count")  # sums of per-worker sums / W; dividing by the count / W gives the global mean
+        layers = {key: (value / count).tolist() for key, value in sums.items()}
+        loss = layers.pop("loss")
         if not math.isfinite(loss):
             raise TrainingError(f"non-finite validation loss at step {self.step}; lower trainer.lr and rerun")
-        layers = _layer_means(terms)
         finals = {f"val_{key[len('layer_'):]}": value[-1] for key, value in layers.items() if key.startswith("layer_")}
         return {"val_loss": loss, **finals, **{f"val_{key}": value for key, value in layers.items()}}
 
@@ -125,18 +148,19 @@ class MetaTrainer:
         bar = tqdm(total=tcfg.steps, initial=self.step, desc="meta-training", disable=not progress, unit="step")
         with _interrupt_saves(self, checkpoint_dir):
             while self.step < tcfg.steps:
+                start = time.perf_counter()
                 row = self.primal_dual_step(self.train_tasks(self.step))
+                self.step_seconds += time.perf_counter() - start
                 if self.step % tcfg.val_every == 0 or self.step == tcfg.steps:
                     last_val = self._validate_and_select()
                     row.update(last_val)
                 self.log(row)
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{self.best_val:.3f}")
-                if checkpoint_dir and self.step % tcfg.checkpoint_every == 0:
-                    self.save(checkpoint_dir / "last.pt")
+                if self.step % tcfg.checkpoint_every == 0 and self.step < tcfg.steps:
+                    self.checkpoint(checkpoint_dir)
         bar.close()
-        if checkpoint_dir:
-            self.save(checkpoint_dir / "last.pt")  # the final state (and best.pt), before loading the best model
+        self.checkpoint(checkpoint_dir)  # the final state (and best.pt), before loading the best model
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return last_val
@@ -171,7 +195,10 @@ class MetaTrainer:
             best_tmp.replace(path.parent / "best.pt")
 
     def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.exp.device, weights_only=False)
+        self.load_state(torch.load(path, map_location=self.exp.device, weights_only=False))
+
+    def load_state(self, state: dict) -> None:
+        """Restore what ``state()`` returned."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.duals.load_state_dict(state["duals"])

@@ -115,10 +115,15 @@ def choose_hyper(exp: Experiment, name: str, rounds: int) -> tuple[dict[str, flo
     return tune_baseline(exp, name, rounds), batch, label
 
 
+def _message_shape(exp: Experiment, tasks: list) -> tuple[int, int]:
+    """(directed edges, averaged over these tasks' graphs; floats per vector, (d+1) C)."""
+    edges = round(sum(directed_edges(exp.shift_for(t)) for t in tasks) / len(tasks))
+    return edges, exp.sampler.num_features * exp.sampler.num_classes
+
+
 def communication_cost(exp: Experiment, name: str, rounds: int, tasks: list) -> dict[str, int]:
     """Nominal communication of baseline ``name`` on these tasks' graphs (mean directed-edge count)."""
-    edges = round(sum(directed_edges(exp.shift_for(t)) for t in tasks) / len(tasks))
-    floats = exp.sampler.num_features * exp.sampler.num_classes
+    edges, floats = _message_shape(exp, tasks)
     clients = exp.cfg.num_agents - 1 if exp.cfg.model.server else exp.cfg.num_agents
     return communication(name, rounds, edges, floats, clients, baseline_settings(exp.cfg)).as_dict()
 
@@ -135,7 +140,7 @@ def evaluate_baseline(exp: Experiment, name: str, tasks: list, relabelled: list,
     hyper = dict(chosen)
     if batch is not None:
         hyper["batch"] = batch
-    if method.star or name == "dfedavgm":
+    if method.local_steps:
         hyper["local_steps"] = exp.cfg.eval.local_steps
     if method.star:
         hyper["clients_per_round"] = exp.cfg.eval.clients_per_round
@@ -191,8 +196,7 @@ def evaluate(exp: Experiment, model: UnrolledDGD, n_async: int | None = None) ->
     other = evaluate_unrolled(exp, model, relabelled, n_async)
     rounds = max(model.rounds, 1)
     baselines = evaluate_baselines(exp, tasks, relabelled, rounds, n_async)
-    edges = round(sum(directed_edges(exp.shift_for(t)) for t in tasks) / len(tasks))
-    floats = exp.sampler.num_features * exp.sampler.num_classes
+    edges, floats = _message_shape(exp, tasks)
     summary = {
         "method": "unrolling" if cfg.constraints.kind == "none" else "surf",
         "rounds": model.rounds,

@@ -52,7 +52,8 @@ def plot_communication(summary: dict, path: Path) -> None:
                 ax.axhline(base["accuracy"], ls=":", color="k", label=f"{name} ceiling ({base['rounds']} steps)")
             continue
         curve = base["per_round_accuracy"]
-        curves.append((name, list(range(len(curve))), curve, base.get("communication"), "-"))
+        label = f"{name} (paper preset)" if base.get("preset", "").startswith("paper") else name
+        curves.append((label, list(range(len(curve))), curve, base.get("communication"), "-"))
     for name, x, accuracy, cost, style in curves:
         axes[0].plot(x, accuracy, style, label=name, alpha=0.85, ms=4)
         if cost:

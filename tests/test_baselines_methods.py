@@ -106,3 +106,14 @@ def test_fedavg_uses_only_participants():
     local = -agent_gradients(w0[1:], task.x_train[1:], task.y_train[1:])  # every client's one-step model
     matches = [torch.allclose(curves.final[0, 0], local[i], atol=1e-6) for i in range(N - 1)]
     assert sum(matches) == 1
+
+
+@pytest.mark.parametrize("name", ["fedavg", "scaffold"])
+def test_server_without_participants_keeps_the_global_model(name):
+    """Every client dropped, the server up: nobody uploads, so the global model stays the server's W_0."""
+    task, shift, agents = _setup(name)
+    w0 = 0.1 * torch.randn(N, 6, 4, generator=torch.Generator().manual_seed(1))
+    server_only = StepConditions(active=torch.arange(N) == 0)
+    curves = run_baseline(name, task, shift, w0, 2, {"step": torch.tensor([0.5])}, agents=agents, settings=SETTINGS,
+                          schedule=lambda r: server_only)
+    assert torch.allclose(curves.final[0], w0[0].expand(N, 6, 4))

@@ -48,6 +48,7 @@ class BaselineSpec:
     stochastic: bool = False  # mini-batch gradients (batch = data.batch_size, SURF's streams)
     star: bool = False  # server-client: needs the star graph with the server at node 0
     vectors: int = 1  # vectors per message
+    local_steps: bool = False  # takes eval.local_steps local steps per round
     communicates: bool = True
     paper: dict[str, float] = field(default_factory=dict)  # the SURF paper's setting (may set "batch"); {} = none
     paper_note: str = ""
@@ -78,7 +79,7 @@ BASELINES: dict[str, BaselineSpec] = {
     "dfedavgm": BaselineSpec(
         lambda p, g, s: DFedAvgM(p, g["step"], g["momentum"], s.local_steps),
         "DFedAvgM: local heavy-ball SGD steps, then one gossip round",
-        {"step": LOCAL_STEPS, "momentum": (0.0, 0.5, 0.9)}, stochastic=True,
+        {"step": LOCAL_STEPS, "momentum": (0.0, 0.5, 0.9)}, stochastic=True, local_steps=True,
         paper={"step": 0.1, "momentum": 0.0},
         paper_note="paper code: first local step 0.1 per agent, then 0.001; its momentum was identically 0"),
     "diging": BaselineSpec(
@@ -92,14 +93,15 @@ BASELINES: dict[str, BaselineSpec] = {
     "fedavg": BaselineSpec(
         lambda p, g, s: FedAvg(p, g["step"], s.local_steps, s.clients_per_round),
         "FedAvg (star): participants' local SGD, server averages", {"step": LOCAL_STEPS}, stochastic=True,
-        star=True, paper_note="paper states no step size: tuned"),
+        star=True, local_steps=True, paper_note="paper states no step size: tuned"),
     "fedprox": BaselineSpec(
         lambda p, g, s: FedAvg(p, g["step"], s.local_steps, s.clients_per_round, prox=g["prox"]),
         "FedProx (star): FedAvg with a proximal term", {"step": LOCAL_STEPS, "prox": (0.01, 0.1, 1.0)},
-        stochastic=True, star=True, paper_note="paper states no step size: tuned"),
+        stochastic=True, star=True, local_steps=True, paper_note="paper states no step size: tuned"),
     "scaffold": BaselineSpec(
         lambda p, g, s: Scaffold(p, g["step"], s.local_steps, s.clients_per_round),
         "SCAFFOLD (star): control variates", {"step": LOCAL_STEPS}, stochastic=True, star=True, vectors=2,
+        local_steps=True,
         paper_note="paper states no step size: tuned"),
     "centralized": BaselineSpec(
         lambda p, g, s: Centralized(p, g["step"], g["momentum"]),

@@ -48,13 +48,11 @@ def _server_links(shift: torch.Tensor) -> torch.Tensor:
 
 def upload(step: NetworkStep, z: torch.Tensor, chosen: torch.Tensor, weight: float | None, channel: str
            ) -> torch.Tensor:
-    """The server's row becomes ``weight * sum_{i in P} z_i`` (``weight=None``: the mean over P; nothing if P is
+    """The server's row becomes ``weight * sum_{i in P} z_i`` (``weight=None``: the mean over P; zero if P is
     empty); every other row is unchanged. z is gridded (G, N, ...)."""
     n, members = chosen.shape[0], chosen.nonzero().flatten().cpu()
     clients = torch.arange(1, n)
-    if members.numel() == 0:
-        return z
-    scale = 1.0 / members.numel() if weight is None else weight
+    scale = 1.0 / max(members.numel(), 1) if weight is None else weight
     rows = torch.cat([torch.zeros_like(members), clients])
     cols = torch.cat([members, clients])
     values = torch.cat([torch.full((members.numel(),), scale), torch.ones(n - 1)])

@@ -92,7 +92,7 @@ class Relay:
         for reply in self.grid.send_and_receive(messages, timeout=self.job.round_timeout):
             s = shard_of_node[reply.metadata.src_node_id]
             if reply.has_error():
-                failed[s] = f"error: {reply.error.reason[:200]}"
+                failed[s] = "error: " + _last_line(reply.error.reason)
             else:
                 replies[s] = reply.content
         failed.update({s: "timeout" for s in sent if s not in replies and s not in failed})
@@ -203,6 +203,12 @@ class Relay:
         result.grad_norm = cat["grad2"].sum(1).sqrt()
         result.history = cat.get("history")
         result.ledger.close_round("report", self.job.steps, 0, time.perf_counter() - start, 0)
+
+
+def _last_line(reason: str) -> str:
+    """The informative end of a ClientApp error (Ray wraps the exception message in its traceback)."""
+    lines = [line.strip() for line in reason.rstrip("'>").splitlines() if line.strip()]
+    return lines[-1][-200:] if lines else "unknown error"
 
 
 def server_app(jobs: list[Job], results: list[JobResult], num_nodes: int, wait: float = 120.0) -> Any:

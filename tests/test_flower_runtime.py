@@ -11,9 +11,11 @@ import yaml
 from surf.asynchrony import draw_active
 from surf.baselines.dgd import run_dgd
 from surf.config import from_dict, to_dict
+from surf.errors import ConfigError
 from surf.experiment import Experiment
 from surf.network import StepConditions
 from surf.runtime.flower.accounting import Ledger
+from surf.runtime.flower.deploy import check_decentralizable, deploy_jobs, summarize
 from surf.runtime.flower.node import ShardSpec
 from surf.runtime.flower.relay import Job
 from surf.unrolled import initial_weights
@@ -53,6 +55,7 @@ class Setup:
         self.tasks = [self.exp.task(s, i, relabel=r) for s, i, r in TASKS]
         self.shift = self.exp.shift_for(self.tasks[0])
         self.yaml = yaml.safe_dump(to_dict(self.cfg))
+        self.dropping = Experiment(from_dict(to_dict(self.cfg), ["eval.n_async=2", "trainer.val_tasks=4"]))
 
     def active(self, task, layer):
         return draw_active(N, N_ASYNC, self.cfg.seed, *task.key, "layer", layer, 0)
@@ -90,8 +93,10 @@ def flower():
     jobs.append(setup.job("dgd", 4, method="dgd", step_size=0.3, momentum=0.5))
     jobs.append(setup.job("dsgd", N, method="dsgd", step_size=0.3))
     jobs.append(setup.job("fault", 1))
-    results = run_jobs(jobs, client_mods=[fault])
-    return setup, {job.name: result for job, result in zip(jobs, results, strict=True)}
+    deployed, setup.deploy_steps = deploy_jobs(setup.dropping, setup.model, 4, num_tasks=2)
+    results = run_jobs(jobs + deployed, client_mods=[fault])
+    setup.deploy = (deployed, results[len(jobs):])
+    return setup, {job.name: result for job, result in zip(jobs, results[: len(jobs)], strict=True)}
 
 
 @pytest.mark.parametrize("per_node,drops", SHARDINGS)
@@ -149,3 +154,27 @@ def test_ledger_totals():
     assert summary["per_edge"] == [{"src": 0, "dst": 1, "messages": 2, "bytes": 150},
                                    {"src": 1, "dst": 0, "messages": 1, "bytes": 10}]
     assert summary["seconds_per_round"] == 1.0
+
+
+def test_deploy_summary_matches_vectorized_evaluation(flower):
+    """surf deploy's jobs (SURF + tuned DGD, heavy-ball, DSGD; 2 dropped agents per layer) through the relay."""
+    from surf.evaluate import evaluate_unrolled
+
+    setup, _ = flower
+    jobs, results = setup.deploy
+    summary = summarize(setup.dropping, jobs, results, setup.deploy_steps, 1.0, 4, 2)
+    exp = setup.dropping
+    plain = evaluate_unrolled(exp, setup.model, [exp.task("test", i) for i in range(2)], n_async=2)
+    assert summary["per_layer"]["accuracy"] == pytest.approx(plain["accuracy"], abs=1e-5)
+    assert summary["per_layer"]["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-4)
+    assert set(summary["baselines"]) == {"dgd", "dgd_momentum", "dsgd"}
+    assert summary["baselines"]["dgd"]["rounds"] == LAYERS * HOPS
+    runtime = summary["runtime"]
+    assert runtime["nodes"] == 3 and runtime["jobs"]["surf"]["scheduled_drops"] == 2 * LAYERS * 4
+    assert runtime["jobs"]["surf"]["communication"]["messages"] > 0
+
+
+def test_batchnorm_across_agents_is_refused():
+    cfg = from_dict(to_dict(_config()), ["model.variant=paper", "model.batchnorm=true"])
+    with pytest.raises(ConfigError, match="batchnorm"):
+        check_decentralizable(Experiment(cfg))

@@ -63,7 +63,7 @@ def _rule(spec: ShardSpec, experiment: Any, theta: dict[str, torch.Tensor] | Non
 def shard_of(context: Any) -> Shard:
     """The node's shard, rebuilt from ``Context.state`` when this process has not seen it yet."""
     spec = ShardSpec.from_json(context.state["spec"]["spec"])
-    key = (spec.job, tuple(spec.agents))
+    key = (spec.uid, tuple(spec.agents))
     if key not in _SHARDS:
         if len(_SHARDS) >= CACHE_SIZE:
             _SHARDS.pop(next(iter(_SHARDS)))

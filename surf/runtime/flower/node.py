@@ -42,6 +42,7 @@ class ShardSpec:
     momentum: float = 0.0
     steps: int = 0  # dgd / dsgd rounds
     keep_history: bool = False  # keep every layer's model for the final report (tests, audits)
+    uid: str = ""  # unique per relay run: processes cache shards by (uid, agents)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

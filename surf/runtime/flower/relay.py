@@ -11,6 +11,7 @@ engine) and the report lists it.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +65,7 @@ class Relay:
 
     def __init__(self, grid: Any, node_ids: list[int], job: Job) -> None:
         n, m = job.shift.shape[0], job.agents_per_node
-        self.grid, self.job = grid, job
+        self.grid, self.job, self.uid = grid, job, uuid.uuid4().hex
         self.shards = [list(range(s, min(s + m, n))) for s in range(0, n, m)]
         if len(self.shards) > len(node_ids):
             raise ValueError(f"{len(self.shards)} nodes needed, {len(node_ids)} available")
@@ -132,7 +133,7 @@ class Relay:
 
         def make(s: int) -> Any:
             spec = ShardSpec(job.name, job.config_yaml, job.method, job.tasks, self.shards[s], self.columns[s],
-                             job.async_mode, job.step_size, job.momentum, job.steps, job.keep_history)
+                             job.async_mode, job.step_size, job.momentum, job.steps, job.keep_history, self.uid)
             rows = job.shift[self.shards[s]][:, self.columns[s]]
             content = RecordDict({"spec": ConfigRecord({"spec": spec.to_json()}), "rows": to_record({"rows": rows})})
             if job.theta is not None:

@@ -17,7 +17,9 @@ from surf.runtime.flower.node import Outbox, Shard, ShardSpec
 
 _SHARDS: dict[tuple[str, tuple[int, ...]], Shard] = {}
 _EXPERIMENTS: dict[str, Any] = {}
+_TASKS: dict[tuple[str, tuple], Any] = {}
 CACHE_SIZE = 4096  # shards kept per process (one per node and job)
+TASK_CACHE = 256  # full tasks kept per process
 
 
 def to_record(tensors: dict[str, torch.Tensor]) -> Any:
@@ -49,6 +51,16 @@ def _experiment(config_yaml: str) -> Any:
     return _EXPERIMENTS[config_yaml]
 
 
+def _task(config_yaml: str, experiment: Any, key: tuple[str, int, bool]) -> Any:
+    """A full task, built once per process (every shard slices its own rows)."""
+    if (config_yaml, key) not in _TASKS:
+        if len(_TASKS) >= TASK_CACHE:
+            _TASKS.pop(next(iter(_TASKS)))
+        split, index, relabel = key
+        _TASKS[config_yaml, key] = experiment.task(split, index, relabel=relabel).to("cpu")
+    return _TASKS[config_yaml, key]
+
+
 def _rule(spec: ShardSpec, experiment: Any, theta: dict[str, torch.Tensor] | None) -> Any:
     from surf.runtime.flower.rules import GradientRule, UnrolledRule
 
@@ -70,7 +82,9 @@ def shard_of(context: Any) -> Shard:
         experiment = _experiment(spec.config_yaml)
         theta = from_record(context.state["theta"]) if "theta" in context.state else None
         rows = from_record(context.state["rows"])["rows"]
-        _SHARDS[key] = Shard(spec, rows, _rule(spec, experiment, theta), experiment)
+        tasks = [_task(spec.config_yaml, experiment, key) for key in spec.tasks]
+        _SHARDS[key] = Shard(spec, rows, _rule(spec, experiment, theta), tasks, experiment.cfg.seed,
+                             experiment.cfg.model.w0_std)
     return _SHARDS[key]
 
 

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from surf.graph_filter import aggregate
 from surf.problems.softmax import agent_accuracies, agent_gradients, agent_losses
 from surf.unrolled import batch_indices, initial_weights
+
+if TYPE_CHECKING:
+    from surf.data.tasks import Task
 
 Outbox = dict[int, torch.Tensor]  # agent id -> its message, (T, d+1, C) for the node's T tasks
 
@@ -55,15 +59,16 @@ class ShardSpec:
 
 
 class Shard:
-    """The immutable side of a node: its spec, rule, data rows and rows of S (built once per process and job)."""
+    """The immutable side of a node: its spec, rule, data rows and rows of S (built once per process and job).
 
-    def __init__(self, spec: ShardSpec, rows: torch.Tensor, rule: object, experiment: object) -> None:
-        self.spec, self.rows, self.rule = spec, rows, rule
-        cfg = experiment.cfg
-        self.seed, self.w0_std = cfg.seed, cfg.model.w0_std
+    ``tasks`` are the full tasks (shared by every shard of the process); the node keeps and uses its own rows only.
+    """
+
+    def __init__(self, spec: ShardSpec, rows: torch.Tensor, rule: Any, tasks: list[Task], seed: int,
+                 w0_std: float) -> None:
+        self.spec, self.rows, self.rule, self.tasks = spec, rows, rule, tasks
+        self.seed, self.w0_std = seed, w0_std
         self.agents = torch.tensor(spec.agents)
-        self.tasks = [experiment.task(split, index, relabel=relabel).to("cpu")
-                      for split, index, relabel in spec.tasks]
         self.data = [(t.x_train[self.agents], t.y_train[self.agents], t.x_test[self.agents], t.y_test[self.agents])
                      for t in self.tasks]
         self.num_layers = rule.steps

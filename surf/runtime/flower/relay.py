@@ -142,7 +142,7 @@ class Relay:
 
         replies, failed = self._send("query.setup", make)
         if failed:
-            raise RuntimeError(f"flower runtime: nodes failed at setup: {failed}")
+            raise RuntimeError(_failure("at setup", failed))
         self._collect(replies)
         self.result.ledger.close_round("setup", 0, 0, time.perf_counter() - start, self._uplink(replies))
 
@@ -196,7 +196,7 @@ class Relay:
         replies, failed = self._send(
             "query.report", lambda s: RecordDict({"report": ConfigRecord({"dropped": sorted(self.lost[s])})}))
         if failed:
-            raise RuntimeError(f"flower runtime: nodes failed to report: {failed}")
+            raise RuntimeError(_failure("to report", failed))
         metrics = [from_record(replies[s]["metrics"]) for s in range(len(self.shards))]
         cat = {key: torch.cat([m[key] for m in metrics], dim=1) for key in metrics[0]}  # agents: dim 1
         result = self.result
@@ -204,6 +204,11 @@ class Relay:
         result.grad_norm = cat["grad2"].sum(1).sqrt()
         result.history = cat.get("history")
         result.ledger.close_round("report", self.job.steps, 0, time.perf_counter() - start, 0)
+
+
+def _failure(when: str, failed: dict[int, str]) -> str:
+    node, reason = next(iter(sorted(failed.items())))
+    return f"flower runtime: {len(failed)} node(s) failed {when}; node {node}: {reason}"
 
 
 def _last_line(reason: str) -> str:

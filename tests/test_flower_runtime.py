@@ -178,3 +178,12 @@ def test_batchnorm_across_agents_is_refused():
     cfg = from_dict(to_dict(_config()), ["model.variant=paper", "model.batchnorm=true"])
     with pytest.raises(ConfigError, match="batchnorm"):
         check_decentralizable(Experiment(cfg))
+
+
+def test_deploy_cli_errors_are_one_line(tmp_path, capsys):
+    from surf.cli import main
+
+    assert main(["deploy", str(tmp_path), "--scenario", "lost:3"]) == 2
+    assert "expected dropped:K" in capsys.readouterr().err
+    assert main(["deploy", str(tmp_path)]) == 2
+    assert "no trained model" in capsys.readouterr().err

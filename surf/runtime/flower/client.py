@@ -9,8 +9,10 @@ tasks); on a real deployment the same ClientApp would read the node's local data
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import numpy as np
 import torch
 
 from surf.runtime.flower.node import Outbox, Shard, ShardSpec
@@ -32,6 +34,30 @@ def to_record(tensors: dict[str, torch.Tensor]) -> Any:
 def from_record(record: Any) -> dict[str, torch.Tensor]:
     """Flower ArrayRecord -> tensors."""
     return {key: torch.from_numpy(array.numpy().copy()) for key, array in record.items()}
+
+
+def save_state(context: Any, state: dict[str, torch.Tensor]) -> None:
+    """The node state -> ``Context.state``: one packed byte Array plus its layout (one serialization per call)."""
+    from flwr.app import Array, ArrayRecord, ConfigRecord
+
+    layout, chunks, offset = {}, [], 0
+    for key, value in state.items():
+        raw = value.detach().cpu().contiguous().numpy().tobytes()
+        layout[key] = [str(value.dtype).removeprefix("torch."), list(value.shape), offset, len(raw)]
+        chunks.append(raw)
+        offset += len(raw)
+    context.state["model"] = ArrayRecord({"packed": Array(np.frombuffer(b"".join(chunks), dtype=np.uint8))})
+    context.state["layout"] = ConfigRecord({"layout": json.dumps(layout)})
+
+
+def load_state(context: Any) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`save_state`."""
+    packed = context.state["model"]["packed"].numpy()
+    state = {}
+    for key, (dtype, shape, offset, size) in json.loads(context.state["layout"]["layout"]).items():
+        values = np.frombuffer(packed[offset: offset + size].tobytes(), dtype=np.dtype(dtype))
+        state[key] = torch.from_numpy(values.copy()).reshape(shape)
+    return state
 
 
 def outbox_record(outbox: Outbox) -> Any:
@@ -101,7 +127,7 @@ def _setup(message: Any, context: Any) -> Any:
         del context.state["theta"]
     state: dict[str, torch.Tensor] = {}
     outbox = shard_of(context).setup(state)
-    context.state["model"] = to_record(state)
+    save_state(context, state)
     return Message(RecordDict({"outbox": outbox_record(outbox)}), reply_to=message)
 
 
@@ -116,19 +142,19 @@ def _hop(message: Any, context: Any) -> Any:
                for key, flags in message.content["present"].items()}
     inactive = list(hop["inactive"])
     inactive_mask = torch.tensor(inactive, dtype=torch.bool).view(-1, num_tasks) if inactive else None
-    state = from_record(context.state["model"])
+    state = load_state(context)
     outbox = shard.hop(state, int(hop["layer"]), int(hop["k"]), inbox, present, inactive_mask,
                        set(hop["dropped"]))
-    context.state["model"] = to_record(state)
+    save_state(context, state)
     return Message(RecordDict({"outbox": outbox_record(outbox)}), reply_to=message)
 
 
 def _report(message: Any, context: Any) -> Any:
     from flwr.app import Message, RecordDict
 
-    state = from_record(context.state["model"])
+    state = load_state(context)
     metrics = shard_of(context).finish(state, set(message.content["report"]["dropped"]))
-    context.state["model"] = to_record(state)
+    save_state(context, state)
     return Message(RecordDict({"metrics": to_record(metrics)}), reply_to=message)
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``surf run CONFIG``, ``surf eval RUN_DIR``, ``surf features``, ``surf list``.
+"""Command line: ``surf run CONFIG``, ``surf eval RUN_DIR``, ``surf deploy RUN_DIR``, ``surf features``, ``surf list``.
 
 Errors in user input (config, data, graph) print one line and exit 2; numerical failures exit 1.
 """
@@ -8,8 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from surf.errors import ConfigError, SurfError
+
+if TYPE_CHECKING:  # heavy modules are imported inside the commands, so `surf --help` stays instant
+    from surf.experiment import Experiment
+    from surf.unrolled import UnrolledDGD
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,6 +33,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir")
     ev.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     ev.add_argument("--out", help="write summary.json and plots here (default: print only)")
+    dep = sub.add_parser("deploy", help="evaluate a trained run with agents as Flower clients on the graph")
+    dep.add_argument("run_dir")
+    dep.add_argument("--runtime", choices=["flower"], default="flower", help="agent runtime (default flower)")
+    dep.add_argument("--agents-per-node", type=int, default=1, metavar="M", help="agents per Flower node")
+    dep.add_argument("--scenario", metavar="dropped:K", help="K agents dropped per layer (= -o eval.n_async=K)")
+    dep.add_argument("--tasks", type=int, help="meta-test tasks (default eval.test_tasks), plus relabelled twins")
+    dep.add_argument("--round-timeout", type=float, help="seconds a relay round waits; late nodes are dropped")
+    dep.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    dep.add_argument("--out", help="run directory (default runs/<name>_flower)")
     sub.add_parser("list", help="show topologies, task generators and bundled configs")
     feat = sub.add_parser("features", help="train a CNN on MNIST / CIFAR-10 files and cache image features as .npz")
     feat.add_argument("--dataset", required=True, choices=["mnist", "cifar10"])
@@ -56,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval(args)
         if args.command == "features":
             return cmd_features(args)
+        if args.command == "deploy":
+            return cmd_deploy(args)
         return cmd_list()
     except SurfError as exc:
         print(f"surf: error: {exc}", file=sys.stderr)
@@ -102,20 +118,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def load_trained(run_dir: str, overrides: list[str]) -> tuple[Experiment, UnrolledDGD]:
+    """The experiment of a finished run (config + overrides) and its best model."""
     import torch
 
     from surf import config as config_mod
-    from surf.family import build_family, family_report
+    from surf.family import build_family
     from surf.rundir import RunDir
 
-    source = RunDir(args.run_dir)
+    source = RunDir(run_dir)
     best = source.checkpoints / "best.pt"
     if not best.exists():
         raise ConfigError(f"no trained model at {best}; train first with `surf run CONFIG --out {source.path}`")
-    cfg = config_mod.load(source.config, args.override)
+    cfg = config_mod.load(source.config, overrides)
     exp = build_family(cfg)
-    report = family_report(cfg)
     model = exp.build_model()
     state = torch.load(best, map_location=exp.device, weights_only=False)
     try:
@@ -123,10 +139,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except RuntimeError:
         raise ConfigError("the trained model's shapes do not fit the overridden config (the paper variant "
                           "depends on d, C and batch size; the compact one does not)") from None
+    return exp, model
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from surf.family import family_report
+    from surf.rundir import RunDir
+
+    exp, model = load_trained(args.run_dir, args.override)
+    report = family_report(exp.cfg)
     summary = report.evaluate(exp, model, None, False)
     if args.out:
         out = RunDir(args.out)
-        out.prepare(cfg, resume=False)
+        out.prepare(exp.cfg, resume=False)
         out.write_summary(summary)
         report.write_plots(summary, [], out.plots)
     print(report.format_table(summary))
@@ -150,6 +175,34 @@ def cmd_features(args: argparse.Namespace) -> int:
           f"{meta['feature_dim']} features; extractor accuracy train {meta['extractor_train_accuracy']:.4f}, "
           f"test {meta['extractor_test_accuracy']:.4f}")
     print(f"surf: use it with -o data.source=npz -o data.path={out} (the test split becomes the meta-test pool)")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from surf.plots import write_plots
+    from surf.rundir import RunDir, git_sha
+    from surf.runtime.flower.accounting import plot_communication
+    from surf.runtime.flower.deploy import deploy
+
+    overrides = list(args.override)
+    if args.scenario:
+        kind, _, count = args.scenario.partition(":")
+        if kind != "dropped" or not count.isdigit():
+            raise ConfigError(f"--scenario {args.scenario!r}: expected dropped:K (K agents dropped per layer)")
+        overrides.append(f"eval.n_async={count}")
+    exp, model = load_trained(args.run_dir, overrides)
+    out = RunDir(args.out or REPO / "runs" / f"{exp.cfg.name}_flower")
+    if out.path.exists() and any(out.path.iterdir()):
+        raise ConfigError(f"run directory {out.path} is not empty; choose another --out")
+    summary = deploy(exp, model, args.agents_per_node, args.tasks or exp.cfg.eval.test_tasks, args.round_timeout)
+    summary["git_sha"] = git_sha()
+    out.prepare(exp.cfg, resume=False)
+    out.write_summary(summary)
+    write_plots(summary, [], out.plots)
+    plot_communication({name: job["communication"] for name, job in summary["runtime"]["jobs"].items()},
+                       out.plots / "communication.png")
+    print(format_table(summary))
+    print(format_runtime(summary["runtime"]))
     return 0
 
 
@@ -211,6 +264,19 @@ def _bytes(count: int) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1000
     return f"{count:.1f} GB"
+
+
+def format_runtime(runtime: dict) -> str:
+    """Communication and drops of a Flower deployment, one line per method."""
+    lines = [f"flower runtime: {runtime['nodes']} nodes x {runtime['agents_per_node']} agents, "
+             f"{runtime['ray_actors']} Ray actors, {runtime['wall_seconds']:.1f} s"]
+    for name, job in runtime["jobs"].items():
+        com = job["communication"]
+        failed = sorted({(d["step"], d["node"]) for d in job["dropped"]})
+        lines.append(f"  {name:14s} {com['communication_rounds']:>3} rounds  {com['messages']:>8} messages  "
+                     f"{com['bytes'] / 1e6:>9.2f} MB  {com['seconds_per_round']:.3f} s/round  "
+                     f"scheduled drops {job['scheduled_drops']}, failed (step, node) {failed or 'none'}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

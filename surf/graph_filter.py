@@ -15,9 +15,12 @@ Transmit = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 def aggregate(shift: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """One round: ``S @ Z`` for z of shape (N, ...) (trailing dims flattened for the sparse matmul)."""
+    """One round: ``S @ Z`` for z of shape (N, ...) (trailing dims flattened for the sparse matmul).
+
+    ``shift`` may also be some agents' rows over the columns they hear from, (M, N'), z (N', ...) -> (M, ...).
+    """
     flat = z.reshape(z.shape[0], -1)
-    return torch.matmul(shift, flat).reshape(z.shape)
+    return torch.matmul(shift, flat).reshape(shift.shape[0], *z.shape[1:])
 
 
 def graph_filter(

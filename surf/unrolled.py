@@ -184,17 +184,34 @@ class UnrolledDGD(nn.Module):
             no_self[0, SERVER] = 0.0
             taps = taps.unsqueeze(1) * no_self
         filtered = network.filter(w, taps)  # eq. 12, K rounds
-        xb, yb = gather_batch(task.x_train, task.y_train, idx)
-        step = self.steps[layer]
-        if isinstance(step, PaperStep):
-            update = step(w, xb, yb)
-        else:
-            full = self.cfg.local_gradient == "full"
-            grad = agent_gradients(w, task.x_train, task.y_train) if full else agent_gradients(w, xb, yb)
-            update = step(w, grad, delta, filtered - w)
+        update = self.local_step(layer, w, delta, filtered, task.x_train, task.y_train, idx)
         if server is not None:  # eq. 13: the server applies no local step
             update = update * (~server).view(-1, 1, 1)
         return filtered - update  # eq. 11
+
+    def local_step(
+        self,
+        layer: int,
+        w: torch.Tensor,
+        delta: torch.Tensor,
+        filtered: torch.Tensor,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        idx: torch.Tensor,
+    ) -> torch.Tensor:
+        """The learned update ``step_l`` of layer ``layer`` (0-based) for any set of agents' rows (eq. 11).
+
+        Everything here is agent-local: the agents' own models ``w`` and previous updates ``delta``, their filter
+        outputs ``filtered`` (for the consensus gap), their own data and mini-batch indices ``idx`` (rows, B).
+        The vectorized engine calls it on all N rows at once, a Flower node on the rows of its own agents.
+        """
+        xb, yb = gather_batch(x_train, y_train, idx)
+        step = self.steps[layer]
+        if isinstance(step, PaperStep):
+            return step(w, xb, yb)
+        full = self.cfg.local_gradient == "full"
+        grad = agent_gradients(w, x_train, y_train) if full else agent_gradients(w, xb, yb)
+        return step(w, grad, delta, filtered - w)
 
     def _server_mask(self, task: Task) -> torch.Tensor | None:
         if not self.cfg.server:

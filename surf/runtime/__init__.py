@@ -1,1 +1,2 @@
-"""Runtimes that execute the shared engine on other machinery (``ray_train``: data-parallel meta-training)."""
+"""Runtimes that execute the shared engine on other machinery: real federated clients (``flower/``) and
+data-parallel meta-training (``ray_train``)."""

@@ -1,0 +1,77 @@
+"""Communication accounting from the real Flower messages: per edge and per round, messages and serialized bytes.
+
+An edge is a directed pair of nodes (src -> dst) whose agents are graph neighbours; with one agent per node it is
+an edge of the communication graph. A neighbour's message counts once per receiving node, with the size of the
+serialized Flower ``Array`` the relay forwards (``len(Array.data)``: the array's bytes plus its header).
+Messages between agents of the same node never leave the node and are not counted.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Ledger:
+    """Forwarded neighbour messages, keyed by (round, src node, dst node), and the wall time of every round."""
+
+    edges: dict[tuple[int, int, int], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    rounds: list[dict] = field(default_factory=list)  # {"round", "kind", "layer", "hop", "seconds", "uplink_bytes"}
+
+    def add(self, round_index: int, src: int, dst: int, nbytes: int) -> None:
+        entry = self.edges[(round_index, src, dst)]
+        entry[0] += 1
+        entry[1] += nbytes
+
+    def close_round(self, kind: str, layer: int, hop: int, seconds: float, uplink_bytes: int) -> int:
+        """Record a finished round; returns the index of the next one."""
+        self.rounds.append({"round": len(self.rounds), "kind": kind, "layer": layer, "hop": hop,
+                            "seconds": seconds, "uplink_bytes": uplink_bytes})
+        return len(self.rounds)
+
+    def summary(self) -> dict:
+        """Totals, per-round and per-edge message and byte counts (JSON-ready)."""
+        per_round: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        per_edge: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+        for (round_index, src, dst), (messages, nbytes) in self.edges.items():
+            for table, key in ((per_round, round_index), (per_edge, (src, dst))):
+                table[key][0] += messages
+                table[key][1] += nbytes
+        rounds = [{**r, "messages": per_round[r["round"]][0], "bytes": per_round[r["round"]][1]} for r in self.rounds]
+        communication = [r for r in rounds if r["kind"] in ("hop", "prime")]
+        return {
+            "messages": sum(m for m, _ in per_edge.values()),
+            "bytes": sum(b for _, b in per_edge.values()),
+            "uplink_bytes": sum(r["uplink_bytes"] for r in rounds),
+            "communication_rounds": len(communication),
+            "seconds_per_round": sum(r["seconds"] for r in communication) / max(len(communication), 1),
+            "per_round": rounds,
+            "per_edge": [{"src": s, "dst": d, "messages": m, "bytes": b}
+                         for (s, d), (m, b) in sorted(per_edge.items())],
+        }
+
+
+def plot_communication(summaries: dict[str, dict], path: Path) -> None:
+    """Bytes per communication round and the distribution of bytes per edge, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, summary in summaries.items():
+        rounds = [r for r in summary["per_round"] if r["kind"] in ("hop", "prime")]
+        axes[0].plot(range(1, len(rounds) + 1), [r["bytes"] / 1e6 for r in rounds], "o-", ms=3, label=name)
+        axes[1].hist([e["bytes"] / 1e6 for e in summary["per_edge"]], bins=30, alpha=0.6, label=name)
+    axes[0].set_xlabel("communication round")
+    axes[0].set_ylabel("neighbour messages relayed (MB)")
+    axes[1].set_xlabel("MB per edge over the run")
+    axes[1].set_ylabel("edges")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,132 @@
+"""``surf deploy RUN_DIR --runtime flower``: evaluate a trained model on meta-test tasks through Flower.
+
+SURF and the baselines (DGD, heavy-ball DGD, DSGD; steps tuned on validation tasks by the vectorized engine) run
+through the same relay, with the same agents per node, tasks, W_0 and dropped-agent schedule. Every message carries
+all meta-test tasks (plain and relabelled) at once, so a layer costs K communication rounds whatever the number of
+tasks. The summary has the layout of ``surf run`` plus a ``runtime`` section (accounting, drops, wall time).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import yaml
+
+from surf.asynchrony import draw_active
+from surf.config import to_dict
+from surf.errors import ConfigError
+from surf.evaluate import tune_dgd
+from surf.experiment import Experiment
+from surf.runtime.flower.relay import Job, JobResult
+from surf.unrolled import UnrolledDGD
+
+
+def check_decentralizable(exp: Experiment) -> None:
+    """Refuse what cannot run as independent agents, with the fix in one line."""
+    model = exp.cfg.model
+    if model.variant == "paper" and model.batchnorm:
+        raise ConfigError("model.batchnorm=true normalizes across agents (authors' code) and cannot run on separate "
+                          "Flower nodes; deploy a compact model or a paper model trained with model.batchnorm=false")
+    if model.server:
+        raise ConfigError("model.server=true (star/FL mode) is not supported by the Flower runtime; use the "
+                          "vectorized engine (surf eval) for star mode")
+    if model.hops < 1:
+        raise ConfigError("model.hops=0 has no communication to relay; use surf eval")
+
+
+def _schedule(exp: Experiment, tasks: list, kind: str) -> object | None:
+    """Scheduled drops as in ``surf eval`` (repetition 0): (N, T) inactive agents at step t."""
+    cfg = exp.cfg
+    if cfg.eval.n_async == 0:
+        return None
+
+    def inactive(step: int) -> torch.Tensor:
+        return torch.stack([~draw_active(cfg.num_agents, cfg.eval.n_async, cfg.seed, *task.key, kind, step, 0)
+                            for task in tasks], dim=1)
+
+    return inactive
+
+
+def deploy_jobs(exp: Experiment, model: UnrolledDGD, agents_per_node: int, num_tasks: int,
+                round_timeout: float | None = None) -> tuple[list[Job], dict]:
+    """The SURF job and the baseline jobs for the first ``num_tasks`` meta-test tasks (plus their relabelled twins)."""
+    check_decentralizable(exp)
+    cfg = exp.cfg
+    keys = [("test", i, relabel) for relabel in (False, True) for i in range(num_tasks)]
+    tasks = [exp.task(split, index, relabel=relabel) for split, index, relabel in keys]
+    shift = exp.shift_for(tasks[0]).to_dense().cpu()
+    common = {"config_yaml": yaml.safe_dump(to_dict(cfg)), "shift": shift, "tasks": keys,
+              "agents_per_node": agents_per_node, "async_mode": cfg.eval.async_mode, "round_timeout": round_timeout}
+    theta = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    rounds = model.rounds
+    jobs = [Job("surf", method="surf", theta=theta, steps=cfg.model.layers, hops=cfg.model.hops,
+                inactive=_schedule(exp, tasks, "layer"), **common)]
+    steps = {}
+    for name, method, momentum in (("dgd", "dgd", False), ("dgd_momentum", "dgd", True), ("dsgd", "dsgd", False)):
+        step, mu = tune_dgd(exp, rounds, momentum) if name != "dsgd" else (steps["dgd"][0], 0.0)
+        steps[name] = (step, mu)
+        jobs.append(Job(name, method=method, steps=rounds, step_size=step, momentum=mu,
+                        inactive=_schedule(exp, tasks, "round"), **common))
+    return jobs, steps
+
+
+def _split(values: torch.Tensor, num_tasks: int) -> tuple[list[float], list[float]]:
+    """(steps + 1, 2T) -> mean over the plain tasks and over the relabelled twins, per step."""
+    return values[:, :num_tasks].mean(1).tolist(), values[:, num_tasks:].mean(1).tolist()
+
+
+def summarize(exp: Experiment, jobs: list[Job], results: list[JobResult], steps: dict, wall: float,
+              agents_per_node: int, num_actors: int) -> dict:
+    """A ``surf run``-style summary from the relayed results, plus the runtime's accounting and drops."""
+    cfg = exp.cfg
+    num_tasks = len(jobs[0].tasks) // 2
+    surf = results[0]
+    per, rel = {}, {}
+    for metric, values in (("accuracy", surf.accuracy), ("loss", surf.loss), ("grad_norm", surf.grad_norm)):
+        per[metric], rel[metric] = _split(values, num_tasks)
+    norms = surf.grad_norm[:, :num_tasks]
+    baselines = {}
+    for job, result in zip(jobs[1:], results[1:], strict=True):
+        acc, acc_rel = _split(result.accuracy, num_tasks)
+        loss, _ = _split(result.loss, num_tasks)
+        baselines[job.name] = {"accuracy": acc[-1], "accuracy_relabelled": acc_rel[-1], "loss": loss[-1],
+                               "rounds": job.steps, "step_size": steps[job.name][0], "per_round_accuracy": acc,
+                               "per_round_loss": loss}
+        if job.name == "dgd_momentum":
+            baselines[job.name]["momentum"] = steps[job.name][1]
+    nodes = -(-cfg.num_agents // agents_per_node)
+    return {
+        "method": "unrolling" if cfg.constraints.kind == "none" else "surf",
+        "rounds": cfg.model.layers * cfg.model.hops,
+        "final": {"accuracy": per["accuracy"][-1], "loss": per["loss"][-1],
+                  "accuracy_relabelled": rel["accuracy"][-1],
+                  "accuracy_std": surf.accuracy[-1, :num_tasks].std().item() if num_tasks > 1 else 0.0},
+        "per_layer": per,
+        "per_layer_relabelled": rel,
+        "descent_fraction": (norms[1:] < norms[:-1]).float().mean().item(),
+        "eval": {"test_tasks": num_tasks, "n_async": cfg.eval.n_async, "async_mode": cfg.eval.async_mode},
+        "baselines": baselines,
+        "runtime": {
+            "name": "flower", "backend": "ray", "agents_per_node": agents_per_node, "nodes": nodes,
+            "ray_actors": num_actors, "wall_seconds": wall,
+            "jobs": {job.name: {"seconds": result.seconds, "scheduled_drops": result.scheduled_drops,
+                                "dropped": result.dropped, "communication": result.ledger.summary()}
+                     for job, result in zip(jobs, results, strict=True)},
+        },
+    }
+
+
+def deploy(exp: Experiment, model: UnrolledDGD, agents_per_node: int, num_tasks: int,
+           round_timeout: float | None = None, num_actors: int = 2) -> dict:
+    """Run SURF and the baselines through Flower (Ray simulation engine) and summarize."""
+    from surf.runtime.flower.simulation import run_jobs
+
+    if agents_per_node < 1:
+        raise ConfigError(f"--agents-per-node={agents_per_node} must be >= 1")
+    if not 1 <= num_tasks <= exp.cfg.eval.test_tasks:
+        raise ConfigError(f"--tasks={num_tasks} must be in [1, eval.test_tasks={exp.cfg.eval.test_tasks}]")
+    jobs, steps = deploy_jobs(exp, model, agents_per_node, num_tasks, round_timeout)
+    start = time.perf_counter()
+    results = run_jobs(jobs, num_actors=num_actors)
+    return summarize(exp, jobs, results, steps, time.perf_counter() - start, agents_per_node, num_actors)

@@ -1,0 +1,48 @@
+"""Run relay jobs in Flower's simulation engine on the Ray backend, in-process and offline.
+
+``flwr run`` would build and reinstall the app; ``run_simulation`` runs the same ServerApp and ClientApp objects in
+this process (ServerApp in a thread, ClientApps in Ray actors) with telemetry and the update check switched off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from surf.runtime.flower.relay import Job, JobResult, server_app
+
+OFFLINE_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "RAY_USAGE_STATS_ENABLED": "0",
+               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run_jobs(jobs: list[Job], num_actors: int = 2, client_mods: list | None = None,
+             verbose: bool = False) -> list[JobResult]:
+    """Run ``jobs`` one after the other in one Flower simulation; nodes = the most any job needs.
+
+    ``num_actors`` Ray actors (one CPU each) execute the ClientApps of all nodes in turn.
+    """
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    from flwr.simulation import run_simulation
+
+    from surf.runtime.flower.client import client_app
+
+    num_nodes = max(-(-job.shift.shape[0] // job.agents_per_node) for job in jobs)
+    results: list[JobResult] = []
+    backend_config = {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {"num_cpus": num_actors, "num_gpus": 0, "include_dashboard": False,
+                      "logging_level": logging.INFO if verbose else logging.ERROR, "log_to_driver": verbose},
+    }
+    flwr_logger = logging.getLogger("flwr")
+    level = flwr_logger.level
+    if not verbose:
+        flwr_logger.setLevel(logging.ERROR)
+    try:
+        run_simulation(server_app=server_app(jobs, results, num_nodes), client_app=client_app(client_mods),
+                       num_supernodes=num_nodes, backend_config=backend_config, verbose_logging=verbose)
+    finally:
+        flwr_logger.setLevel(level)
+    if len(results) != len(jobs):
+        raise RuntimeError(f"flower simulation ended after {len(results)} of {len(jobs)} jobs")
+    return results

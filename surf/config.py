@@ -96,6 +96,8 @@ class TrainerConfig:
     val_every: int = 50
     val_tasks: int = 16
     checkpoint_every: int = 50
+    scenario: str | None = None  # robust training: a stress scenario applied to meta-train/val tasks (`surf list`)
+    scenario_severity: float | None = None  # its severity; None = the scenario's representative severity
 
 
 @dataclass

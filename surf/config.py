@@ -40,6 +40,7 @@ class DataConfig:
     partition: str = "imbalanced"  # imbalanced (paper) | dirichlet | iid | pathological
     dirichlet_alpha: float = 0.7
     classes_per_agent: int = 2  # for pathological
+    classes: list[int] | None = None  # classes tasks may use (e.g. meta-train on 0-4, stress on 5-9); None = all
     train_per_agent: int = 45
     test_per_agent: int = 15
     batch_size: int = 10  # mini-batch per agent per layer

@@ -236,3 +236,16 @@ def test_unknown_scenario_name_suggests(tmp_path):
     path.write_text("severities: [0]\nperturbation: []\n")
     with pytest.raises(ConfigError, match="unknown keys"):
         load_scenario(str(path))
+
+
+def test_class_split_for_unseen_classes():
+    from surf import config as config_mod
+    from surf.data import TaskSampler
+
+    base = config_mod.from_dict({"num_agents": 6, "data": {"train_per_agent": 8, "test_per_agent": 4}})
+    seen = TaskSampler(load_scenario("unseen_classes").bind("0,1,2,3,4").config(base)).task("train", 0)
+    unseen = TaskSampler(load_scenario("unseen_classes").bind("5,6,7,8,9").config(base)).task("test", 0)
+    assert set(seen.y_train.unique().tolist()) <= {0, 1, 2, 3, 4}
+    assert set(unseen.y_test.unique().tolist()) | set(unseen.y_train.unique().tolist()) <= {5, 6, 7, 8, 9}
+    with pytest.raises(ConfigError, match="data.classes"):
+        TaskSampler(config_mod.from_dict({"data": {"classes": [3, 12]}}))

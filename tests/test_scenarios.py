@@ -249,3 +249,15 @@ def test_class_split_for_unseen_classes():
     assert set(unseen.y_test.unique().tolist()) | set(unseen.y_train.unique().tolist()) <= {5, 6, 7, 8, 9}
     with pytest.raises(ConfigError, match="data.classes"):
         TaskSampler(config_mod.from_dict({"data": {"classes": [3, 12]}}))
+
+
+@pytest.mark.parametrize("name", sorted(scenario_paths()))
+def test_every_bundled_severity_compiles(name):
+    """Each bundled scenario builds its network at every severity (e.g. sparse time-varying graphs may be
+    disconnected)."""
+    scenario, task = load_scenario(name), make_task(n=100, m=2, m_test=1)
+    for severity in scenario.severities:
+        schedule = scenario.bind(severity).schedule(_ctx(task), torch.eye(100).to_sparse_csr())
+        if schedule is not None:
+            assert schedule(1).shift is None or schedule(1).shift.shape == (100, 100)
+            schedule(2)

@@ -1,8 +1,8 @@
 """Dropped (asynchronous) agents: at a layer, n_async agents neither update nor send (paper Sec. 4, Fig. 4).
 
 Neighbours of a dropped agent use the value it last transmitted (``stale``, paper text) or receive zeros (``zero``,
-authors' code). Masks are tensors over agents; no Python loops over agents, and recorded layer outputs are never
-modified in place.
+authors' code). A straggler's messages arrive late: its neighbours receive what it sent ``delay`` steps earlier.
+Masks are tensors over agents; no Python loops over agents, and recorded layer outputs are never modified in place.
 """
 
 from __future__ import annotations
@@ -29,26 +29,41 @@ def draw_active(num_agents: int, n_async: int, seed: int, *key: object, protect:
 
 
 class MessageBuffer:
-    """What every agent last transmitted at each hop, used to fill in for dropped agents.
+    """What every agent transmitted at each hop: the last message (fills in for dropped agents) and, when some
+    agents straggle, a short history of past messages (what their neighbours receive late).
 
     Before any layer the buffer is empty; an agent dropped at the very first layer is taken to have transmitted
-    its initial values at setup, so its stale message equals what it would have sent.
+    its initial values at setup, so its stale message equals what it would have sent. Likewise a message older
+    than the first step is the first one sent.
     """
 
     def __init__(self, mode: str) -> None:
         if mode not in ("stale", "zero"):
             raise ValueError(f"unknown async mode {mode!r}")
         self.mode = mode
-        self.last: dict[int, torch.Tensor] = {}
+        self.last: dict[int | str, torch.Tensor] = {}
+        self.history: dict[int | str, list[torch.Tensor]] = {}  # channel -> sent messages, oldest first
 
-    def transmitter(self, active: torch.Tensor) -> Transmit:
-        """A ``transmit(k, z)`` hook for one layer with the given active-agent mask."""
-        def transmit(hop: int, z: torch.Tensor) -> torch.Tensor:
-            keep = active.to(device=z.device).view(-1, *([1] * (z.dim() - 1)))
-            fill = torch.zeros_like(z) if self.mode == "zero" else self.last.get(hop, z)
-            sent = torch.where(keep, z, fill)
-            if self.mode == "stale":
-                self.last[hop] = sent
-            return sent
+    def transmitter(self, active: torch.Tensor | None, delay: torch.Tensor | None = None) -> Transmit:
+        """A ``transmit(k, z)`` hook for one step with the given active-agent mask and per-agent delays."""
+        def transmit(hop: int | str, z: torch.Tensor) -> torch.Tensor:
+            sent = z
+            if active is not None:
+                keep = active.to(device=z.device).view(-1, *([1] * (z.dim() - 1)))
+                fill = torch.zeros_like(z) if self.mode == "zero" else self.last.get(hop, z)
+                sent = torch.where(keep, z, fill)
+                if self.mode == "stale":
+                    self.last[hop] = sent
+            return self._delayed(hop, sent, delay) if delay is not None else sent
 
         return transmit
+
+    def _delayed(self, hop: int | str, sent: torch.Tensor, delay: torch.Tensor) -> torch.Tensor:
+        """Agent i's message from ``delay[i]`` steps ago (clamped to the oldest kept), gathered without loops."""
+        past = self.history.setdefault(hop, [])
+        past.append(sent)
+        depth = int(delay.max()) + 1
+        del past[:-depth]
+        stacked = torch.stack(past[::-1])  # index j = sent j steps ago
+        ago = delay.to(sent.device).clamp(max=len(past) - 1)
+        return stacked[ago, torch.arange(sent.shape[0], device=sent.device)]

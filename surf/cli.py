@@ -1,4 +1,4 @@
-"""Command line: ``surf run CONFIG``, ``surf eval RUN_DIR``, ``surf deploy RUN_DIR``, ``surf features``, ``surf list``.
+"""Command line: ``surf run | eval | stress | deploy | features | list``.
 
 Errors in user input (config, data, graph) print one line and exit 2; numerical failures exit 1.
 """
@@ -8,13 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from surf.errors import ConfigError, SurfError
-
-if TYPE_CHECKING:  # heavy modules are imported inside the commands, so `surf --help` stays instant
-    from surf.experiment import Experiment
-    from surf.unrolled import UnrolledDGD
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +37,6 @@ def _parser() -> argparse.ArgumentParser:
     dep.add_argument("--round-timeout", type=float, help="seconds a relay round waits; late nodes are dropped")
     dep.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     dep.add_argument("--out", help="run directory (default runs/<name>_flower)")
-    sub.add_parser("list", help="show topologies, task generators and bundled configs")
     feat = sub.add_parser("features", help="train a CNN on MNIST / CIFAR-10 files and cache image features as .npz")
     feat.add_argument("--dataset", required=True, choices=["mnist", "cifar10"])
     feat.add_argument("--root", required=True, help="folder with the official files (nothing is downloaded)")
@@ -58,6 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     feat.add_argument("--seed", type=int, default=0)
     feat.add_argument("--force", action="store_true", help="rebuild even if --out was built with these settings")
     feat.add_argument("--quiet", action="store_true", help="no progress bar")
+    st = sub.add_parser("stress", help="trained runs and tuned baselines across a stress scenario's severities")
+    st.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="trained run(s), compared on the same drops")
+    st.add_argument("--scenario", nargs="+", required=True, metavar="NAME", help="scenario(s), see `surf list`")
+    st.add_argument("--severity", nargs="+", metavar="S", help="severities (default: the scenario's)")
+    st.add_argument("--repeats", type=int, default=20, help="repetitions per task and severity (default 20)")
+    st.add_argument("--tasks", type=int, help="meta-test tasks (default: eval.test_tasks of the first run)")
+    st.add_argument("--baselines", nargs="*", default=["dgd", "dgd_momentum"], help="tuned baselines to stress")
+    st.add_argument("--matrix", action="store_true",
+                    help="train x test matrix: every run at each scenario's representative severity")
+    st.add_argument("--out", help="output folder (default RUN_DIR/stress)")
+    st.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("list", help="show topologies, task generators, stress scenarios and bundled configs")
     return parser
 
 
@@ -72,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_features(args)
         if args.command == "deploy":
             return cmd_deploy(args)
+        if args.command == "stress":
+            return cmd_stress(args)
         return cmd_list()
     except SurfError as exc:
         print(f"surf: error: {exc}", file=sys.stderr)
@@ -118,32 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_trained(run_dir: str, overrides: list[str]) -> tuple[Experiment, UnrolledDGD]:
-    """The experiment of a finished run (config + overrides) and its best model."""
-    import torch
-
-    from surf import config as config_mod
-    from surf.family import build_family
-    from surf.rundir import RunDir
-
-    source = RunDir(run_dir)
-    best = source.checkpoints / "best.pt"
-    if not best.exists():
-        raise ConfigError(f"no trained model at {best}; train first with `surf run CONFIG --out {source.path}`")
-    cfg = config_mod.load(source.config, overrides)
-    exp = build_family(cfg)
-    model = exp.build_model()
-    state = torch.load(best, map_location=exp.device, weights_only=False)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError:
-        raise ConfigError("the trained model's shapes do not fit the overridden config (the paper variant "
-                          "depends on d, C and batch size; the compact one does not)") from None
-    return exp, model
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from surf.family import family_report
+    from surf.family import family_report, load_trained
     from surf.rundir import RunDir
 
     exp, model = load_trained(args.run_dir, args.override)
@@ -179,6 +163,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from surf.family import load_trained
     from surf.plots import write_plots
     from surf.rundir import RunDir, git_sha
     from surf.runtime.flower.accounting import plot_communication
@@ -206,6 +191,37 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stress(args: argparse.Namespace) -> int:
+    from surf.scenarios import load_scenario, parse_severity
+    from surf.stress import StressBench, matrix, matrix_table, stress_table, write_matrix, write_stress
+
+    scenarios = [load_scenario(name) for name in args.scenario]  # bad names fail before any model is loaded
+    severities = [parse_severity(text) for text in args.severity] if args.severity else None
+    if severities is not None:
+        if args.matrix or len(scenarios) > 1:
+            raise ConfigError("--severity needs exactly one --scenario and no --matrix (the matrix uses each "
+                              "scenario's representative severity)")
+        for severity in severities:
+            scenarios[0].bind(severity)
+    if args.tasks is not None and args.tasks < 1:
+        raise ConfigError(f"--tasks={args.tasks} must be >= 1")
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats={args.repeats} must be >= 1")
+    bench = StressBench(args.run_dirs, args.baselines, args.tasks)
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "stress"
+    if args.matrix:
+        result = matrix(bench, scenarios, args.repeats, progress=not args.quiet)
+        write_matrix(result, out)
+        print(matrix_table(result) + f"surf: wrote {out / 'matrix.json'} and {out / 'matrix.md'}")
+        return 0
+    for scenario in scenarios:
+        result = bench.run(scenario, severities, args.repeats, progress=not args.quiet)
+        plot = write_stress(result, out)
+        print(stress_table(result) + f"surf: {result['seconds']:.0f} s; wrote {out / 'stress.json'}, "
+              f"{out / 'stress.md'} and {plot}")
+    return 0
+
+
 def cmd_list() -> int:
     from surf.data import PARTITIONS, SOURCES
     from surf.topology import GSOS, list_topologies
@@ -219,6 +235,11 @@ def cmd_list() -> int:
         print(f"  {name:22s} {text}")
     print("data sources (data.source):")
     for name, text in SOURCES.items():
+        print(f"  {name:22s} {text}")
+    from surf.scenarios import list_scenarios
+
+    print("stress scenarios (surf stress --scenario, trainer.scenario):")
+    for name, text in list_scenarios().items():
         print(f"  {name:22s} {text}")
     print("configs (simulations/):")
     for path in sorted((REPO / "simulations").glob("*.yaml")):

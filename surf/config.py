@@ -40,6 +40,7 @@ class DataConfig:
     partition: str = "imbalanced"  # imbalanced (paper) | dirichlet | iid | pathological
     dirichlet_alpha: float = 0.7
     classes_per_agent: int = 2  # for pathological
+    classes: list[int] | None = None  # classes tasks may use (e.g. meta-train on 0-4, stress on 5-9); None = all
     train_per_agent: int = 45
     test_per_agent: int = 15
     batch_size: int = 10  # mini-batch per agent per layer
@@ -99,6 +100,8 @@ class TrainerConfig:
     workers: int = 1  # data-parallel Ray Train workers (docs/distributed.md); each draws tasks_per_step tasks a step
     device: str | None = None  # auto | cpu | cuda for the run, over the top-level device; None = use that one
     max_failures: int = 1  # with workers > 1: restarts from the last checkpoint after a worker dies
+    scenario: str | None = None  # robust training: a stress scenario applied to meta-train/val tasks (`surf list`)
+    scenario_severity: float | None = None  # its severity; None = the scenario's representative severity
 
 
 @dataclass

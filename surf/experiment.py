@@ -11,8 +11,9 @@ from surf.data import Task, TaskSampler
 from surf.errors import ConfigError
 from surf.family import TaskTerms
 from surf.problems.softmax import agent_accuracies, agent_losses
+from surf.scenarios import TrainingScenario
 from surf.topology import build_topology
-from surf.unrolled import UnrolledDGD
+from surf.unrolled import SERVER, UnrolledDGD
 
 SHIFT_CACHE = 64  # per-task graphs kept when topology.resample_per_task
 
@@ -38,6 +39,7 @@ class Experiment:
         self.topology = build_topology(cfg.topology, cfg.num_agents, cfg.seed)  # validates connectivity early
         self._shift = self.topology.shift.to(self.device)
         self._task_shifts: dict[tuple, torch.Tensor] = {}
+        self.training_scenario = TrainingScenario.from_config(cfg, SERVER if cfg.model.server else None)
 
     def task(self, split: str, index: int, relabel: bool = False) -> Task:
         return self.sampler.task(split, index, relabel=relabel).to(self.device)
@@ -74,9 +76,16 @@ class Experiment:
         return self.cfg.model.layers
 
     def task_terms(self, model: torch.nn.Module, task: Task) -> TaskTerms:
-        """Unroll ``model`` on ``task``: held-out loss at W_L, descent-constraint slacks, per-layer accuracy/loss."""
+        """Unroll ``model`` on ``task``: held-out loss at W_L, descent-constraint slacks, per-layer accuracy/loss.
+
+        With ``trainer.scenario`` (robust training) the scenario perturbs the task and its network.
+        """
         cfg, agents = self.cfg, self.data_agents()
-        trajectory = model(task, self.shift_for(task), cfg.seed)
+        shift, schedule = self.shift_for(task), None
+        if self.training_scenario is not None:
+            task, schedule = self.training_scenario.apply(task, shift)
+        mode = self.training_scenario.bound.async_mode if self.training_scenario is not None else "stale"
+        trajectory = model(task, shift, cfg.seed, schedule, mode)
         losses = agent_losses(trajectory.weights[-1], task.x_test, task.y_test)
         with torch.no_grad():
             stacked = torch.stack(trajectory.weights)

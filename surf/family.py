@@ -84,3 +84,25 @@ def family_report(cfg: Config) -> FamilyReport:
 
     return FamilyReport(lambda exp, model, run_path, progress: evaluate_decentralized(exp, model),
                         format_table, write_plots, describe)
+
+
+def load_trained(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[TaskFamily, torch.nn.Module]:
+    """The family of a finished run (its config plus ``overrides``) and its best model, in eval mode."""
+    from surf import config as config_mod
+    from surf.errors import ConfigError
+    from surf.rundir import RunDir
+
+    source = RunDir(run_dir)
+    best = source.checkpoints / "best.pt"
+    if not best.exists():
+        raise ConfigError(f"no trained model at {best}; train first with `surf run CONFIG --out {source.path}`")
+    exp = build_family(config_mod.load(source.config, overrides))
+    model = exp.build_model()
+    state = torch.load(best, map_location=exp.device, weights_only=False)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise ConfigError("the trained model's shapes do not fit the overridden config (the paper variant "
+                          "depends on d, C and batch size; the compact one does not)") from None
+    model.eval()
+    return exp, model

@@ -24,6 +24,7 @@ class StepConditions:
 
     active: torch.Tensor | None = None  # (N,) bool: agents that update and send at this step
     shift: torch.Tensor | None = None  # the GSO used at this step (time-varying graph, failed links); None = S
+    delay: torch.Tensor | None = None  # (N,) int64: agent i's messages arrive delay[i] steps late (stragglers)
 
 
 Schedule = Callable[[int], StepConditions]  # step t = 1, 2, ... -> conditions at that step
@@ -45,15 +46,17 @@ class Network:
         """The network at step ``t`` (1-based)."""
         conditions = self.schedule(t) if self.schedule is not None else StepConditions()
         shift = conditions.shift if conditions.shift is not None else self.shift
-        return NetworkStep(self, shift, conditions.active)
+        return NetworkStep(self, shift, conditions.active, conditions.delay)
 
 
 class NetworkStep:
     """Communication primitives at one step."""
 
-    def __init__(self, network: Network, shift: torch.Tensor, active: torch.Tensor | None) -> None:
+    def __init__(self, network: Network, shift: torch.Tensor, active: torch.Tensor | None,
+                 delay: torch.Tensor | None = None) -> None:
         self.network, self.shift, self.active = network, shift, active
-        self.transmit = network.buffer.transmitter(active) if active is not None else None
+        plain = active is None and delay is None
+        self.transmit = None if plain else network.buffer.transmitter(active, delay)
 
     def aggregate(self, z: torch.Tensor, channel: int | str = 1) -> torch.Tensor:
         """One communication round ``S_t @ sent(z)``; ``channel`` separates the stale buffers of distinct messages

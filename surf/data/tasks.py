@@ -121,6 +121,12 @@ class TaskSampler:
         self._available = {
             split: np.bincount(labels[idx], minlength=self.num_classes) >= 2 for split, idx in self.pool_indices.items()
         }
+        if data.classes is not None:  # a class split: tasks draw only these classes
+            if len(set(data.classes)) < 2 or not all(0 <= c < self.num_classes for c in data.classes):
+                raise ConfigError(f"data.classes={data.classes} must list at least 2 distinct classes in "
+                                  f"0..{self.num_classes - 1}")
+            allowed = np.isin(np.arange(self.num_classes), data.classes)
+            self._available = {split: available & allowed for split, available in self._available.items()}
         self.num_features = int(self._x.shape[1])
         self.num_agents = cfg.num_agents
 

@@ -55,36 +55,39 @@ class Learned:
 
 # ---------------------------------------------------------------- baselines: the one place that calls them
 
-BASELINES: dict[str, bool] = {"dgd": False, "dgd_momentum": True}  # name -> tuned with heavy-ball momentum
-
-
 def tune_baselines(exp: Experiment, names: list[str], rounds: int) -> dict[str, dict]:
-    """Each baseline's settings, tuned on the clean validation tasks at ``rounds`` communication rounds."""
-    from surf.evaluate import tune_dgd
+    """Each baseline's hyper-parameters and mini-batch size, chosen on the clean validation tasks at ``rounds``
+    communication rounds (or the paper preset under ``eval.baseline_preset=paper``), as in ``surf run``."""
+    from surf.baselines import BASELINES
+    from surf.evaluate import choose_hyper
 
     tuned = {}
     for name in names:
         if name not in BASELINES:
             raise ConfigError(f"unknown baseline '{name}' for --baselines (valid: {', '.join(BASELINES)})")
-        step, momentum = tune_dgd(exp, rounds, BASELINES[name])
-        tuned[name] = {"step_size": step, "momentum": momentum}
+        if BASELINES[name].star and not exp.cfg.model.server:
+            raise ConfigError(f"--baselines {name} is a server-client method: it needs a star-mode run")
+        hyper, batch, _ = choose_hyper(exp, name, rounds)
+        tuned[name] = {"hyper": hyper, "batch": batch}
     return tuned
 
 
 def run_baselines(exp: Experiment, tuned: dict[str, dict], task: Any, shift: torch.Tensor,
                   schedule: ScenarioSchedule | None, rounds: int, rounds_per_step: int, mode: str) -> dict[str, float]:
-    """Final held-out accuracy of every tuned baseline on one (perturbed) task, all in one vectorized DGD pass."""
-    from surf.baselines.dgd import run_dgd
+    """Final held-out accuracy of every tuned baseline on one (perturbed) task, all under the same schedule."""
+    from surf.baselines import run_baseline
+    from surf.evaluate import baseline_settings
 
-    if not tuned:
-        return {}
     cfg = exp.cfg
-    steps = torch.tensor([t["step_size"] for t in tuned.values()])
-    momenta = torch.tensor([t["momentum"] for t in tuned.values()])
     per_round = schedule.per_round(rounds_per_step) if schedule is not None else None
-    curves = run_dgd(task, shift, initial_weights(task, cfg.seed, cfg.model.w0_std), rounds, steps, momenta,
-                     exp.data_agents(), per_round, mode)
-    return {name: curves.accuracy[g, -1].item() for g, name in enumerate(tuned)}
+    w0 = initial_weights(task, cfg.seed, cfg.model.w0_std)
+    finals = {}
+    for name, chosen in tuned.items():
+        grid = {k: torch.tensor([v]) for k, v in chosen["hyper"].items()}
+        curves = run_baseline(name, task, shift, w0, rounds, grid, agents=exp.data_agents(), schedule=per_round,
+                              async_mode=mode, seed=cfg.seed, batch=chosen["batch"], settings=baseline_settings(cfg))
+        finals[name] = curves.accuracy[0, -1].item()
+    return finals
 
 
 # ---------------------------------------------------------------- the bench

@@ -38,3 +38,12 @@ def task():
 @pytest.fixture
 def shift():
     return ring_shift().to_sparse_csr()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread (a second one only adds contention on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

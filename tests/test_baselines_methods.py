@@ -14,12 +14,7 @@ N = 7
 SETTINGS = Settings(local_steps=2, clients_per_round=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def star_shift(n=N):

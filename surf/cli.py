@@ -1,4 +1,4 @@
-"""Command line: ``surf run CONFIG``, ``surf eval RUN_DIR``, ``surf list``.
+"""Command line: ``surf run CONFIG``, ``surf eval RUN_DIR``, ``surf sweep CONFIG``, ``surf report DIR``, ``surf list``.
 
 Errors in user input (config, data, graph) print one line and exit 2; numerical failures exit 1.
 """
@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from surf.errors import ConfigError, SurfError
+from surf.errors import SurfError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,6 +28,16 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir")
     ev.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     ev.add_argument("--out", help="write summary.json and plots here (default: print only)")
+    sw = sub.add_parser("sweep", help="run every cell of a sweep config (matrix of overrides); skips finished cells")
+    sw.add_argument("config", help="sweep YAML, e.g. simulations/fig4_async.yaml")
+    sw.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="applied to every cell, last, e.g. -o data.source=npz -o data.path=features/cifar10.npz")
+    sw.add_argument("--out", help="sweep directory (default runs/sweeps/<sweep name>[__<overrides>])")
+    sw.add_argument("--store", help="where trained cells live, shared by sweeps (default runs/trained)")
+    sw.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
+    sw.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep = sub.add_parser("report", help="aggregate a sweep directory into report.md and plots/*.png")
+    rep.add_argument("sweep_dir")
     sub.add_parser("list", help="show topologies, task generators and bundled configs")
     return parser
 
@@ -39,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "eval":
             return cmd_eval(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
+        if args.command == "report":
+            return cmd_report(args)
         return cmd_list()
     except SurfError as exc:
         print(f"surf: error: {exc}", file=sys.stderr)
@@ -50,63 +64,34 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from surf import config as config_mod
-    from surf.evaluate import evaluate
-    from surf.experiment import Experiment
-    from surf.plots import write_plots
-    from surf.rundir import RunDir, git_sha
-    from surf.trainer import MetaTrainer, read_metrics
+    from surf.runner import train
 
     cfg = config_mod.load(args.config, args.override)
-    exp = Experiment(cfg)  # validates data and graph before anything is written
-    run = RunDir(args.out or REPO / "runs" / cfg.name)
-    run.prepare(cfg, args.resume)
-    trainer = MetaTrainer(exp, log=run.append_metrics)
-    if args.resume:
-        trainer.load(run.checkpoints / "last.pt")
-        run.truncate_metrics(trainer.step)
-    gap = exp.topology.spectral().get("spectral_gap")
-    print(f"surf: run directory {run.path} ({exp.device}, {sum(p.numel() for p in trainer.model.parameters()):,} "
-          f"parameters, graph '{cfg.topology.name}'" + (f", spectral gap {gap:.4f})" if gap is not None else ")"))
-    trainer.train(run.checkpoints, progress=not args.quiet)
-    summary = evaluate(exp, trainer.model)
-    summary["training"] = {"steps": trainer.step, "best_val_loss": trainer.best_val,
-                           "lambda": trainer.duals.value.tolist()}
-    summary["git_sha"] = git_sha()
-    run.write_summary(summary)
-    write_plots(summary, read_metrics(run.metrics), run.plots)
+    summary = train(cfg, Path(args.out) if args.out else REPO / "runs" / cfg.name, args.resume, not args.quiet)
     print(format_table(summary))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
+    from surf.runner import reevaluate, trained_config
 
-    from surf import config as config_mod
-    from surf.evaluate import evaluate
-    from surf.experiment import Experiment
-    from surf.plots import write_plots
-    from surf.rundir import RunDir
-
-    source = RunDir(args.run_dir)
-    best = source.checkpoints / "best.pt"
-    if not best.exists():
-        raise ConfigError(f"no trained model at {best}; train first with `surf run CONFIG --out {source.path}`")
-    cfg = config_mod.load(source.config, args.override)
-    exp = Experiment(cfg)
-    model = exp.build_model()
-    state = torch.load(best, map_location=exp.device, weights_only=False)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError:
-        raise ConfigError("the trained model's shapes do not fit the overridden config (the paper variant "
-                          "depends on d, C and batch size; the compact one does not)") from None
-    summary = evaluate(exp, model)
-    if args.out:
-        out = RunDir(args.out)
-        out.prepare(cfg, resume=False)
-        out.write_summary(summary)
-        write_plots(summary, [], out.plots)
+    cfg = trained_config(args.run_dir, args.override)
+    summary = reevaluate(args.run_dir, cfg, Path(args.out) if args.out else None)
     print(format_table(summary))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from surf.sweep import run_sweep
+
+    return run_sweep(args.config, args.out, args.store, args.override, dry_run=args.dry_run,
+                     progress=not args.quiet)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from surf.report import write_report
+
+    print(f"surf: wrote {write_report(Path(args.sweep_dir))}")
     return 0
 
 

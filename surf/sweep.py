@@ -26,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,19 +196,40 @@ class Sweep:
                 link.symlink_to(cell.path.resolve(), target_is_directory=True)
 
 
+@contextmanager
+def _cell_lock(cell: Cell):
+    """``<cell>.lock`` holding our pid while the cell runs, so two sweeps never run the same cell at once."""
+    lock = cell.path.with_name(cell.path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    if lock.exists():
+        pid = int(lock.read_text() or 0)
+        try:
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            lock.unlink()  # stale: its process is gone
+        else:
+            raise ConfigError(f"cell {cell.path} is being run by process {pid}; wait for it or stop that sweep")
+    lock.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def run_cell(cell: Cell, progress: bool) -> None:
     """Run one cell: skip if finished, resume a trained cell from its checkpoint, otherwise start clean."""
     from surf.runner import reevaluate, train
 
-    state = cell.state
-    if state == "finished":
+    if cell.done:
         return
-    if state == "todo" and cell.path.exists():
-        shutil.rmtree(cell.path)  # an interrupted cell without a checkpoint: nothing worth keeping
-    if cell.parent is None:
-        train(cell.cfg, cell.path, resume=state == "resume", progress=progress)
-    else:
-        reevaluate(cell.parent.path, cell.cfg, cell.path)
+    with _cell_lock(cell):
+        state = cell.state
+        if state == "todo" and cell.path.exists():
+            shutil.rmtree(cell.path)  # interrupted before its first checkpoint: nothing worth keeping
+        if cell.parent is None:
+            train(cell.cfg, cell.path, resume=state == "resume", progress=progress)
+        else:
+            reevaluate(cell.parent.path, cell.cfg, cell.path)
 
 
 def run_sweep(path: str | Path, out: str | Path | None = None, store: str | Path | None = None,

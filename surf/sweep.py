@@ -102,12 +102,16 @@ def _as_override(key: str, value: Any) -> str:
 
 
 def _expand(matrix: dict[str, list], include: list[dict], where: str) -> list[dict[str, Any]]:
-    """The cartesian product of ``matrix`` followed by the explicit ``include`` cells (duplicates dropped)."""
+    """The cartesian product of ``matrix`` followed by the explicit ``include`` cells (duplicates dropped).
+
+    Without a matrix, ``include`` lists every cell; with neither, the sweep has one cell: the base config."""
     if not isinstance(matrix, dict) or not all(isinstance(v, list) and v for v in matrix.values()):
         raise ConfigError(f"{where}: 'matrix' must map dotted keys to non-empty lists, e.g. seed: [0, 1]")
     if not isinstance(include, list) or not all(isinstance(c, dict) for c in include):
         raise ConfigError(f"{where}: 'include' must be a list of mappings of dotted keys to values")
     cells = [dict(zip(matrix, combo, strict=True)) for combo in itertools.product(*matrix.values())]
+    if not matrix and include:
+        cells = []  # only the explicit cells (an empty matrix alone means the one base cell)
     cells += [dict(c) for c in include]
     unique: list[dict] = []
     for cell in cells:
@@ -153,6 +157,8 @@ class Sweep:
         for overrides in _expand(spec.get("matrix", {}) or {}, spec.get("include", []) or [], str(self.path)):
             cfg = self._resolve(base, {**common, **overrides, **forced}, "cell " + cell_name(overrides))
             name = cell_name(overrides)
+            if any(cell.cfg == cfg for cell in self.cells):
+                continue  # the same resolved config as an earlier cell: one run
             self.cells.append(Cell(name, overrides, cfg, self._trained_dir(name, cfg)))
         evals = _expand(spec.get("eval_matrix", {}) or {}, spec.get("eval_include", []) or [], str(self.path))
         for cell in self.cells:

@@ -163,3 +163,11 @@ def test_interrupted_cell_without_checkpoint_restarts(tmp_path):
     assert cell.state == "todo"
     run_sweep(path, tmp_path / "out", tmp_path / "store", progress=False)
     assert cell.done
+
+
+def test_include_without_matrix_lists_every_cell_and_duplicates_run_once(tmp_path):
+    path = write_sweep(tmp_path, include=[{"constraints.kind": "gradient_norm"}, {"constraints.kind": "none"},
+                                          {"seed": 0}])  # seed 0 is the default: the same config as the first
+    sweep = Sweep(path, tmp_path / "out", tmp_path / "store")
+    assert [c.name for c in sweep.cells] == ["constraints.kind-gradient_norm", "constraints.kind-none"]
+    assert [c.name for c in Sweep(write_sweep(tmp_path), tmp_path / "o", tmp_path / "s").cells] == ["base"]

@@ -1,4 +1,5 @@
-"""Command line: ``surf run CONFIG``, ``surf eval RUN_DIR``, ``surf sweep CONFIG``, ``surf report DIR``, ``surf list``.
+"""Command line: ``surf run CONFIG``, ``surf eval RUN_DIR``, ``surf sweep CONFIG``, ``surf report DIR``,
+``surf features``, ``surf list``.
 
 Errors in user input (config, data, graph) print one line and exit 2; numerical failures exit 1.
 """
@@ -39,6 +40,21 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="aggregate a sweep directory into report.md and plots/*.png")
     rep.add_argument("sweep_dir")
     sub.add_parser("list", help="show topologies, task generators and bundled configs")
+    feat = sub.add_parser("features", help="train a CNN on MNIST / CIFAR-10 files and cache image features as .npz")
+    feat.add_argument("--dataset", required=True, choices=["mnist", "cifar10"])
+    feat.add_argument("--root", required=True, help="folder with the official files (nothing is downloaded)")
+    feat.add_argument("--out", help="feature file (default features/<dataset>_<arch>.npz)")
+    feat.add_argument("--arch", default="resnet18", choices=["resnet18", "small"],
+                      help="resnet18: CIFAR ResNet-18, 512 features (paper); small: 6-layer CNN, 128 features")
+    feat.add_argument("--epochs", type=int, default=10)
+    feat.add_argument("--batch-size", type=int, default=128)
+    feat.add_argument("--lr", type=float, default=0.05, help="SGD (Nesterov, cosine schedule) learning rate")
+    feat.add_argument("--limit", type=int, help="use only N training images (keyed random subset), for quick runs")
+    feat.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    feat.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    feat.add_argument("--seed", type=int, default=0)
+    feat.add_argument("--force", action="store_true", help="rebuild even if --out was built with these settings")
+    feat.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -53,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sweep(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "features":
+            return cmd_features(args)
         return cmd_list()
     except SurfError as exc:
         print(f"surf: error: {exc}", file=sys.stderr)
@@ -95,6 +113,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_features(args: argparse.Namespace) -> int:
+    import torch
+
+    from surf.experiment import resolve_device
+    from surf.features import FeatureSettings, build_features, default_out
+
+    settings = FeatureSettings(args.dataset, args.arch, args.epochs, args.batch_size, args.lr, limit=args.limit,
+                               seed=args.seed)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else default_out(REPO, settings)
+    meta = build_features(settings, args.root, out, resolve_device(args.device), not args.quiet, args.force)
+    verb = "reused (same settings; --force rebuilds)" if meta["reused"] else f"written in {meta['seconds']:.0f} s"
+    print(f"surf: {out} {verb}: {meta['train_images']} train / {meta['test_images']} test images, "
+          f"{meta['feature_dim']} features; extractor accuracy train {meta['extractor_train_accuracy']:.4f}, "
+          f"test {meta['extractor_test_accuracy']:.4f}")
+    print(f"surf: use it with -o data.source=npz -o data.path={out} (the test split becomes the meta-test pool)")
+    return 0
+
+
 def cmd_list() -> int:
     from surf.data import PARTITIONS, SOURCES
     from surf.topology import GSOS, list_topologies
@@ -127,12 +165,32 @@ def format_table(summary: dict) -> str:
         lines.append(f"{layer:>5} {layer * rounds_per_layer:>6} {per['accuracy'][layer]:>9.4f} "
                      f"{rel['accuracy'][layer]:>10.4f} {per['loss'][layer]:>9.4f} {per['grad_norm'][layer]:>10.4f}")
     lines.append(f"full-gradient norm decreased in {100 * summary['descent_fraction']:.1f}% of (task, layer) pairs")
-    lines.append("tuned baselines on the same tasks (step sizes chosen on validation tasks):")
+    comm = summary.get("communication")
+    if comm:
+        lines.append(f"communication: {comm['rounds']} rounds, {comm['messages']:,} messages, "
+                     f"{_bytes(comm['bytes'])}")
+    if "relative_accuracy" in summary:
+        lines.append(f"relative accuracy (/ centralized): {summary['relative_accuracy']:.4f}")
+    lines.append("baselines on the same tasks (hyper-parameters tuned on validation tasks unless marked 'paper'):")
     for name, base in summary["baselines"].items():
-        extra = f", momentum {base['momentum']:g}" if "momentum" in base else ""
+        hyper = base.get("hyper") or {"step": base["step_size"], **({"momentum": base["momentum"]}
+                                                                       if "momentum" in base else {})}
+        settings = ", ".join(f"{k} {v:g}" for k, v in hyper.items())
+        paper = " [paper preset]" if base.get("preset", "").startswith("paper") else ""
+        sent = f"  {_bytes(base['communication']['bytes']):>9}" if "communication" in base else ""
+        relative = f"  rel {base['relative_accuracy']:.3f}" if "relative_accuracy" in base else ""
         lines.append(f"  {name:14s} {base['rounds']:>4} rounds  accuracy {base['accuracy']:.4f}  relabelled "
-                     f"{base['accuracy_relabelled']:.4f}  (step {base['step_size']:g}{extra})")
+                     f"{base['accuracy_relabelled']:.4f}{relative}{sent}  ({settings}){paper}")
     return "\n".join(lines)
+
+
+def _bytes(count: int) -> str:
+    """A byte count in B / kB / MB / GB (powers of 1000)."""
+    for unit in ("B", "kB", "MB"):
+        if count < 1000:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"
 
 
 if __name__ == "__main__":

@@ -100,15 +100,22 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-    """Meta-test evaluation and the tuned DGD references."""
+    """Meta-test evaluation and the tuned baselines (``surf.baselines``; docs/baselines.md)."""
 
     test_tasks: int = 30
     n_async: int = 0  # agents per layer that neither update nor send
     async_mode: str = "stale"  # stale (paper text) | zero (authors' code)
     async_repeats: int = 1
-    dgd_steps: list[float] = field(default_factory=lambda: [0.03, 0.1, 0.3, 1.0, 3.0, 10.0])
-    momentum_grid: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.8, 0.9])
-    long_factor: int = 10  # also report DGD at long_factor x the unrolled rounds
+    dgd_steps: list[float] = field(default_factory=lambda: [0.03, 0.1, 0.3, 1.0, 3.0, 10.0])  # dgd/dsgd step grid
+    momentum_grid: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.8, 0.9])  # dgd_momentum's momenta
+    long_factor: int = 10  # also report the long_baselines at long_factor x the unrolled rounds
+    baselines: list[str] = field(default_factory=lambda: ["dgd", "dgd_momentum"])  # at the unrolled model's rounds
+    long_baselines: list[str] = field(default_factory=lambda: ["dgd"])  # reported as NAME_x{long_factor}
+    grids: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # e.g. {extra: {step: [0.1, 0.3]}}
+    baseline_preset: str = "tuned"  # tuned (grid search on validation tasks) | paper (SURF paper's settings)
+    local_steps: int = 6  # DFedAvgM / FedAvg / FedProx / SCAFFOLD local steps per round (paper DFedAvgM: 6)
+    clients_per_round: int = 10  # FedAvg / FedProx / SCAFFOLD participants per round (paper: 10 of 100)
+    centralized_rounds: int = 500  # gradient steps of the centralized ceiling (when "centralized" is listed)
 
 
 @dataclass
@@ -137,6 +144,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "constraints.form": ("difference", "ratio", "normalized"),
     "constraints.gradient_on": ("batch", "next_batch", "full"),
     "eval.async_mode": ("stale", "zero"),
+    "eval.baseline_preset": ("tuned", "paper"),
 }
 
 
@@ -249,6 +257,9 @@ def validate(cfg: Config) -> Config:
         "eval.test_tasks": cfg.eval.test_tasks,
         "eval.async_repeats": cfg.eval.async_repeats,
         "eval.long_factor": cfg.eval.long_factor,
+        "eval.local_steps": cfg.eval.local_steps,
+        "eval.clients_per_round": cfg.eval.clients_per_round,
+        "eval.centralized_rounds": cfg.eval.centralized_rounds,
     }
     for key, value in positive.items():
         if value < 1:
@@ -286,7 +297,35 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("eval.dgd_steps must be a non-empty list of positive step sizes")
     if any(not 0.0 <= b < 1.0 for b in cfg.eval.momentum_grid):
         raise ConfigError("eval.momentum_grid values must be in [0, 1)")
+    _validate_baselines(cfg)
     return cfg
+
+
+def _validate_baselines(cfg: Config) -> None:
+    """Known method names, grids of known hyper-parameters, star-only methods in star mode."""
+    from surf.baselines import BASELINES  # the registry imports torch-side modules that import this one
+
+    valid = ", ".join(BASELINES)
+    for key in ("baselines", "long_baselines", "grids"):
+        for name in getattr(cfg.eval, key):
+            if name not in BASELINES:
+                raise ConfigError(f"eval.{key}: unknown baseline '{name}' (valid: {valid})")
+    for name, grid in cfg.eval.grids.items():
+        hypers = BASELINES[name].hypers
+        if not isinstance(grid, dict):
+            raise ConfigError(f"eval.grids.{name} must map hyper-parameters ({', '.join(hypers)}) to value lists")
+        for hyper, values in grid.items():
+            where = f"eval.grids.{name}.{hyper}"
+            if hyper not in hypers:
+                raise ConfigError(f"{where}: '{name}' has no hyper-parameter '{hyper}' (valid: {', '.join(hypers)})")
+            values = coerce_value(values, list[float], where)
+            if not values or (hyper == "step" and min(values) <= 0) or min(values) < 0:
+                raise ConfigError(f"{where} must be a non-empty list of values >= 0 (steps > 0)")
+            grid[hyper] = values
+    star = [n for n in {*cfg.eval.baselines, *cfg.eval.long_baselines} if BASELINES[n].star]
+    if star and not cfg.model.server:
+        raise ConfigError(f"eval.baselines {sorted(star)} are server-client methods: they need topology.name=star "
+                          "and model.server=true")
 
 
 def get_dotted(cfg: Any, dotted: str) -> Any:

@@ -1,4 +1,4 @@
-"""Meta-test evaluation: per-layer metrics of an unrolled model and tuned DGD references on the same tasks.
+"""Meta-test evaluation: per-layer metrics of an unrolled model and tuned baselines on the same tasks.
 
 Every number is measured on held-out samples that no agent trained on, on the plain meta-test tasks and on their
 relabelled twins (a fixed random class permutation per task): a model that memorized one classifier scores well
@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from surf.asynchrony import draw_active
-from surf.baselines.dgd import run_dgd
+from surf.baselines import Settings, communication, grid_product, run_baseline, spec
+from surf.comm import directed_edges, unrolled_cost
 from surf.constraints import gradient_norms
 from surf.experiment import Experiment
 from surf.network import StepConditions
@@ -57,8 +58,25 @@ def evaluate_unrolled(exp: Experiment, model: UnrolledDGD, tasks: list, n_async:
     }
 
 
-def _dgd_curves(exp: Experiment, tasks: list, rounds: int, steps: torch.Tensor, momenta: torch.Tensor,
-                n_async: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def baseline_settings(cfg) -> Settings:
+    """The fixed (untuned) settings of the local-step and server-client baselines."""
+    return Settings(local_steps=cfg.eval.local_steps, clients_per_round=cfg.eval.clients_per_round)
+
+
+def baseline_grid(cfg, name: str) -> dict[str, list[float]]:
+    """The tuning grid of baseline ``name``: the registry's, DGD's step / momentum grids from ``eval.dgd_steps`` /
+    ``eval.momentum_grid``, and any ``eval.grids`` entry on top."""
+    grid = {k: list(v) for k, v in spec(name).grid.items()}
+    if name in ("dgd", "dgd_momentum", "dsgd"):
+        grid["step"] = list(cfg.eval.dgd_steps)
+    if name == "dgd_momentum":
+        grid["momentum"] = list(cfg.eval.momentum_grid)
+    grid.update(cfg.eval.grids.get(name, {}))
+    return grid
+
+
+def _curves(exp: Experiment, name: str, tasks: list, rounds: int, grid: dict[str, torch.Tensor],
+            batch: int | None, n_async: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean held-out accuracy and loss per round over tasks for each grid setting: (G, rounds + 1) each."""
     cfg, agents = exp.cfg, exp.data_agents()
     acc, loss = 0.0, 0.0
@@ -67,42 +85,100 @@ def _dgd_curves(exp: Experiment, tasks: list, rounds: int, steps: torch.Tensor, 
             return StepConditions(active=draw_active(task.num_agents, n_async, cfg.seed, *task.key, "round", r, 0,
                                                      protect=_protected(exp)))
 
-        curves = run_dgd(task, exp.shift_for(task), initial_weights(task, cfg.seed, cfg.model.w0_std), rounds,
-                         steps, momenta, agents, schedule if n_async > 0 else None, cfg.eval.async_mode)
+        curves = run_baseline(name, task, exp.shift_for(task), initial_weights(task, cfg.seed, cfg.model.w0_std),
+                              rounds, grid, agents=agents, schedule=schedule if n_async > 0 else None,
+                              async_mode=cfg.eval.async_mode, seed=cfg.seed, batch=batch,
+                              settings=baseline_settings(cfg))
         acc, loss = acc + curves.accuracy, loss + curves.loss
     return acc / len(tasks), loss / len(tasks)
 
 
-def tune_dgd(exp: Experiment, rounds: int, momentum: bool) -> tuple[float, float]:
-    """Pick (step, momentum) maximizing mean final held-out accuracy on the validation tasks."""
-    steps = torch.tensor(exp.cfg.eval.dgd_steps, dtype=torch.float64)
-    momenta = torch.tensor(exp.cfg.eval.momentum_grid if momentum else [0.0], dtype=torch.float64)
-    grid_steps, grid_momenta = (g.reshape(-1) for g in torch.meshgrid(steps, momenta, indexing="ij"))
+def tune_baseline(exp: Experiment, name: str, rounds: int) -> dict[str, float]:
+    """The grid setting maximizing mean final held-out accuracy on the validation tasks."""
+    grid = grid_product(baseline_grid(exp.cfg, name))
     tasks = [exp.task("val", i) for i in range(exp.cfg.trainer.val_tasks)]
-    accuracy, _ = _dgd_curves(exp, tasks, rounds, grid_steps.float(), grid_momenta.float())
+    accuracy, _ = _curves(exp, name, tasks, rounds, grid, exp.cfg.data.batch_size)
     best = int(torch.nan_to_num(accuracy[:, -1], nan=-1.0).argmax())
-    return float(grid_steps[best]), float(grid_momenta[best])
+    return {k: float(v[best]) for k, v in grid.items()}
 
 
-def evaluate_dgd(exp: Experiment, tasks: list, relabelled: list, rounds: int, momentum: bool,
-                 n_async: int = 0) -> dict:
-    """Tune on validation tasks, then report final and per-round accuracy on the meta-test tasks."""
-    step, mu = tune_dgd(exp, rounds, momentum)
-    steps, momenta = torch.tensor([step]), torch.tensor([mu])
-    acc, loss = _dgd_curves(exp, tasks, rounds, steps, momenta, n_async)
-    acc_relabelled, _ = _dgd_curves(exp, relabelled, rounds, steps, momenta, n_async)
+def choose_hyper(exp: Experiment, name: str, rounds: int) -> tuple[dict[str, float], int | None, str]:
+    """(hyper-parameters, mini-batch size, label): the paper's setting under ``eval.baseline_preset=paper`` where
+    the paper states one, otherwise tuned on validation tasks."""
+    method, cfg = spec(name), exp.cfg
+    batch = cfg.data.batch_size if method.stochastic else None
+    if cfg.eval.baseline_preset == "paper" and method.paper:
+        paper = dict(method.paper)
+        batch = int(paper.pop("batch", batch)) if method.stochastic else None
+        return paper, batch, f"paper preset ({method.paper_note})"
+    label = "tuned on validation tasks" + (f" ({method.paper_note})" if cfg.eval.baseline_preset == "paper" else "")
+    return tune_baseline(exp, name, rounds), batch, label
+
+
+def communication_cost(exp: Experiment, name: str, rounds: int, tasks: list) -> dict[str, int]:
+    """Nominal communication of baseline ``name`` on these tasks' graphs (mean directed-edge count)."""
+    edges = round(sum(directed_edges(exp.shift_for(t)) for t in tasks) / len(tasks))
+    floats = exp.sampler.num_features * exp.sampler.num_classes
+    clients = exp.cfg.num_agents - 1 if exp.cfg.model.server else exp.cfg.num_agents
+    return communication(name, rounds, edges, floats, clients, baseline_settings(exp.cfg)).as_dict()
+
+
+def evaluate_baseline(exp: Experiment, name: str, tasks: list, relabelled: list, rounds: int,
+                      n_async: int = 0) -> dict:
+    """Choose hyper-parameters (validation tasks or the paper preset), then report final and per-round held-out
+    accuracy and loss on the meta-test tasks and their relabelled twins, with the communication it cost."""
+    chosen, batch, label = choose_hyper(exp, name, rounds)
+    grid = {k: torch.tensor([v]) for k, v in chosen.items()}
+    acc, loss = _curves(exp, name, tasks, rounds, grid, batch, n_async)
+    acc_relabelled, _ = _curves(exp, name, relabelled, rounds, grid, batch, n_async)
+    method = spec(name)
+    hyper = dict(chosen)
+    if batch is not None:
+        hyper["batch"] = batch
+    if method.star or name == "dfedavgm":
+        hyper["local_steps"] = exp.cfg.eval.local_steps
+    if method.star:
+        hyper["clients_per_round"] = exp.cfg.eval.clients_per_round
     result = {
         "accuracy": acc[0, -1].item(),
         "accuracy_relabelled": acc_relabelled[0, -1].item(),
         "loss": loss[0, -1].item(),
         "rounds": rounds,
-        "step_size": step,
+        "step_size": chosen["step"],
         "per_round_accuracy": acc[0].tolist(),
         "per_round_loss": loss[0].tolist(),
+        "hyper": hyper,
+        "preset": label,
+        "description": method.description,
+        "communication": communication_cost(exp, name, rounds, tasks),
     }
-    if momentum:
-        result["momentum"] = mu
+    if "momentum" in chosen:
+        result["momentum"] = chosen["momentum"]
     return result
+
+
+def tune_dgd(exp: Experiment, rounds: int, momentum: bool) -> tuple[float, float]:
+    """(step, momentum) of DGD / heavy-ball DGD tuned on the validation tasks."""
+    chosen = tune_baseline(exp, "dgd_momentum" if momentum else "dgd", rounds)
+    return chosen["step"], chosen.get("momentum", 0.0)
+
+
+def evaluate_baselines(exp: Experiment, tasks: list, relabelled: list, rounds: int, n_async: int = 0) -> dict:
+    """``eval.baselines`` at ``rounds``, ``eval.long_baselines`` at ``long_factor`` x rounds (``NAME_xF``), the
+    centralized ceiling at ``eval.centralized_rounds``, and each one's accuracy relative to that ceiling."""
+    cfg = exp.cfg
+    results = {}
+    for name in cfg.eval.baselines:
+        length = cfg.eval.centralized_rounds if name == "centralized" else rounds
+        results[name] = evaluate_baseline(exp, name, tasks, relabelled, length, n_async)
+    for name in cfg.eval.long_baselines:
+        results[f"{name}_x{cfg.eval.long_factor}"] = evaluate_baseline(
+            exp, name, tasks, relabelled, rounds * cfg.eval.long_factor, n_async)
+    if "centralized" in results:
+        ceiling = results["centralized"]["accuracy"]
+        for entry in results.values():
+            entry["relative_accuracy"] = entry["accuracy"] / ceiling
+    return results
 
 
 def evaluate(exp: Experiment, model: UnrolledDGD, n_async: int | None = None) -> dict:
@@ -114,14 +190,10 @@ def evaluate(exp: Experiment, model: UnrolledDGD, n_async: int | None = None) ->
     plain = evaluate_unrolled(exp, model, tasks, n_async)
     other = evaluate_unrolled(exp, model, relabelled, n_async)
     rounds = max(model.rounds, 1)
-    baselines = {
-        "dgd": evaluate_dgd(exp, tasks, relabelled, rounds, momentum=False, n_async=n_async),
-        "dgd_momentum": evaluate_dgd(exp, tasks, relabelled, rounds, momentum=True, n_async=n_async),
-        f"dgd_x{cfg.eval.long_factor}": evaluate_dgd(
-            exp, tasks, relabelled, rounds * cfg.eval.long_factor, momentum=False, n_async=n_async
-        ),
-    }
-    return {
+    baselines = evaluate_baselines(exp, tasks, relabelled, rounds, n_async)
+    edges = round(sum(directed_edges(exp.shift_for(t)) for t in tasks) / len(tasks))
+    floats = exp.sampler.num_features * exp.sampler.num_classes
+    summary = {
         "method": "unrolling" if cfg.constraints.kind == "none" else "surf",
         "rounds": model.rounds,
         "final": {
@@ -134,5 +206,9 @@ def evaluate(exp: Experiment, model: UnrolledDGD, n_async: int | None = None) ->
         "per_layer_relabelled": {k: other[k] for k in ("accuracy", "loss", "grad_norm")},
         "descent_fraction": plain["descent_fraction"],
         "eval": {"test_tasks": cfg.eval.test_tasks, "n_async": n_async, "async_mode": cfg.eval.async_mode},
+        "communication": unrolled_cost(cfg.model.layers, cfg.model.hops, edges, floats).as_dict(),
         "baselines": baselines,
     }
+    if "centralized" in baselines:
+        summary["relative_accuracy"] = plain["accuracy"][-1] / baselines["centralized"]["accuracy"]
+    return summary

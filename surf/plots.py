@@ -1,4 +1,5 @@
-"""PNG plots of a run: per-layer accuracy/loss against the DGD references, constraints and duals, training curves."""
+"""PNG plots of a run: per-layer accuracy/loss against the baselines, accuracy vs rounds and bytes, constraints and
+duals, training curves."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def plot_per_layer(summary: dict, path: Path) -> None:
         ax.plot(x_layers, summary["per_layer"][metric], "o-", label=f"{summary['method']} (plain)")
         ax.plot(x_layers, summary["per_layer_relabelled"][metric], "s--", label=f"{summary['method']} (relabelled)")
         for name, base in summary["baselines"].items():
-            label = f"{name} (tuned, step {base['step_size']:g})"
+            how = "paper" if base.get("preset", "").startswith("paper") else "tuned"
+            label = f"{name} ({how}, step {base['step_size']:g})"
             if base["rounds"] > summary["rounds"]:  # a longer-run reference: its final value as a line
                 ax.axhline(base[metric], ls=":", color="gray", label=f"{label} after {base['rounds']} rounds")
                 continue
@@ -31,6 +33,37 @@ def plot_per_layer(summary: dict, path: Path) -> None:
     axes[1].set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"meta-test tasks ({summary['eval']['test_tasks']}), n_async={summary['eval']['n_async']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_communication(summary: dict, path: Path) -> None:
+    """Held-out accuracy against communication rounds and against bytes sent, for the unrolled model and every
+    baseline (per round, up to its own length); centralized training (no communication) as a ceiling line."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    comm = summary.get("communication")
+    layers = len(summary["per_layer"]["accuracy"]) - 1
+    rounds = [layer * summary["rounds"] / max(layers, 1) for layer in range(layers + 1)]
+    curves = [(summary["method"], rounds, summary["per_layer"]["accuracy"], comm, "o-")]
+    for name, base in summary["baselines"].items():
+        if base.get("communication", {}).get("bytes_per_round", 1) == 0:
+            for ax in axes:
+                ax.axhline(base["accuracy"], ls=":", color="k", label=f"{name} ceiling ({base['rounds']} steps)")
+            continue
+        curve = base["per_round_accuracy"]
+        curves.append((name, list(range(len(curve))), curve, base.get("communication"), "-"))
+    for name, x, accuracy, cost, style in curves:
+        axes[0].plot(x, accuracy, style, label=name, alpha=0.85, ms=4)
+        if cost:
+            bytes_sent = [r * cost["bytes_per_round"] for r in x]
+            axes[1].plot(bytes_sent[1:], accuracy[1:], style, label=name, alpha=0.85, ms=4)
+    axes[0].set(xlabel="communication rounds", ylabel="held-out accuracy")
+    axes[1].set(xlabel="bytes sent in total (all agents, float32)", ylabel="held-out accuracy", xscale="log")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"accuracy vs communication, meta-test tasks ({summary['eval']['test_tasks']})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -78,8 +111,10 @@ def plot_training(rows: list[dict], path: Path) -> None:
 
 def write_plots(summary: dict, rows: list[dict], folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / "per_layer.png", folder / "constraints.png", folder / "training.png"]
+    paths = [folder / "per_layer.png", folder / "constraints.png", folder / "training.png",
+             folder / "communication.png"]
     plot_per_layer(summary, paths[0])
     plot_constraints(rows, paths[1])
     plot_training(rows, paths[2])
+    plot_communication(summary, paths[3])
     return [p for p in paths if p.exists()]

@@ -1,29 +1,40 @@
-"""Decentralized gradient descent (paper eq. 10), optionally with heavy-ball momentum.
+"""Decentralized gradient descent (paper eq. 10), optionally with heavy-ball momentum or mini-batch gradients.
 
-    w_i(r) = sum_j S_ij w_j(r-1) - beta grad f_i(w_i(r-1)) + mu (w_i(r-1) - w_i(r-2))          (eq. 10; mu = 0: DGD)
+    w_i(r) = sum_j S_ij w_j(r-1) - beta g_i(w_i(r-1)) + mu (w_i(r-1) - w_i(r-2))          (eq. 10; mu = 0: DGD)
 
-One round = one communication (S @ W) + one local full-gradient step. A whole grid of (beta, mu) pairs runs at
-once as a leading batch dimension, so tuning costs one vectorized pass per task.
+g_i is the full local gradient (DGD, Nedic & Ozdaglar 2009) or a fresh keyed mini-batch gradient (DSGD, Lian et al.
+2017). One round = one communication (S @ W) + one local step. With a constant step DGD converges only to an
+O(beta)-neighbourhood of the optimum; a decaying step ``beta_r = beta / (1 + r)^decay`` (decay in (1/2, 1]) removes
+that bias (Yuan, Ling & Yin 2016). A whole grid of settings runs at once as a leading batch dimension.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 
+from surf.baselines.common import Curves, Problem, State, hyper, mix, run_rounds
 from surf.data import Task
-from surf.network import Network, Schedule
-from surf.problems.softmax import agent_accuracies, agent_gradients, agent_losses
+from surf.network import NetworkStep, Schedule
+
+DGDCurves = Curves  # the name callers of run_dgd know
 
 
-@dataclass
-class DGDCurves:
-    """Held-out accuracy and loss per round, shape (G, rounds + 1) for a grid of G settings (round 0 = W_0)."""
+class DGD:
+    """DGD / heavy-ball DGD / DSGD with grid columns ``step``, ``momentum`` (and a fixed step ``decay``)."""
 
-    accuracy: torch.Tensor
-    loss: torch.Tensor
+    communicates = True
+
+    def __init__(self, problem: Problem, step: torch.Tensor, momentum: torch.Tensor, decay: float = 0.0) -> None:
+        self.problem, self.step, self.momentum, self.decay = problem, step, momentum, decay
+
+    def init(self, w: torch.Tensor) -> State:
+        return {"w": w, "previous": w.clone()}
+
+    def round(self, state: State, step: NetworkStep, r: int) -> State:
+        w = state["w"]
+        beta = hyper(self.step, w) / (1.0 + r) ** self.decay
+        new = mix(step, w) - beta * self.problem.gradient(w, r) + hyper(self.momentum, w) * (w - state["previous"])
+        return {"w": new, "previous": w}
 
 
 def run_dgd(
@@ -36,31 +47,13 @@ def run_dgd(
     agents: torch.Tensor | None = None,
     schedule: Schedule | None = None,
     async_mode: str = "stale",
-) -> DGDCurves:
-    """Run DGD / heavy-ball DGD for every (steps[g], momenta[g]) pair from the same W_0."""
-    grid = steps.shape[0]
-    beta = steps.to(w0).view(grid, 1, 1, 1)
-    mu = momenta.to(w0).view(grid, 1, 1, 1)
-    has_data = torch.ones(w0.shape[0], 1, 1, device=w0.device, dtype=w0.dtype)
-    if agents is not None:  # star mode: the server holds no data and takes no gradient step
-        has_data = torch.zeros_like(has_data).index_fill_(0, agents, 1.0)
-    w = w0.unsqueeze(0).expand(grid, *w0.shape).clone()
-    previous = w.clone()
-    network = Network(shift, schedule, async_mode)
-    accuracy, loss = [_metric(agent_accuracies, w, task, agents)], [_metric(agent_losses, w, task, agents)]
-    for r in range(1, rounds + 1):
-        step = network.step(r)
-        mixed = step.aggregate(w.transpose(0, 1)).transpose(0, 1)  # agents lead for the sparse matmul
-        grad = agent_gradients(w, task.x_train, task.y_train) * has_data
-        new = mixed - beta * grad + mu * (w - previous)
-        previous, w = w, step.keep(new, w, agent_dim=1)
-        accuracy.append(_metric(agent_accuracies, w, task, agents))
-        loss.append(_metric(agent_losses, w, task, agents))
-    return DGDCurves(torch.stack(accuracy, dim=1), torch.stack(loss, dim=1))
-
-
-def _metric(fn: Callable[..., torch.Tensor], w: torch.Tensor, task: Task, agents: torch.Tensor | None) -> torch.Tensor:
-    values = fn(w, task.x_test, task.y_test)  # (G, N)
-    if agents is not None:
-        values = values[:, agents]
-    return torch.nan_to_num(values, nan=float("inf")).mean(dim=1)
+    *,
+    seed: int = 0,
+    batch: int | None = None,
+    decay: float = 0.0,
+    l2: float = 0.0,
+) -> Curves:
+    """Run DGD / heavy-ball DGD for every (steps[g], momenta[g]) pair from the same W_0 (``batch``: DSGD)."""
+    problem = Problem(task, seed, agents, batch, l2)
+    return run_rounds(DGD(problem, steps, momenta, decay), problem, w0, rounds, steps.shape[0], schedule,
+                      async_mode, shift)

@@ -206,9 +206,10 @@ def section_fig2(groups: list[Group], plots: Path) -> list[str]:
         s = g.first.summary
         graph = g.first.config["topology"]["name"]
         ref = paper.FIG2.get(graph, {})
+        shown = graph if g.cond_label.startswith("topology.name") else f"{graph} ({g.cond_label})"
         long = best_baseline(s, 10 * s["rounds"], relabelled=True)
         verdict = "—" if long is None else ("yes" if acc_rel(s) >= long[1] else f"no ({long[0]} {long[1]:.3f})")
-        rows.append([graph, pm(*g.stat(acc, task_std)), pm(*g.stat(acc_rel)), paper_value(ref.get("surf")),
+        rows.append([shown, pm(*g.stat(acc, task_std)), pm(*g.stat(acc_rel)), paper_value(ref.get("surf")),
                      *[f"{baseline_cell(g, n)} [paper {paper_value(paper_baseline(ref, n))}]" for n in names],
                      verdict])
     lines += table(["graph", f"SURF @{groups[0].first.summary['rounds']} plain", "relabelled", "paper SURF",

@@ -177,9 +177,24 @@ class Sweep:
             raise ConfigError(f"{where}: {exc}") from None
 
     def _trained_dir(self, name: str, cfg: Config) -> Path:
+        """``<name>-<hash>`` in the store, or an existing trained cell with the same config.
+
+        A stored cell matches when its saved config, read with today's defaults for keys added since, equals
+        ``cfg``: a new config field does not orphan the models trained before it.
+        """
         digest = config_hash(cfg)
-        existing = sorted(self.store.glob(f"*-{digest}")) if self.store.exists() else []
-        return existing[0] if existing else self.store / f"{name}-{digest}"
+        if not self.store.exists():
+            return self.store / f"{name}-{digest}"
+        existing = sorted(self.store.glob(f"*-{digest}"))
+        if existing:
+            return existing[0]
+        for saved in sorted(self.store.glob("*/config.yaml")):
+            try:
+                if config_mod.from_dict(yaml.safe_load(saved.read_text())) == cfg:
+                    return saved.parent
+            except (ConfigError, yaml.YAMLError):
+                continue  # a config from an incompatible version: not a match
+        return self.store / f"{name}-{digest}"
 
     def all_cells(self) -> list[Cell]:
         """Trained cells, each followed by its eval cells: the order they run in."""

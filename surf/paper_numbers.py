@@ -21,7 +21,7 @@ FIG1 = {  # per layer l = 0..10, 3-regular graph
                   "loss_code_scale": [2.8, 1.5, 0.9, 0.41, 0.35, 0.25, 0.28, 0.75, 1.75, 2.5, 0.0075]},
 }
 
-FIG2 = {  # final accuracy; U-DGD at 20 rounds, baselines at 200 rounds
+FIG2 = {  # final accuracy; U-DGD at 20 rounds, baselines at 200 rounds (keys: our baseline names)
     "regular3_paper": {"surf": 0.84, "dgd": 0.72, "dsgd": 0.715, "dfedavgm": 0.78},
     "erdos_renyi_paper": {"surf": 0.84, "dgd": 0.76, "dsgd": 0.755, "dfedavgm": 0.80},
 }
@@ -51,6 +51,3 @@ FIG5 = {  # epsilon -> accuracy per layer l = 0..5 (5-layer model, Dirichlet alp
     0.1: [0.10, 0.24, 0.255, 0.395, 0.475, 0.755],
     0.5: [0.10, 0.195, 0.16, 0.33, 0.375, 0.75],
 }
-
-# paper baseline name -> our baseline at the same rounds (report matches by name prefix and round count)
-BASELINE_ALIASES = {"dgd": ("dgd", "dgd_x10"), "dsgd": ("dsgd",), "dfedavgm": ("dfedavgm",), "fedavg": ("fedavg",)}

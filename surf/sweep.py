@@ -120,16 +120,17 @@ def _expand(matrix: dict[str, list], include: list[dict], where: str) -> list[di
     return unique
 
 
-def _base_raw(spec: dict, sweep_path: Path) -> tuple[dict, str]:
+def _base_raw(spec: dict, sweep_path: Path) -> dict:
+    """The base config mapping: inline, or read from a path relative to the sweep file (name = its stem)."""
     base = spec.get("base", {})
     if isinstance(base, dict):
-        return base, spec.get("name", sweep_path.stem)
-    path = (sweep_path.parent / base) if not Path(base).is_absolute() else Path(base)
+        return base
+    path = sweep_path.parent / base
     if not path.is_file():
         raise ConfigError(f"{sweep_path}: base config '{base}' not found (give a path relative to the sweep file)")
     raw = yaml.safe_load(path.read_text()) or {}
     raw.setdefault("name", path.stem)
-    return raw, raw["name"]
+    return raw
 
 
 class Sweep:
@@ -151,7 +152,7 @@ class Sweep:
         suffix = f"__{cell_name(forced)}" if forced else ""
         self.out = Path(out) if out else REPO / "runs" / "sweeps" / (self.name + suffix)
         self.store = Path(store) if store else REPO / "runs" / "trained"
-        base, _ = _base_raw(spec, self.path)
+        base = _base_raw(spec, self.path)
         common = spec.get("set", {}) or {}
         self.cells: list[Cell] = []
         for overrides in _expand(spec.get("matrix", {}) or {}, spec.get("include", []) or [], str(self.path)):

@@ -280,7 +280,8 @@ def section_fig3(groups: list[Group], plots: Path) -> list[str]:
         row = paper.FIG3.get(x, {})
         return row.get("surf") if name == "surf" else row
 
-    return _scalar_section(groups, "Fig. 3: Dirichlet label skew (U-DGD not retrained)", "alpha", alpha, ref,
+    return _scalar_section(groups, "Fig. 3: Dirichlet label skew (U-DGD not retrained; alpha = inf: the tasks it "
+                           "was trained on)", "alpha", alpha, ref,
                            plots, "fig3_dirichlet.png", True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,13 +70,15 @@ def plot_rounds(groups: list, path: Path, relative_to: float | None = None) -> N
 
 
 def plot_scalar(groups: list, get_x: Callable, x_name: str, path: Path, ref_for: Callable) -> None:
-    """Final accuracy ± std vs a scalar (alpha, n_async) per method, plain and relabelled; the paper's dotted."""
+    """Final accuracy ± std vs a scalar (alpha, n_async) per method, plain and relabelled; the paper's dotted;
+    the baselines evaluated with the first method, thin."""
     from surf.report import acc, acc_rel, task_std
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     by_method: dict[str, list] = {}
     for g in groups:
-        by_method.setdefault(g.first.summary["method"], []).append(g)
+        if math.isfinite(get_x(g.first)):  # e.g. alpha = inf marks the as-trained (non-Dirichlet) tasks
+            by_method.setdefault(g.first.summary["method"], []).append(g)
     for method, items in by_method.items():
         items.sort(key=lambda g: get_x(g.first))
         xs = [get_x(g.first) for g in items]
@@ -87,7 +90,13 @@ def plot_scalar(groups: list, get_x: Callable, x_name: str, path: Path, ref_for:
         ref = [(x, ref_for(method, x, "surf")) for x in xs]
         ref = [(x, v) for x, v in ref if v is not None]
         if ref:
-            ax.plot(*zip(*ref, strict=True), ":", color=bar[0].get_color(), label=f"paper {method}")
+            ax.plot(*zip(*ref, strict=True), "x:", color=bar[0].get_color(), label=f"paper {method}")
+    lead = next(iter(by_method.values()), [])  # baselines are the same for every method: draw them once
+    for name in lead[0].first.summary["baselines"] if lead else []:
+        points = [(get_x(g.first), g.first.summary["baselines"][name]["accuracy"]) for g in lead
+                  if name in g.first.summary["baselines"]]
+        rounds = lead[0].first.summary["baselines"][name]["rounds"]
+        ax.plot(*zip(*points, strict=True), "^-", lw=0.8, alpha=0.7, label=f"{name} ({rounds} rounds, tuned)")
     ax.set(xlabel=x_name, ylabel="final held-out accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -1,4 +1,4 @@
-"""Command line: ``surf run | eval | stress | deploy | features | list``.
+"""Command line: ``surf run | eval | sweep | report | stress | deploy | features | list``.
 
 Errors in user input (config, data, graph) print one line and exit 2; numerical failures exit 1.
 """
@@ -37,6 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     dep.add_argument("--round-timeout", type=float, help="seconds a relay round waits; late nodes are dropped")
     dep.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     dep.add_argument("--out", help="run directory (default runs/<name>_flower)")
+    sw = sub.add_parser("sweep", help="run every cell of a sweep config (matrix of overrides); skips finished cells")
+    sw.add_argument("config", help="sweep YAML, e.g. simulations/fig4_async.yaml")
+    sw.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="applied to every cell, last, e.g. -o data.source=npz -o data.path=features/cifar10.npz")
+    sw.add_argument("--out", help="sweep directory (default runs/sweeps/<sweep name>[__<overrides>])")
+    sw.add_argument("--store", help="where trained cells live, shared by sweeps (default runs/trained)")
+    sw.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
+    sw.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep = sub.add_parser("report", help="aggregate a sweep directory into report.md and plots/*.png")
+    rep.add_argument("sweep_dir")
     feat = sub.add_parser("features", help="train a CNN on MNIST / CIFAR-10 files and cache image features as .npz")
     feat.add_argument("--dataset", required=True, choices=["mnist", "cifar10"])
     feat.add_argument("--root", required=True, help="folder with the official files (nothing is downloaded)")
@@ -74,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "eval":
             return cmd_eval(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
+        if args.command == "report":
+            return cmd_report(args)
         if args.command == "features":
             return cmd_features(args)
         if args.command == "deploy":
@@ -91,54 +105,36 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from surf import config as config_mod
-    from surf.family import build_family, family_report
-    from surf.rundir import RunDir, git_sha
-    from surf.trainer import MetaTrainer, read_metrics
+    from surf.family import family_report
+    from surf.runner import train
 
     cfg = config_mod.load(args.config, args.override)
-    exp = build_family(cfg)  # validates data and graph before anything is written
-    report = family_report(cfg)  # the family's evaluation, table and plots
-    if cfg.trainer.workers > 1:
-        from surf.runtime.ray_train import check_scaling
-
-        check_scaling(cfg.trainer.workers, exp.device)
-    run = RunDir(args.out or REPO / "runs" / cfg.name)
-    run.prepare(cfg, args.resume)
-    trainer = MetaTrainer(exp, log=run.append_metrics)
-    if args.resume:
-        trainer.load(run.checkpoints / "last.pt")
-        run.truncate_metrics(trainer.step)
-    print(f"surf: run directory {run.path} ({exp.device}, {sum(p.numel() for p in trainer.model.parameters()):,} "
-          f"parameters, {report.describe(exp)})")
-    if cfg.trainer.workers > 1:  # data-parallel on Ray Train (docs/distributed.md); same run directory
-        from surf.runtime.ray_train import train_with_ray
-
-        train_with_ray(trainer, run)
-    else:
-        trainer.train(run.checkpoints, progress=not args.quiet)
-    summary = report.evaluate(exp, trainer.model, run.path, not args.quiet)
-    summary["training"] = {"steps": trainer.step, "best_val_loss": trainer.best_val,
-                           "lambda": trainer.duals.value.tolist()}
-    summary["git_sha"] = git_sha()
-    run.write_summary(summary)
-    report.write_plots(summary, read_metrics(run.metrics), run.plots)
-    print(report.format_table(summary))
+    summary = train(cfg, Path(args.out) if args.out else REPO / "runs" / cfg.name, args.resume, not args.quiet)
+    print(family_report(cfg).format_table(summary))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from surf.family import family_report, load_trained
-    from surf.rundir import RunDir
+    from surf.family import family_report
+    from surf.runner import reevaluate, trained_config
 
-    exp, model = load_trained(args.run_dir, args.override)
-    report = family_report(exp.cfg)
-    summary = report.evaluate(exp, model, None, False)
-    if args.out:
-        out = RunDir(args.out)
-        out.prepare(exp.cfg, resume=False)
-        out.write_summary(summary)
-        report.write_plots(summary, [], out.plots)
-    print(report.format_table(summary))
+    cfg = trained_config(args.run_dir, args.override)
+    summary = reevaluate(args.run_dir, cfg, Path(args.out) if args.out else None)
+    print(family_report(cfg).format_table(summary))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from surf.sweep import run_sweep
+
+    return run_sweep(args.config, args.out, args.store, args.override, dry_run=args.dry_run,
+                     progress=not args.quiet)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from surf.report import write_report
+
+    print(f"surf: wrote {write_report(Path(args.sweep_dir))}")
     return 0
 
 

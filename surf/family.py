@@ -88,17 +88,19 @@ def family_report(cfg: Config) -> FamilyReport:
 
 def load_trained(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[TaskFamily, torch.nn.Module]:
     """The family of a finished run (its config plus ``overrides``) and its best model, in eval mode."""
-    from surf import config as config_mod
+    from surf.runner import trained_config
+
+    return load_model(run_dir, trained_config(run_dir, overrides or []))
+
+
+def load_model(run_dir: str | Path, cfg: Config) -> tuple[TaskFamily, torch.nn.Module]:
+    """The family of ``cfg`` and the best model of trained run ``run_dir`` (shapes checked), in eval mode."""
     from surf.errors import ConfigError
     from surf.rundir import RunDir
 
-    source = RunDir(run_dir)
-    best = source.checkpoints / "best.pt"
-    if not best.exists():
-        raise ConfigError(f"no trained model at {best}; train first with `surf run CONFIG --out {source.path}`")
-    exp = build_family(config_mod.load(source.config, overrides))
+    exp = build_family(cfg)
     model = exp.build_model()
-    state = torch.load(best, map_location=exp.device, weights_only=False)
+    state = torch.load(RunDir(run_dir).checkpoints / "best.pt", map_location=exp.device, weights_only=False)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError:

@@ -80,21 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "eval":
-            return cmd_eval(args)
-        if args.command == "sweep":
-            return cmd_sweep(args)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "features":
-            return cmd_features(args)
-        if args.command == "deploy":
-            return cmd_deploy(args)
-        if args.command == "stress":
-            return cmd_stress(args)
-        return cmd_list()
+        commands = {"run": cmd_run, "eval": cmd_eval, "sweep": cmd_sweep, "report": cmd_report, "stress": cmd_stress,
+                    "deploy": cmd_deploy, "features": cmd_features, "list": cmd_list}
+        return commands[args.command](args)
     except SurfError as exc:
         print(f"surf: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -218,7 +206,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_list() -> int:
+def cmd_list(args: argparse.Namespace | None = None) -> int:
     from surf.data import PARTITIONS, SOURCES
     from surf.topology import GSOS, list_topologies
 

@@ -74,9 +74,9 @@ def family_report(cfg: Config) -> FamilyReport:
         from surf.sparse import evaluate, report
 
         return FamilyReport(evaluate.evaluate, report.format_table, report.write_plots, lambda fam: fam.describe())
-    from surf.cli import format_table
     from surf.evaluate import evaluate as evaluate_decentralized
     from surf.plots import write_plots
+    from surf.tables import format_table
 
     def describe(exp: Any) -> str:
         gap = exp.topology.spectral().get("spectral_gap")

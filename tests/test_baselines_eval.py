@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from surf import config as config_mod
-from surf.cli import format_table
 from surf.errors import ConfigError
 from surf.evaluate import baseline_grid, evaluate, evaluate_baselines, tune_dgd
 from surf.experiment import Experiment
 from surf.plots import plot_communication
+from surf.tables import format_table
 
 TINY = ["num_agents=6", "data.train_per_agent=6", "data.test_per_agent=3", "data.batch_size=3", "model.layers=2",
         "model.hops=1", "trainer.val_tasks=2", "eval.test_tasks=2", "eval.long_factor=2", "threads=1",

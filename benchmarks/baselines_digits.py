@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 from surf import config as config_mod
-from surf.evaluate import evaluate_baseline
-from surf.experiment import Experiment
+from surf.app.registry import load_config
+from surf.evaluation.baselines import evaluate_baseline
+from surf.families.classifier.family import ClassifierFamily
 
 REPO = Path(__file__).resolve().parent.parent
 GOSSIP = ["dgd", "dgd_momentum", "dsgd", "dfedavgm", "diging", "extra", "centralized"]
@@ -35,8 +36,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     overrides = (STAR_OVERRIDES if args.star else []) + args.override
-    cfg = config_mod.load(args.config, overrides)
-    exp = Experiment(cfg)
+    cfg = load_config(args.config, overrides)
+    exp = ClassifierFamily(cfg)
     tasks = [exp.task("test", i) for i in range(cfg.eval.test_tasks)]
     relabelled = [exp.task("test", i, relabel=True) for i in range(cfg.eval.test_tasks)]
     methods = args.methods or (STAR if args.star else GOSSIP)
@@ -46,11 +47,12 @@ def main() -> None:
     results: dict[str, dict] = {}
     for name, rounds in runs:
         start = time.perf_counter()
-        entry = evaluate_baseline(exp, name, tasks, relabelled, rounds)
-        entry["seconds"] = time.perf_counter() - start
+        comparison = evaluate_baseline(exp, name, tasks, relabelled, rounds)
+        entry = {**comparison.final, "hyper": comparison.hyper, "bytes": comparison.communication.bytes,
+                 "seconds": time.perf_counter() - start}
         results[f"{name}@{rounds}"] = entry
         print(f"{name:14s} {rounds:>4} rounds  accuracy {entry['accuracy']:.4f}  relabelled "
-              f"{entry['accuracy_relabelled']:.4f}  bytes {entry['communication']['bytes']:>12,}  "
+              f"{entry['accuracy_relabelled']:.4f}  bytes {entry['bytes']:>12,}  "
               f"{entry['hyper']}  ({entry['seconds']:.0f} s)", flush=True)
     if "centralized" in methods:
         ceiling = results[f"centralized@{cfg.eval.centralized_rounds}"]["accuracy"]
@@ -66,7 +68,7 @@ def main() -> None:
         relative = f"{entry['relative_accuracy']:.3f}" if "relative_accuracy" in entry else "—"
         hyper = ", ".join(f"{k} {v:g}" for k, v in entry["hyper"].items())
         print(f"| {name} | {rounds} | {entry['accuracy']:.4f} | {entry['accuracy_relabelled']:.4f} | {relative} | "
-              f"{entry['communication']['bytes']:,} | {hyper} |")
+              f"{entry['bytes']:,} | {hyper} |")
 
 
 if __name__ == "__main__":

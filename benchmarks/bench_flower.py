@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--out", help="write the measurements as JSON here")
     args = parser.parse_args()
 
-    from surf.cli import load_trained
+    from surf.app.registry import load_trained
     from surf.config import to_dict
     from surf.runtime.flower.deploy import check_decentralizable
     from surf.runtime.flower.relay import Job

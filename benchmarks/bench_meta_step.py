@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from surf.config import ConstraintConfig  # noqa: E402
-from surf.data import Task  # noqa: E402
-from surf.unrolled import Trajectory  # noqa: E402
+from surf.data.tasks import Task  # noqa: E402
+from surf.models.udgd import Trajectory  # noqa: E402
 
 PAPER = ["data.source=gaussian", "data.gaussian_dim=512", "data.gaussian_samples=12000", "num_agents=100",
          "model.layers=10", "model.hops=2", "data.batch_size=10", "constraints.form=difference",
@@ -52,7 +52,7 @@ def jacobian_gradient_norms(
     """The authors' formulation: one ``autograd.functional.jacobian`` per agent and layer (create_graph=True)."""
     import torch.nn.functional as F
 
-    from surf.unrolled import gather_batch
+    from surf.data.batches import gather_batch
 
     batches = [trajectory.batches[0]] + list(trajectory.batches)
     norms = []
@@ -70,20 +70,19 @@ def jacobian_gradient_norms(
 
 def run_case(name: str, steps: int) -> dict:
     from surf import config as config_mod
-    from surf import constraints as constraints_mod
-    from surf import trainer as trainer_mod
-    from surf.experiment import Experiment
-    from surf.trainer import MetaTrainer
+    from surf.constrained.constraints import descent_constraints
+    from surf.families.classifier import family as family_mod
+    from surf.training.trainer import MetaTrainer
 
     cfg = config_mod.from_dict({"name": name, "device": "auto"}, CASES[name] + ["trainer.val_tasks=1"])
-    exp = Experiment(cfg)
+    exp = family_mod.ClassifierFamily(cfg)
     if name == "paper-jacobian":
         def values(trajectory: Trajectory, task: Task, ccfg: ConstraintConfig, seed: int,
                    agents: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
             vals = jacobian_gradient_norms(trajectory, task, seed, agents)
-            return vals, constraints_mod.descent_constraints(vals, ccfg.form, ccfg.epsilon)
+            return vals, descent_constraints(vals, ccfg.form, ccfg.epsilon)
 
-        trainer_mod.constraint_values = values
+        family_mod.constraint_values = values  # what ClassifierFamily.task_terms calls
     trainer = MetaTrainer(exp)
     tasks = trainer.train_tasks(0)  # task construction is not part of the step
     trainer.primal_dual_step(tasks)  # warm-up
@@ -98,7 +97,7 @@ def run_case(name: str, steps: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--one", help=argparse.SUPPRESS)

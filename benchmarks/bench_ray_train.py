@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from surf import config as config_mod  # noqa: E402
-from surf.experiment import Experiment  # noqa: E402
-from surf.rundir import RunDir  # noqa: E402
-from surf.trainer import MetaTrainer  # noqa: E402
+from surf.families.classifier.family import ClassifierFamily  # noqa: E402
+from surf.training.rundir import RunDir  # noqa: E402
+from surf.training.trainer import MetaTrainer  # noqa: E402
 
 
 def load(config: str, steps: int, workers: int, tasks_per_step: int) -> config_mod.Config:
@@ -41,7 +41,7 @@ def single_process(config: str, steps: int, tasks_per_step: int, folder: Path) -
     start = time.perf_counter()
     run = RunDir(folder / "single")
     run.prepare(cfg, resume=False)
-    trainer = MetaTrainer(Experiment(cfg), log=run.append_metrics)
+    trainer = MetaTrainer(ClassifierFamily(cfg), log=run.append_metrics)
     trainer.train(run.checkpoints, progress=False)
     return {"step_seconds": trainer.step_seconds, "wall_seconds": time.perf_counter() - start}
 
@@ -54,7 +54,7 @@ def ray_workers(config: str, steps: int, workers: int, folder: Path) -> dict:
     start_ray(workers, use_gpu=False)
     run = RunDir(folder / "ray")
     run.prepare(cfg, resume=False)
-    report = train_with_ray(MetaTrainer(Experiment(cfg)), run)
+    report = train_with_ray(MetaTrainer(ClassifierFamily(cfg)), run)
     return {"step_seconds": report["step_seconds"], "wall_seconds": time.perf_counter() - start,
             "lambda_divergence": report["lambda_divergence"], "params_divergence": report["params_divergence"]}
 

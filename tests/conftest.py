@@ -1,9 +1,49 @@
-"""Shared fixtures: small self-contained tasks and graphs (independent of the data and topology modules)."""
+"""Shared fixtures: small self-contained tasks and graphs, the tiny CLI config, one session-wide trained tiny run
+(every test that only needs *a* trained model uses it instead of training its own) and the summary-schema check
+every writer's output goes through."""
 
+import json
+from pathlib import Path
 from types import SimpleNamespace
 
+import jsonschema
 import pytest
 import torch
+
+from surf.app.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+QUICKSTART = REPO / "simulations" / "quickstart.yaml"
+TINY = [
+    "num_agents=8", "data.train_per_agent=6", "data.test_per_agent=3", "data.batch_size=3", "model.layers=3",
+    "model.hops=1", "model.hidden=4", "trainer.steps=4", "trainer.val_every=2", "trainer.val_tasks=2",
+    "trainer.checkpoint_every=2", "eval.test_tasks=2", "eval.dgd_steps=[0.1,1.0]", "eval.momentum_grid=[0.5]",
+    "eval.long_factor=2", "topology.name=ring",
+]
+
+
+def run_tiny(out: Path, extra: list[str] = (), resume: bool = False, config: Path = QUICKSTART) -> int:
+    """``surf run`` of the quickstart config shrunk by TINY (plus ``extra`` overrides) into ``out``."""
+    args = ["run", str(config), "--out", str(out), "--quiet"]
+    for item in TINY + list(extra):
+        args += ["-o", item]
+    return main(args + (["--resume"] if resume else []))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One trained tiny run (SURF on an 8-agent ring) for every test that only reads or re-evaluates a model."""
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    assert run_tiny(out) == 0
+    return out
+
+
+def assert_valid(document: dict | Path, schema: str = "summary") -> dict:
+    """Validate a summary.json / stress.json entry / matrix.json against the published JSON Schema in docs/."""
+    if isinstance(document, Path):
+        document = json.loads(document.read_text())
+    jsonschema.validate(document, json.loads((REPO / "docs" / f"{schema}.schema.json").read_text()))
+    return document
 
 
 def make_task(n=12, m=20, m_test=8, d=5, c=4, seed=0, key=("train", 0)):

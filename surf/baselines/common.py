@@ -17,12 +17,12 @@ from typing import Protocol
 
 import torch
 
-from surf.data import Task
-from surf.errors import ConfigError
-from surf.network import Network, NetworkStep, Schedule
+from surf.data.batches import batch_indices, gather_batch
+from surf.data.tasks import Task
+from surf.graphs.network import Network, NetworkStep, Schedule
 from surf.problems.softmax import agent_accuracies, agent_gradients, agent_losses
-from surf.seeding import torch_generator
-from surf.unrolled import batch_indices, gather_batch
+from surf.utils.errors import ConfigError
+from surf.utils.seeding import torch_generator
 
 State = dict[str, torch.Tensor]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from surf.baselines.common import Curves, Problem, State, hyper, mix, run_rounds
-from surf.data import Task
-from surf.network import NetworkStep, Schedule
+from surf.data.tasks import Task
+from surf.graphs.network import NetworkStep, Schedule
 
 DGDCurves = Curves  # the name callers of run_dgd know
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 
 from surf.baselines.common import Problem, State, hyper, mix, sparse_operator
-from surf.network import NetworkStep
-from surf.seeding import torch_generator
+from surf.graphs.network import NetworkStep
+from surf.utils.seeding import torch_generator
 
 
 def participants(step: NetworkStep, seed: int, key: tuple, r: int, count: int) -> torch.Tensor:

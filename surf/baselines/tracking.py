@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from surf.baselines.common import DoublyStochastic, Problem, State, hyper, mix
-from surf.network import NetworkStep
+from surf.graphs.network import NetworkStep
 
 
 class DIGing:

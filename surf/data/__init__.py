@@ -1,7 +1,3 @@
-"""Task distribution: sample sources, label partitions and the keyed task sampler."""
-
-from surf.data.partition import PARTITIONS
-from surf.data.sources import SOURCES, load_source
-from surf.data.tasks import Task, TaskSampler
-
-__all__ = ["PARTITIONS", "SOURCES", "Task", "TaskSampler", "load_source"]
+"""Task distribution: sample sources (``sources``: embedded digits, Gaussian mixtures, ``.npz`` features; ``images``
+and ``features``: MNIST / CIFAR-10 readers and the CNN feature extractor), label partitions (``partition``), the
+keyed, leak-free task sampler with relabelled twins (``tasks``) and per-agent keyed randomness (``batches``)."""

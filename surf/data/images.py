@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from surf.errors import DataError
+from surf.utils.errors import DataError
 
 MNIST_URL = "http://yann.lecun.com/exdb/mnist/"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"

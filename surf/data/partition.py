@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from surf.errors import ConfigError
+from surf.utils.errors import ConfigError
 
 PARTITIONS: dict[str, str] = {
     "imbalanced": "paper: per-task class proportions p_c ~ randint(1, 100), the same for every agent",

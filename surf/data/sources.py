@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from surf.config import DataConfig
-from surf.errors import ConfigError, DataError
-from surf.seeding import numpy_generator
+from surf.utils.errors import ConfigError, DataError
+from surf.utils.seeding import numpy_generator
 
 SOURCES: dict[str, str] = {
     "digits": "scikit-learn's bundled 8x8 digits (1797 samples, 64 features / 16, 10 classes; no download)",

@@ -25,8 +25,8 @@ import torch
 from surf.config import Config
 from surf.data.partition import PARTITIONS, SHARED, class_probabilities, draw_labels
 from surf.data.sources import SOURCES, Source, load_source, zscore
-from surf.errors import ConfigError, DataError
-from surf.seeding import numpy_generator
+from surf.utils.errors import ConfigError, DataError
+from surf.utils.seeding import numpy_generator
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 

@@ -1,1 +1,2 @@
-"""Local problems the agents solve (softmax regression); their losses, closed-form gradients and optima."""
+"""The local problems: softmax regression (``softmax``: every agent's loss, closed-form gradient, accuracy and the
+pooled optimum) and the LASSO (``lasso``: objective, prox, ISTA / FISTA and the optimum), batched and differentiable."""

@@ -1,16 +1,16 @@
 """Data-parallel meta-training on Ray Train (``trainer.workers > 1``; see docs/distributed.md).
 
-W workers run the shared loop of ``surf.trainer.MetaTrainer``; each draws its own ``tasks_per_step`` tasks of a step
-(global indices ``(step * W + r) * P + j``). The gradients of the per-worker Lagrangians (task means) are averaged
-with one all-reduce, so with equal shares the update equals one process's update on all W*P tasks (eq. 4). The
-constraint slacks are all-reduced as well, so every worker applies the identical dual step (eq. 5) and lambda never
-diverges. Validation tasks are split across workers and their sums all-reduced. Backend gloo on CPU, nccl on GPU.
+W workers run the shared loop of ``surf.training.trainer.MetaTrainer``; each draws its own ``tasks_per_step`` tasks
+of a step (global indices ``(step * W + r) * P + j``). The gradients of the per-worker Lagrangians (task means) are
+averaged with one all-reduce, so with equal shares the update equals one process's update on all W*P tasks (eq. 4).
+The constraint slacks are all-reduced as well, so every worker applies the identical dual step (eq. 5) and lambda
+never diverges. Validation tasks are split across workers and their sums all-reduced. Backend gloo on CPU, nccl on
+GPU.
 
 Rank 0 writes the run directory exactly as a single process does (metrics.jsonl, checkpoints/last.pt and best.pt);
 every checkpoint is also reported to Ray Train (model, Adam, lambda, step; the task sampler and all randomness are
 keyed by the step, so the step is their whole state). With ``trainer.max_failures`` restarts, a dead worker makes
-Ray restart the group, which resumes from the last reported checkpoint. ``ray`` is imported only here.
-"""
+Ray restart the group, which resumes from the last reported checkpoint. ``ray`` is imported only here."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ import torch
 import torch.distributed as dist
 
 from surf.config import Config
-from surf.errors import ConfigError, TrainingError
-from surf.family import TaskFamily
-from surf.rundir import RunDir
-from surf.trainer import MetaTrainer
+from surf.families.base import TaskFamily
+from surf.training.rundir import RunDir
+from surf.training.trainer import MetaTrainer
+from surf.utils.errors import ConfigError, TrainingError
 
 STATE_FILE = "state.pt"  # the trainer state inside a Ray Train checkpoint
 FAULT_MARKER = "injected_fault"  # run-directory file: the injected worker failure has happened once

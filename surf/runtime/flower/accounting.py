@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 
 @dataclass
@@ -51,27 +50,3 @@ class Ledger:
             "per_edge": [{"src": s, "dst": d, "messages": m, "bytes": b}
                          for (s, d), (m, b) in sorted(per_edge.items())],
         }
-
-
-def plot_communication(summaries: dict[str, dict], path: Path) -> None:
-    """Bytes per communication round and the distribution of bytes per edge, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, summary in summaries.items():
-        rounds = [r for r in summary["per_round"] if r["kind"] in ("hop", "prime")]
-        axes[0].plot(range(1, len(rounds) + 1), [r["bytes"] / 1e6 for r in rounds], "o-", ms=3, label=name)
-        axes[1].hist([e["bytes"] / 1e6 for e in summary["per_edge"]], bins=30, alpha=0.6, label=name)
-    axes[0].set_xlabel("communication round")
-    axes[0].set_ylabel("neighbour messages relayed (MB)")
-    axes[1].set_xlabel("MB per edge over the run")
-    axes[1].set_ylabel("edges")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -25,12 +25,16 @@ def main(grid: Any, context: Any) -> None:
     """Deploy a trained run on the SuperNodes connected to this SuperLink."""
     import time
 
-    from surf.cli import load_trained
+    from surf.config import load
+    from surf.families.classifier.family import ClassifierFamily
     from surf.runtime.flower.deploy import deploy_jobs, summarize
+    from surf.training.rundir import RunDir
 
     config = context.run_config
     per_node, timeout = int(config.get("agents-per-node", 1)), float(config.get("round-timeout", 0)) or None
-    exp, model = load_trained(str(config["run-dir"]), [])
+    run = RunDir(str(config["run-dir"]))
+    exp = ClassifierFamily(load(run.config))
+    model = run.best_model(exp)
     jobs, steps = deploy_jobs(exp, model, per_node, int(config.get("tasks", exp.cfg.eval.test_tasks)), timeout)
     needed = -(-exp.cfg.num_agents // per_node)
     while len(list(grid.get_node_ids())) < needed:
@@ -38,5 +42,5 @@ def main(grid: Any, context: Any) -> None:
     start = time.perf_counter()
     results = [Relay(grid, sorted(grid.get_node_ids()), job).run() for job in jobs]
     summary = summarize(exp, jobs, results, steps, time.perf_counter() - start, per_node, 0)
-    summary["runtime"]["backend"] = "deployment"
-    Path(str(config.get("out", "flower_summary.json"))).write_text(json.dumps(summary, indent=2) + "\n")
+    summary.runtime.backend = "deployment"
+    Path(str(config.get("out", "flower_summary.json"))).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")

@@ -69,11 +69,11 @@ def _experiment(config_yaml: str) -> Any:
         import yaml
 
         from surf.config import from_dict
-        from surf.experiment import Experiment
+        from surf.families.classifier.family import ClassifierFamily
 
         raw = yaml.safe_load(config_yaml)
         raw["device"], raw["threads"] = "cpu", 1
-        _EXPERIMENTS[config_yaml] = Experiment(from_dict(raw))
+        _EXPERIMENTS[config_yaml] = ClassifierFamily(from_dict(raw))
     return _EXPERIMENTS[config_yaml]
 
 

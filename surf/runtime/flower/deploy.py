@@ -13,16 +13,18 @@ import time
 import torch
 import yaml
 
-from surf.asynchrony import draw_active
 from surf.config import to_dict
-from surf.errors import ConfigError
-from surf.evaluate import tune_dgd
-from surf.experiment import Experiment
+from surf.evaluation.baselines import tune_dgd
+from surf.evaluation.classifier import method_name
+from surf.evaluation.summary import Comparison, Descent, Runtime, Summary
+from surf.families.classifier.family import ClassifierFamily
+from surf.models.udgd import UnrolledDGD
 from surf.runtime.flower.relay import Job, JobResult
-from surf.unrolled import UnrolledDGD
+from surf.scenarios.drops import dropped_agents
+from surf.utils.errors import ConfigError
 
 
-def check_decentralizable(exp: Experiment) -> None:
+def check_decentralizable(exp: ClassifierFamily) -> None:
     """Refuse what cannot run as independent agents, with the fix in one line."""
     model = exp.cfg.model
     if model.variant == "paper" and model.batchnorm:
@@ -35,20 +37,22 @@ def check_decentralizable(exp: Experiment) -> None:
         raise ConfigError("model.hops=0 has no communication to relay; use surf eval")
 
 
-def _schedule(exp: Experiment, tasks: list, kind: str) -> object | None:
-    """Scheduled drops as in ``surf eval`` (repetition 0): (N, T) inactive agents at step t."""
+def _schedule(exp: ClassifierFamily, tasks: list, rounds_per_step: int) -> object | None:
+    """Scheduled drops as in ``surf eval`` (repetition 0; ``surf.scenarios.drops``): (N, T) inactive agents at
+    relay step t, which is layer t for SURF and round t of a baseline (reading layer ``ceil(t / K)``)."""
     cfg = exp.cfg
     if cfg.eval.n_async == 0:
         return None
 
     def inactive(step: int) -> torch.Tensor:
-        return torch.stack([~draw_active(cfg.num_agents, cfg.eval.n_async, cfg.seed, *task.key, kind, step, 0)
+        layer = -(-step // rounds_per_step)
+        return torch.stack([dropped_agents(cfg.num_agents, cfg.eval.n_async, cfg.seed, task.key, layer)
                             for task in tasks], dim=1)
 
     return inactive
 
 
-def deploy_jobs(exp: Experiment, model: UnrolledDGD, agents_per_node: int, num_tasks: int,
+def deploy_jobs(exp: ClassifierFamily, model: UnrolledDGD, agents_per_node: int, num_tasks: int,
                 round_timeout: float | None = None) -> tuple[list[Job], dict]:
     """The SURF job and the baseline jobs for the first ``num_tasks`` meta-test tasks (plus their relabelled twins)."""
     check_decentralizable(exp)
@@ -61,13 +65,13 @@ def deploy_jobs(exp: Experiment, model: UnrolledDGD, agents_per_node: int, num_t
     theta = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     rounds = model.rounds
     jobs = [Job("surf", method="surf", theta=theta, steps=cfg.model.layers, hops=cfg.model.hops,
-                inactive=_schedule(exp, tasks, "layer"), **common)]
+                inactive=_schedule(exp, tasks, 1), **common)]
     steps = {}
     for name, method, momentum in (("dgd", "dgd", False), ("dgd_momentum", "dgd", True), ("dsgd", "dsgd", False)):
         step, mu = tune_dgd(exp, rounds, momentum) if name != "dsgd" else (steps["dgd"][0], 0.0)
         steps[name] = (step, mu)
         jobs.append(Job(name, method=method, steps=rounds, step_size=step, momentum=mu,
-                        inactive=_schedule(exp, tasks, "round"), **common))
+                        inactive=_schedule(exp, tasks, max(cfg.model.hops, 1)), **common))
     return jobs, steps
 
 
@@ -76,8 +80,8 @@ def _split(values: torch.Tensor, num_tasks: int) -> tuple[list[float], list[floa
     return values[:, :num_tasks].mean(1).tolist(), values[:, num_tasks:].mean(1).tolist()
 
 
-def summarize(exp: Experiment, jobs: list[Job], results: list[JobResult], steps: dict, wall: float,
-              agents_per_node: int, num_actors: int) -> dict:
+def summarize(exp: ClassifierFamily, jobs: list[Job], results: list[JobResult], steps: dict, wall: float,
+              agents_per_node: int, num_actors: int) -> Summary:
     """A ``surf run``-style summary from the relayed results, plus the runtime's accounting and drops."""
     cfg = exp.cfg
     num_tasks = len(jobs[0].tasks) // 2
@@ -86,39 +90,34 @@ def summarize(exp: Experiment, jobs: list[Job], results: list[JobResult], steps:
     for metric, values in (("accuracy", surf.accuracy), ("loss", surf.loss), ("grad_norm", surf.grad_norm)):
         per[metric], rel[metric] = _split(values, num_tasks)
     norms = surf.grad_norm[:, :num_tasks]
-    baselines = {}
+    comparisons = {}
     for job, result in zip(jobs[1:], results[1:], strict=True):
         acc, acc_rel = _split(result.accuracy, num_tasks)
         loss, _ = _split(result.loss, num_tasks)
-        baselines[job.name] = {"accuracy": acc[-1], "accuracy_relabelled": acc_rel[-1], "loss": loss[-1],
-                               "rounds": job.steps, "step_size": steps[job.name][0], "per_round_accuracy": acc,
-                               "per_round_loss": loss}
-        if job.name == "dgd_momentum":
-            baselines[job.name]["momentum"] = steps[job.name][1]
-    nodes = -(-cfg.num_agents // agents_per_node)
-    return {
-        "method": "unrolling" if cfg.constraints.kind == "none" else "surf",
-        "rounds": cfg.model.layers * cfg.model.hops,
-        "final": {"accuracy": per["accuracy"][-1], "loss": per["loss"][-1],
-                  "accuracy_relabelled": rel["accuracy"][-1],
-                  "accuracy_std": surf.accuracy[-1, :num_tasks].std().item() if num_tasks > 1 else 0.0},
-        "per_layer": per,
-        "per_layer_relabelled": rel,
-        "descent_fraction": (norms[1:] < norms[:-1]).float().mean().item(),
-        "eval": {"test_tasks": num_tasks, "n_async": cfg.eval.n_async, "async_mode": cfg.eval.async_mode},
-        "baselines": baselines,
-        "runtime": {
-            "name": "flower", "backend": "ray", "agents_per_node": agents_per_node, "nodes": nodes,
-            "ray_actors": num_actors, "wall_seconds": wall,
-            "jobs": {job.name: {"seconds": result.seconds, "scheduled_drops": result.scheduled_drops,
-                                "dropped": result.dropped, "communication": result.ledger.summary()}
-                     for job, result in zip(jobs, results, strict=True)},
-        },
-    }
+        step, momentum = steps[job.name]
+        comparisons[job.name] = Comparison(
+            final={"accuracy": acc[-1], "accuracy_relabelled": acc_rel[-1], "loss": loss[-1]},
+            per_step={"accuracy": acc, "loss": loss}, steps=job.steps,
+            hyper={"step": step, **({"momentum": momentum} if job.name == "dgd_momentum" else {})},
+            preset="tuned on validation tasks (vectorized engine)", description=f"{job.method} through the relay")
+    final = {"accuracy": per["accuracy"][-1], "loss": per["loss"][-1], "accuracy_relabelled": rel["accuracy"][-1],
+             "accuracy_std": surf.accuracy[-1, :num_tasks].std().item() if num_tasks > 1 else 0.0}
+    runtime = Runtime(
+        name="flower", backend="ray", agents_per_node=agents_per_node, nodes=-(-cfg.num_agents // agents_per_node),
+        ray_actors=num_actors, wall_seconds=wall,
+        jobs={job.name: {"seconds": result.seconds, "scheduled_drops": result.scheduled_drops,
+                         "dropped": result.dropped, "communication": result.ledger.summary()}
+              for job, result in zip(jobs, results, strict=True)})
+    return Summary(
+        family=cfg.family, kind="deploy", method=method_name(exp), layers=cfg.model.layers,
+        rounds=cfg.model.layers * cfg.model.hops, final=final, per_layer=per, per_layer_relabelled=rel,
+        descent=Descent(grad_norm_decrease_fraction=(norms[1:] < norms[:-1]).float().mean().item()),
+        eval={"test_tasks": num_tasks, "n_async": cfg.eval.n_async, "async_mode": cfg.eval.async_mode},
+        comparisons=comparisons, runtime=runtime)
 
 
-def deploy(exp: Experiment, model: UnrolledDGD, agents_per_node: int, num_tasks: int,
-           round_timeout: float | None = None, num_actors: int = 2) -> dict:
+def deploy(exp: ClassifierFamily, model: UnrolledDGD, agents_per_node: int, num_tasks: int,
+           round_timeout: float | None = None, num_actors: int = 2) -> Summary:
     """Run SURF and the baselines through Flower (Ray simulation engine) and summarize."""
     from surf.runtime.flower.simulation import run_jobs
 

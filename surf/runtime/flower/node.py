@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from surf.graph_filter import aggregate
+from surf.data.batches import batch_indices, initial_weights
+from surf.graphs.aggregate import aggregate
 from surf.problems.softmax import agent_accuracies, agent_gradients, agent_losses
-from surf.unrolled import batch_indices, initial_weights
 
 if TYPE_CHECKING:
     from surf.data.tasks import Task

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
+from surf.data.batches import gather_batch
+from surf.models.udgd import UnrolledDGD
 from surf.problems.softmax import agent_gradients
-from surf.unrolled import UnrolledDGD, gather_batch
 
 
 class UnrolledRule:

@@ -1,0 +1,232 @@
+"""Command line: ``surf run | eval | sweep | report | stress | deploy | features | list``.
+
+Errors in user input (config, data, graph) print one line and exit 2; numerical failures exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from surf.utils.errors import ConfigError, SurfError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="surf", description="Decentralized learning with learned optimizers")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="meta-train an unrolled optimizer and evaluate it on meta-test tasks")
+    run.add_argument("config", help="YAML config, e.g. simulations/quickstart.yaml")
+    run.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                     help="dot-path override, e.g. -o trainer.steps=100 (repeatable)")
+    run.add_argument("--out", help="run directory (default runs/<config name>)")
+    run.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev = sub.add_parser("eval", help="re-evaluate a trained run on other tasks, graphs or n_async")
+    ev.add_argument("run_dir")
+    ev.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    ev.add_argument("--out", help="write summary.json and plots here (default: print only)")
+    dep = sub.add_parser("deploy", help="evaluate a trained run with agents as Flower clients on the graph")
+    dep.add_argument("run_dir")
+    dep.add_argument("--runtime", choices=["flower"], default="flower", help="agent runtime (default flower)")
+    dep.add_argument("--agents-per-node", type=int, default=1, metavar="M", help="agents per Flower node")
+    dep.add_argument("--scenario", metavar="dropped:K", help="K agents dropped per layer (= -o eval.n_async=K)")
+    dep.add_argument("--tasks", type=int, help="meta-test tasks (default eval.test_tasks), plus relabelled twins")
+    dep.add_argument("--round-timeout", type=float, help="seconds a relay round waits; late nodes are dropped")
+    dep.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    dep.add_argument("--out", help="run directory (default runs/<name>_flower)")
+    sw = sub.add_parser("sweep", help="run every cell of a sweep config (matrix of overrides); skips finished cells")
+    sw.add_argument("config", help="sweep YAML, e.g. simulations/fig4_async.yaml")
+    sw.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="applied to every cell, last, e.g. -o data.source=npz -o data.path=features/cifar10.npz")
+    sw.add_argument("--out", help="sweep directory (default runs/sweeps/<sweep name>[__<overrides>])")
+    sw.add_argument("--store", help="where trained cells live, shared by sweeps (default runs/trained)")
+    sw.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
+    sw.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep = sub.add_parser("report", help="aggregate a sweep directory into report.md and plots/*.png")
+    rep.add_argument("sweep_dir")
+    feat = sub.add_parser("features", help="train a CNN on MNIST / CIFAR-10 files and cache image features as .npz")
+    feat.add_argument("--dataset", required=True, choices=["mnist", "cifar10"])
+    feat.add_argument("--root", required=True, help="folder with the official files (nothing is downloaded)")
+    feat.add_argument("--out", help="feature file (default features/<dataset>_<arch>.npz)")
+    feat.add_argument("--arch", default="resnet18", choices=["resnet18", "small"],
+                      help="resnet18: CIFAR ResNet-18, 512 features (paper); small: 6-layer CNN, 128 features")
+    feat.add_argument("--epochs", type=int, default=10)
+    feat.add_argument("--batch-size", type=int, default=128)
+    feat.add_argument("--lr", type=float, default=0.05, help="SGD (Nesterov, cosine schedule) learning rate")
+    feat.add_argument("--limit", type=int, help="use only N training images (keyed random subset), for quick runs")
+    feat.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    feat.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    feat.add_argument("--seed", type=int, default=0)
+    feat.add_argument("--force", action="store_true", help="rebuild even if --out was built with these settings")
+    feat.add_argument("--quiet", action="store_true", help="no progress bar")
+    st = sub.add_parser("stress", help="trained runs and tuned baselines across a stress scenario's severities")
+    st.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="trained run(s), compared on the same drops")
+    st.add_argument("--scenario", nargs="+", required=True, metavar="NAME", help="scenario(s), see `surf list`")
+    st.add_argument("--severity", nargs="+", metavar="S", help="severities (default: the scenario's)")
+    st.add_argument("--repeats", type=int, default=20, help="repetitions per task and severity (default 20)")
+    st.add_argument("--tasks", type=int, help="meta-test tasks (default: eval.test_tasks of the first run)")
+    st.add_argument("--baselines", nargs="*", default=["dgd", "dgd_momentum"], help="tuned baselines to stress")
+    st.add_argument("--matrix", action="store_true",
+                    help="train x test matrix: every run at each scenario's representative severity")
+    st.add_argument("--out", help="output folder (default RUN_DIR/stress)")
+    st.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("list", help="show topologies, task generators, stress scenarios and bundled configs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        commands = {"run": cmd_run, "eval": cmd_eval, "sweep": cmd_sweep, "report": cmd_report, "stress": cmd_stress,
+                    "deploy": cmd_deploy, "features": cmd_features, "list": cmd_list}
+        return commands[args.command](args)
+    except SurfError as exc:
+        print(f"surf: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("surf: interrupted; the last checkpoint was saved, continue with --resume", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from surf.app.registry import family_entry, load_config
+    from surf.app.runner import train
+
+    cfg = load_config(args.config, args.override)
+    summary = train(cfg, Path(args.out) if args.out else REPO / "runs" / cfg.name, args.resume, not args.quiet)
+    print(family_entry(cfg).format_table(summary))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from surf.app.registry import family_entry, trained_config
+    from surf.app.runner import reevaluate
+
+    cfg = trained_config(args.run_dir, args.override)
+    summary = reevaluate(args.run_dir, cfg, Path(args.out) if args.out else None)
+    print(family_entry(cfg).format_table(summary))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from surf.app.sweep import run_sweep
+
+    return run_sweep(args.config, args.out, args.store, args.override, dry_run=args.dry_run,
+                     progress=not args.quiet)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from surf.reporting.sweep_report import write_report
+
+    print(f"surf: wrote {write_report(Path(args.sweep_dir))}")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    import torch
+
+    from surf.data.features import FeatureSettings, build_features, default_out
+    from surf.utils.device import resolve_device
+
+    settings = FeatureSettings(args.dataset, args.arch, args.epochs, args.batch_size, args.lr, limit=args.limit,
+                               seed=args.seed)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else default_out(REPO, settings)
+    meta = build_features(settings, args.root, out, resolve_device(args.device), not args.quiet, args.force)
+    verb = "reused (same settings; --force rebuilds)" if meta["reused"] else f"written in {meta['seconds']:.0f} s"
+    print(f"surf: {out} {verb}: {meta['train_images']} train / {meta['test_images']} test images, "
+          f"{meta['feature_dim']} features; extractor accuracy train {meta['extractor_train_accuracy']:.4f}, "
+          f"test {meta['extractor_test_accuracy']:.4f}")
+    print(f"surf: use it with -o data.source=npz -o data.path={out} (the test split becomes the meta-test pool)")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from surf.app.registry import load_trained
+    from surf.reporting.run_plots import plot_relay_traffic, write_plots
+    from surf.reporting.tables import format_runtime, format_table
+    from surf.runtime.flower.deploy import deploy
+    from surf.training.rundir import RunDir
+    from surf.utils.io import git_sha
+
+    overrides = list(args.override)
+    if args.scenario:
+        kind, _, count = args.scenario.partition(":")
+        if kind != "dropped" or not count.isdigit():
+            raise ConfigError(f"--scenario {args.scenario!r}: expected dropped:K (K agents dropped per layer)")
+        overrides.append(f"eval.n_async={count}")
+    family, model = load_trained(args.run_dir, overrides)
+    if family.cfg.family != "decentralized":
+        raise ConfigError(f"surf deploy runs the decentralized family; {args.run_dir} is '{family.cfg.family}'")
+    out = RunDir(args.out or REPO / "runs" / f"{family.cfg.name}_flower")
+    if out.path.exists() and any(out.path.iterdir()):
+        raise ConfigError(f"run directory {out.path} is not empty; choose another --out")
+    summary = deploy(family, model, args.agents_per_node, args.tasks or family.cfg.eval.test_tasks, args.round_timeout)
+    summary.git_sha = git_sha()
+    out.prepare(family.cfg, resume=False)
+    out.write_summary(summary.to_dict())
+    write_plots(summary, [], out.plots)
+    plot_relay_traffic({name: job["communication"] for name, job in summary.runtime.jobs.items()},
+                       out.plots / "relay_traffic.png")
+    print(format_table(summary))
+    print(format_runtime(summary.runtime))
+    return 0
+
+
+def cmd_stress(args: argparse.Namespace) -> int:
+    from surf.app.registry import load_trained
+    from surf.evaluation.stress import Learned, StressBench, matrix
+    from surf.reporting.stress import matrix_table, stress_table, write_matrix, write_stress
+    from surf.scenarios.scenario import load_scenario, parse_severity
+
+    scenarios = [load_scenario(name) for name in args.scenario]  # bad names fail before any model is loaded
+    severities = [parse_severity(text) for text in args.severity] if args.severity else None
+    if severities is not None:
+        if args.matrix or len(scenarios) > 1:
+            raise ConfigError("--severity needs exactly one --scenario and no --matrix (the matrix uses each "
+                              "scenario's representative severity)")
+        for severity in severities:
+            scenarios[0].bind(severity)
+    if args.tasks is not None and args.tasks < 1:
+        raise ConfigError(f"--tasks={args.tasks} must be >= 1")
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats={args.repeats} must be >= 1")
+    learned, family = [], None
+    for run_dir in args.run_dirs:
+        loaded, model = load_trained(run_dir)
+        if loaded.cfg.family != "decentralized":
+            raise ConfigError(f"surf stress runs the decentralized family; {run_dir} is '{loaded.cfg.family}'")
+        label = Path(run_dir).name if all(m.label != Path(run_dir).name for m in learned) else str(run_dir)
+        learned.append(Learned(label, loaded.cfg, model))
+        family = family or loaded
+    bench = StressBench(family, learned, args.baselines, args.tasks)
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "stress"
+    if args.matrix:
+        result = matrix(bench, scenarios, args.repeats, progress=not args.quiet)
+        write_matrix(result, out)
+        print(matrix_table(result) + f"surf: wrote {out / 'matrix.json'} and {out / 'matrix.md'}")
+        return 0
+    for scenario in scenarios:
+        result = bench.run(scenario, severities, args.repeats, progress=not args.quiet)
+        plot = write_stress(result, out)
+        print(stress_table(result) + f"surf: {result.seconds:.0f} s; wrote {out / 'stress.json'}, "
+              f"{out / 'stress.md'} and {plot}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace | None = None) -> int:
+    from surf.app.registry import catalogue
+
+    for title, entries in catalogue().items():
+        print(f"{title}:")
+        for name, text in entries.items():
+            print(f"  {name:22s} {text}".rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Every registry the user can name in a config or on the command line, in one place: task families (with their
+evaluator, table and plots), runtimes, and the lower layers' registries (graph families and specs, GSOs, data
+sources, partitions, baselines, stress scenarios), which ``surf list`` prints and :func:`check_names` checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from surf import config as config_mod
+from surf.baselines.registry import BASELINES
+from surf.baselines.registry import check_names as check_baseline_names
+from surf.config import Config
+from surf.data.partition import PARTITIONS
+from surf.data.sources import SOURCES
+from surf.evaluation.classifier import evaluate as evaluate_classifier
+from surf.evaluation.sparse import evaluate as evaluate_sparse
+from surf.evaluation.summary import Summary
+from surf.families.base import TaskFamily
+from surf.families.classifier.family import ClassifierFamily
+from surf.families.sparse.family import SparseCodingFamily
+from surf.graphs.gso import GSOS
+from surf.graphs.topology import list_topologies
+from surf.reporting.run_plots import write_plots as classifier_plots
+from surf.reporting.sparse import format_table as sparse_table
+from surf.reporting.sparse import write_plots as sparse_plots
+from surf.reporting.tables import format_table as classifier_table
+from surf.scenarios.scenario import list_scenarios, load_scenario
+from surf.training.rundir import RunDir
+from surf.utils.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class FamilyEntry:
+    """A task family and what ``surf run`` / ``surf eval`` do with it."""
+
+    description: str
+    build: Callable[[Config], TaskFamily]
+    evaluate: Callable[[TaskFamily, torch.nn.Module, torch.nn.Module | None], Summary]  # (family, model, twin)
+    format_table: Callable[[Summary], str]
+    write_plots: Callable[[Summary, list[dict], Path], list[Path]]  # (summary, metrics rows, plots folder)
+    wants_twin: Callable[[Config], bool] = lambda cfg: False  # also meta-train a standard-unrolling twin
+
+
+FAMILIES: dict[str, FamilyEntry] = {
+    "decentralized": FamilyEntry(
+        "agents on a graph, softmax regression each, optimized by U-DGD (paper eq. 11-13)", ClassifierFamily,
+        lambda family, model, twin: evaluate_classifier(family, model), classifier_table, classifier_plots),
+    "sparse_coding": FamilyEntry(
+        "LASSO sparse coding solved by LISTA / ALISTA (robust unrolling, TSP 2024)", SparseCodingFamily,
+        evaluate_sparse, sparse_table, sparse_plots,
+        wants_twin=lambda cfg: cfg.constraints.kind != "none" and cfg.sparse_coding.twin),
+}
+RUNTIMES: dict[str, str] = {
+    "engine": "the vectorized engine: every agent of every task as one batched tensor (surf run / eval / stress)",
+    "flower": "agents (or shards of agents) as Flower ClientApps in Flower's simulation engine (surf deploy)",
+    "ray-train": "the meta-trainer data-parallel on Ray Train workers (trainer.workers > 1)",
+}
+
+
+def family_entry(cfg: Config) -> FamilyEntry:
+    return FAMILIES[cfg.family]
+
+def check_names(cfg: Config) -> Config:
+    """Every registry name in ``cfg`` exists (one line naming the valid ones otherwise); returns ``cfg``."""
+    named = {"family": (cfg.family, FAMILIES), "topology.gso": (cfg.topology.gso, GSOS),
+             "data.source": (cfg.data.source, SOURCES), "data.partition": (cfg.data.partition, PARTITIONS)}
+    for key, (value, registry) in named.items():
+        if value not in registry:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(registry)} (see `surf list`)")
+    check_baseline_names(cfg.eval, cfg.model.server)
+    if cfg.trainer.scenario:
+        load_scenario(cfg.trainer.scenario)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """A config file plus overrides, validated and with every registry name checked."""
+    return check_names(config_mod.load(path, overrides))
+
+
+def config_from_dict(raw: dict, overrides: list[str] | None = None) -> Config:
+    """A config mapping plus overrides, validated and with every registry name checked."""
+    return check_names(config_mod.from_dict(raw, overrides))
+
+
+def build_family(cfg: Config) -> TaskFamily:
+    """The task family named by ``cfg.family``; validates its data and graph before anything is written."""
+    return family_entry(cfg).build(cfg)
+
+
+def trained_config(run_dir: str | Path, overrides: list[str]) -> Config:
+    """The config of a trained run with ``overrides`` applied (validated; nothing is loaded yet)."""
+    run = RunDir(run_dir)
+    if not (run.checkpoints / "best.pt").exists():
+        raise ConfigError(f"no trained model in {run.checkpoints}; train first with `surf run CONFIG --out {run.path}`")
+    return load_config(run.config, overrides)
+
+
+def load_trained(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[TaskFamily, torch.nn.Module]:
+    """The family of a finished run (its config plus ``overrides``) and its best model, in eval mode."""
+    cfg = trained_config(run_dir, overrides or [])
+    family = build_family(cfg)
+    return family, RunDir(run_dir).best_model(family)
+
+
+def catalogue() -> dict[str, dict[str, str]]:
+    """Everything ``surf list`` prints: registry title -> {name: one-line description}."""
+    baselines = {name: f"[{'star' if spec.star else 'decentralized'}; tunes {', '.join(spec.hypers)}] "
+                       f"{spec.description}" for name, spec in BASELINES.items()}
+    return {
+        "task families (family)": {name: entry.description for name, entry in FAMILIES.items()},
+        "topologies (topology.name)": dict(sorted(list_topologies().items())),
+        "graph shift operators (topology.gso)": {name: (f.__doc__ or "").splitlines()[0] for name, f in GSOS.items()},
+        "task generators (data.partition)": PARTITIONS,
+        "data sources (data.source)": SOURCES,
+        "baselines (eval.baselines, eval.long_baselines, surf stress --baselines)": baselines,
+        "stress scenarios (surf stress --scenario, trainer.scenario)": list_scenarios(),
+        "runtimes": RUNTIMES,
+        "configs (simulations/)": {str(p.relative_to(REPO)): "" for p in sorted((REPO / "simulations").glob("*.yaml"))},
+    }

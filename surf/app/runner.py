@@ -1,0 +1,81 @@
+"""The two things a run does, shared by ``surf run`` / ``surf eval`` and ``surf sweep``: meta-train + evaluate a
+config into a run directory, and re-evaluate a trained run under config overrides. Both work for every task family
+(``surf.app.registry.FAMILIES``); training goes through Ray Train when ``trainer.workers > 1``."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from surf.app.registry import build_family, family_entry
+from surf.config import Config
+from surf.evaluation.summary import Summary, Training
+from surf.families.base import TaskFamily
+from surf.training.rundir import RunDir
+from surf.training.trainer import MetaTrainer
+from surf.utils.io import git_sha
+
+
+def train_twin(family: TaskFamily, run: RunDir, progress: bool) -> torch.nn.Module:
+    """Standard unrolling with the same config and seed (``constraints.kind=none``), trained by the same
+    ``MetaTrainer`` into ``RUN_DIR/twin/`` (retrained from scratch, also on ``--resume``)."""
+    cfg = family.cfg
+    twin = build_family(dataclasses.replace(cfg, constraints=dataclasses.replace(cfg.constraints, kind="none")))
+    folder = RunDir(run.path / "twin")
+    folder.checkpoints.mkdir(parents=True, exist_ok=True)
+    folder.metrics.write_text("")
+    trainer = MetaTrainer(twin, log=folder.append_metrics)
+    trainer.train(folder.checkpoints, progress=progress)
+    return trainer.model
+
+
+def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> Summary:
+    """Meta-train ``cfg`` into run directory ``out`` (or continue its last checkpoint), evaluate, write everything."""
+    entry = family_entry(cfg)
+    family = entry.build(cfg)  # validates data and graph before anything is written
+    if cfg.trainer.workers > 1:
+        from surf.runtime.ray_train import check_scaling
+
+        check_scaling(cfg.trainer.workers, family.device)
+    run = RunDir(out)
+    run.prepare(cfg, resume)
+    trainer = MetaTrainer(family, log=run.append_metrics)
+    if resume:
+        trainer.load(run.checkpoints / "last.pt")
+        run.truncate_metrics(trainer.step)
+    print(f"surf: run directory {run.path} ({family.device}, {sum(p.numel() for p in trainer.model.parameters()):,} "
+          f"parameters, {family.describe()})")
+    if cfg.trainer.workers > 1:  # data-parallel on Ray Train (docs/distributed.md); same run directory
+        from surf.runtime.ray_train import train_with_ray
+
+        train_with_ray(trainer, run)
+    else:
+        trainer.train(run.checkpoints, progress=progress)
+    twin = train_twin(family, run, progress) if entry.wants_twin(cfg) else None
+    summary = entry.evaluate(family, trainer.model, twin)
+    summary.training = Training(steps=trainer.step, best_val_loss=trainer.best_val,
+                                duals=trainer.duals.value.tolist())
+    summary.git_sha = git_sha()
+    run.write_summary(summary.to_dict())
+    entry.write_plots(summary, run.read_metrics(), run.plots)
+    return summary
+
+
+def reevaluate(run_dir: str | Path, cfg: Config, out: Path | None = None) -> Summary:
+    """Evaluate the best model of ``run_dir`` under ``cfg`` (its config with overrides); write to ``out`` if given."""
+    entry = family_entry(cfg)
+    family = entry.build(cfg)
+    model = RunDir(run_dir).best_model(family)
+    twin_dir = RunDir(Path(run_dir) / "twin")
+    twin = twin_dir.best_model(family) if entry.wants_twin(cfg) and (twin_dir.checkpoints / "best.pt").exists() \
+        else None
+    summary = entry.evaluate(family, model, twin)
+    summary.kind, summary.evaluated_from, summary.git_sha = "eval", str(run_dir), git_sha()
+    if out is not None:
+        run = RunDir(out)
+        run.prepare(cfg, resume=False)
+        run.write_summary(summary.to_dict())
+        entry.write_plots(summary, [], run.plots)
+    return summary

@@ -1,0 +1,256 @@
+"""Sweeps: a base config, a ``matrix`` of overrides (cartesian product) and optional eval-only cells.
+
+A sweep file::
+
+    name: fig4_async                  # default: the file's stem
+    figure: fig4                      # which paper figure ``surf report`` puts side by side (optional)
+    base: quickstart.yaml             # a config path (relative to this file) or an inline mapping
+    set: {trainer.steps: 1000}        # overrides applied to every cell (optional; `surf sweep -o k=v` wins over all)
+    matrix:                           # dotted key -> values; one trained cell per combination
+      constraints.kind: [gradient_norm, none]
+      seed: [0, 1]
+    include: [{model.variant: paper}] # extra trained cells (overrides on base + set)
+    eval_matrix:                      # eval-only cells: each trained model re-evaluated under these overrides,
+      eval.n_async: [2, 4]            # the same code path as ``surf eval RUN_DIR -o ...`` (nothing retrained)
+    eval_include: [{topology.name: ring}]
+
+Trained cells live in a store shared by all sweeps (default ``runs/trained``) as ``<cell name>-<config hash>``, so
+two sweeps that need the same trained model train it once. Eval cells live in ``<trained cell>/eval/<name>``.
+A cell whose ``summary.json`` exists is skipped; a trained cell with a checkpoint but no summary is resumed
+(``surf run --resume``); anything else left by an interrupted cell is cleared and the cell restarts. The sweep
+directory gets ``sweep.json`` (the index ``surf report`` reads) and a link per trained cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from surf import config as config_mod
+from surf.app.registry import REPO, config_from_dict
+from surf.app.runner import reevaluate, train
+from surf.config import Config
+from surf.utils.errors import ConfigError
+from surf.utils.io import atomic_write
+from surf.utils.naming import cell_name
+
+SWEEP_KEYS = ("name", "figure", "description", "base", "set", "matrix", "include", "eval_matrix", "eval_include")
+
+
+@dataclass
+class Cell:
+    """One run of a sweep: its overrides, resolved config and directory; ``parent`` is set for eval-only cells."""
+
+    name: str
+    overrides: dict[str, Any]
+    cfg: Config
+    path: Path
+    parent: Cell | None = None
+    evals: list[Cell] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return (self.path / "summary.json").exists()
+
+    @property
+    def state(self) -> str:
+        if self.done:
+            return "finished"
+        if self.parent is None and (self.path / "checkpoints" / "last.pt").exists():
+            return "resume"
+        return "todo"
+
+
+def config_hash(cfg: Config) -> str:
+    """Short digest of a resolved config: two cells with the same config share a trained model."""
+    text = json.dumps(config_mod.to_dict(cfg), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _as_override(key: str, value: Any) -> str:
+    return f"{key}={json.dumps(value)}"  # JSON is YAML, so config.parse_overrides reads it back exactly
+
+
+def _expand(matrix: dict[str, list], include: list[dict], where: str) -> list[dict[str, Any]]:
+    """The cartesian product of ``matrix`` followed by the explicit ``include`` cells (duplicates dropped).
+
+    Without a matrix, ``include`` lists every cell; with neither, the sweep has one cell: the base config."""
+    if not isinstance(matrix, dict) or not all(isinstance(v, list) and v for v in matrix.values()):
+        raise ConfigError(f"{where}: 'matrix' must map dotted keys to non-empty lists, e.g. seed: [0, 1]")
+    if not isinstance(include, list) or not all(isinstance(c, dict) for c in include):
+        raise ConfigError(f"{where}: 'include' must be a list of mappings of dotted keys to values")
+    cells = [dict(zip(matrix, combo, strict=True)) for combo in itertools.product(*matrix.values())]
+    if not matrix and include:
+        cells = []  # only the explicit cells (an empty matrix alone means the one base cell)
+    cells += [dict(c) for c in include]
+    unique: list[dict] = []
+    for cell in cells:
+        if cell not in unique:
+            unique.append(cell)
+    return unique
+
+
+def _base_raw(spec: dict, sweep_path: Path) -> dict:
+    """The base config mapping: inline, or read from a path relative to the sweep file (name = its stem)."""
+    base = spec.get("base", {})
+    if isinstance(base, dict):
+        return base
+    path = sweep_path.parent / base
+    if not path.is_file():
+        raise ConfigError(f"{sweep_path}: base config '{base}' not found (give a path relative to the sweep file)")
+    raw = yaml.safe_load(path.read_text()) or {}
+    raw.setdefault("name", path.stem)
+    return raw
+
+
+class Sweep:
+    """A parsed sweep file: every cell resolved and validated before anything runs."""
+
+    def __init__(self, path: str | Path, out: str | Path | None = None, store: str | Path | None = None,
+                 overrides: list[str] | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(f"sweep file '{self.path}' not found (see simulations/fig*.yaml)")
+        spec = yaml.safe_load(self.path.read_text()) or {}
+        unknown = [k for k in spec if k not in SWEEP_KEYS]
+        if unknown:
+            raise ConfigError(f"{self.path}: unknown sweep key '{unknown[0]}' (valid: {', '.join(SWEEP_KEYS)})")
+        self.spec = spec
+        self.name = str(spec.get("name", self.path.stem))
+        self.figure = spec.get("figure")
+        forced = dict(config_mod.parse_overrides(overrides or []))  # -o on the command line: every cell, last
+        suffix = f"__{cell_name(forced)}" if forced else ""
+        self.out = Path(out) if out else REPO / "runs" / "sweeps" / (self.name + suffix)
+        self.store = Path(store) if store else REPO / "runs" / "trained"
+        base = _base_raw(spec, self.path)
+        common = spec.get("set", {}) or {}
+        self.cells: list[Cell] = []
+        for overrides in _expand(spec.get("matrix", {}) or {}, spec.get("include", []) or [], str(self.path)):
+            cfg = self._resolve(base, {**common, **overrides, **forced}, "cell " + cell_name(overrides))
+            name = cell_name(overrides)
+            if any(cell.cfg == cfg for cell in self.cells):
+                continue  # the same resolved config as an earlier cell: one run
+            self.cells.append(Cell(name, overrides, cfg, self._trained_dir(name, cfg)))
+        evals = _expand(spec.get("eval_matrix", {}) or {}, spec.get("eval_include", []) or [], str(self.path))
+        for cell in self.cells:
+            trained = config_mod.to_dict(cell.cfg)
+            for overrides in evals if ("eval_matrix" in spec or "eval_include" in spec) else []:
+                name = cell_name(overrides)
+                cfg = self._resolve(trained, overrides, f"eval cell {name} of {cell.name}")
+                path = cell.path if config_mod.to_dict(cfg) == trained else cell.path / "eval" / name
+                cell.evals.append(Cell(name, overrides, cfg, path, parent=cell))
+
+    @staticmethod
+    def _resolve(raw: dict, overrides: dict[str, Any], where: str) -> Config:
+        try:
+            return config_from_dict(raw, [_as_override(k, v) for k, v in overrides.items()])
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def _trained_dir(self, name: str, cfg: Config) -> Path:
+        """``<name>-<hash>`` in the store, or an existing trained cell with the same config.
+
+        A stored cell matches when its saved config, read with today's defaults for keys added since, equals
+        ``cfg``: a new config field does not orphan the models trained before it.
+        """
+        digest = config_hash(cfg)
+        if not self.store.exists():
+            return self.store / f"{name}-{digest}"
+        existing = sorted(self.store.glob(f"*-{digest}"))
+        if existing:
+            return existing[0]
+        for saved in sorted(self.store.glob("*/config.yaml")):
+            try:
+                if config_mod.from_dict(yaml.safe_load(saved.read_text())) == cfg:
+                    return saved.parent
+            except (ConfigError, yaml.YAMLError):
+                continue  # a config from an incompatible version: not a match
+        return self.store / f"{name}-{digest}"
+
+    def all_cells(self) -> list[Cell]:
+        """Trained cells, each followed by its eval cells: the order they run in."""
+        return [c for cell in self.cells for c in (cell, *cell.evals)]
+
+    def index(self) -> dict:
+        """``sweep.json``: what ``surf report`` aggregates."""
+        def entry(cell: Cell) -> dict:
+            return {"name": cell.name, "overrides": cell.overrides, "path": str(cell.path.resolve()),
+                    "state": cell.state, "evals": [entry(e) for e in cell.evals]}
+        return {"name": self.name, "figure": self.figure, "sweep_file": str(self.path.resolve()),
+                "description": self.spec.get("description", ""), "cells": [entry(c) for c in self.cells]}
+
+    def write_index(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.out / "sweep.json", json.dumps(self.index(), indent=2) + "\n")
+        for cell in self.cells:  # a readable link per trained cell
+            link = self.out / cell.name
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(cell.path.resolve(), target_is_directory=True)
+
+
+@contextmanager
+def _cell_lock(cell: Cell):
+    """``<cell>.lock`` holding our pid while the cell runs, so two sweeps never run the same cell at once."""
+    lock = cell.path.with_name(cell.path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    if lock.exists():
+        pid = int(lock.read_text() or 0)
+        try:
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            lock.unlink()  # stale: its process is gone
+        else:
+            raise ConfigError(f"cell {cell.path} is being run by process {pid}; wait for it or stop that sweep")
+    lock.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def run_cell(cell: Cell, progress: bool) -> None:
+    """Run one cell: skip if finished, resume a trained cell from its checkpoint, otherwise start clean."""
+    if cell.done:
+        return
+    with _cell_lock(cell):
+        state = cell.state
+        if state == "todo" and cell.path.exists():
+            shutil.rmtree(cell.path)  # interrupted before its first checkpoint: nothing worth keeping
+        if cell.parent is None:
+            train(cell.cfg, cell.path, resume=state == "resume", progress=progress)
+        else:
+            reevaluate(cell.parent.path, cell.cfg, cell.path)
+
+
+def run_sweep(path: str | Path, out: str | Path | None = None, store: str | Path | None = None,
+              overrides: list[str] | None = None, dry_run: bool = False, progress: bool = True) -> int:
+    """``surf sweep``: resolve every cell (errors before anything runs), then run the unfinished ones in order."""
+    sweep = Sweep(path, out, store, overrides)
+    cells = sweep.all_cells()
+    print(f"surf sweep {sweep.name}: {len(sweep.cells)} trained cell(s), {len(cells) - len(sweep.cells)} eval "
+          f"cell(s); {sum(c.done for c in cells)} finished; index {sweep.out / 'sweep.json'}")
+    if dry_run:
+        for cell in cells:
+            kind = "train" if cell.parent is None else f"  eval of {cell.parent.name}:"
+            print(f"  [{cell.state:8s}] {kind} {cell.name}  ->  {cell.path}")
+        return 0
+    sweep.write_index()
+    for number, cell in enumerate(cells, 1):
+        kind = "train" if cell.parent is None else "eval"
+        label = cell.name if cell.parent is None else f"{cell.parent.name} / {cell.name}"
+        print(f"surf sweep [{number}/{len(cells)}] {kind} {label}: {cell.state}", flush=True)
+        if cell.parent is not None and not cell.parent.done:
+            raise ConfigError(f"eval cell {label}: its trained cell did not finish; rerun the sweep")
+        run_cell(cell, progress)
+        sweep.write_index()
+    print(f"surf sweep {sweep.name}: done; aggregate with `surf report {sweep.out}`")
+    return 0

@@ -1,0 +1,19 @@
+"""Typed experiment configuration: the schema (dataclasses with the paper's defaults), loading YAML with dot-path
+overrides, and cross-field validation. It imports no registry: names that live in a registry are checked by the
+application layer (``surf.app.registry``), so this package sits just above ``surf.utils``."""
+
+from surf.config.load import from_dict, load, parse_overrides, to_dict
+from surf.config.schema import (
+    Config,
+    ConstraintConfig,
+    DataConfig,
+    EvalConfig,
+    ModelConfig,
+    SparseCodingConfig,
+    TopologyConfig,
+    TrainerConfig,
+)
+from surf.config.validate import validate
+
+__all__ = ["Config", "ConstraintConfig", "DataConfig", "EvalConfig", "ModelConfig", "SparseCodingConfig",
+           "TopologyConfig", "TrainerConfig", "from_dict", "load", "parse_overrides", "to_dict", "validate"]

@@ -1,0 +1,62 @@
+"""Config files: YAML plus dot-path overrides (``-o trainer.lr=1e-3``) -> a validated ``Config``, and back.
+
+Unknown keys and values of the wrong type are errors (``ConfigError``, one line naming the fix).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from surf.config.schema import Config
+from surf.config.validate import validate
+from surf.utils.errors import ConfigError
+from surf.utils.typed import build, plain_copy, set_dotted
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """Parse ``key.path=value`` strings; values are YAML scalars/lists (``1e-3``, ``true``, ``[1, 2]``)."""
+    parsed = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like section.key=value")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text) if text != "" else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{item}': value is not valid YAML ({exc.problem})") from None
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Config:
+    """Build and validate a Config from a mapping plus ``key=value`` overrides."""
+    raw = plain_copy(raw or {})
+    for key, value in parse_overrides(overrides or []):
+        set_dotted(raw, key, value)
+    return validate(build(Config, raw))
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config file; missing file or bad YAML is a one-line ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' not found (see `surf list` for the bundled configs)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config sections, got {type(raw).__name__}")
+    raw.setdefault("name", path.stem)
+    return from_dict(raw, overrides)
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as plain nested dicts (what ``config.yaml`` holds)."""
+    return dataclasses.asdict(cfg)

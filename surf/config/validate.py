@@ -1,0 +1,121 @@
+"""Cross-field checks of a Config: ranges, sizes and the allowed values of plain options; every message says how
+to fix the value. Names that live in a registry (graph families, GSOs, sources, partitions, baselines, scenarios,
+families) are checked by ``surf.app.registry.check_names``, which knows the registries."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from surf.config.schema import CHOICES, Config, SparseCodingConfig
+from surf.utils.errors import ConfigError
+from surf.utils.typed import get_dotted
+
+
+def _check_finite(node: Any, where: str) -> None:
+    """Every number in the config is finite (YAML's ``.nan`` / ``.inf`` are never meaningful values here)."""
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            _check_finite(getattr(node, f.name), f"{where}{f.name}")
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            _check_finite(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_finite(value, f"{where}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{where}={node} must be a finite number")
+
+
+def validate(cfg: Config) -> Config:
+    """Cross-field checks; every message says how to fix the value."""
+    for f in dataclasses.fields(cfg):
+        _check_finite(getattr(cfg, f.name), f"{f.name}." if dataclasses.is_dataclass(getattr(cfg, f.name)) else f.name)
+    for dotted, allowed in CHOICES.items():
+        value = get_dotted(cfg, dotted)
+        if value not in allowed:
+            raise ConfigError(f"{dotted}={value!r} is not one of {', '.join(allowed)}")
+    positive = {
+        "num_agents": cfg.num_agents,
+        "data.train_per_agent": cfg.data.train_per_agent,
+        "data.test_per_agent": cfg.data.test_per_agent,
+        "data.batch_size": cfg.data.batch_size,
+        "model.layers": cfg.model.layers,
+        "model.hidden": cfg.model.hidden,
+        "trainer.tasks_per_step": cfg.trainer.tasks_per_step,
+        "trainer.val_every": cfg.trainer.val_every,
+        "trainer.val_tasks": cfg.trainer.val_tasks,
+        "trainer.checkpoint_every": cfg.trainer.checkpoint_every,
+        "trainer.workers": cfg.trainer.workers,
+        "eval.test_tasks": cfg.eval.test_tasks,
+        "eval.async_repeats": cfg.eval.async_repeats,
+        "eval.long_factor": cfg.eval.long_factor,
+        "eval.local_steps": cfg.eval.local_steps,
+        "eval.clients_per_round": cfg.eval.clients_per_round,
+        "eval.centralized_rounds": cfg.eval.centralized_rounds,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key}={value} must be >= 1")
+    if cfg.num_agents < 2:
+        raise ConfigError(f"num_agents={cfg.num_agents}: a decentralized problem needs at least 2 agents")
+    if cfg.threads < 0:
+        raise ConfigError(f"threads={cfg.threads} must be >= 0 (0 = all cores)")
+    if cfg.model.hops < 0:
+        raise ConfigError(f"model.hops={cfg.model.hops} must be >= 0")
+    if cfg.trainer.steps < 0:
+        raise ConfigError(f"trainer.steps={cfg.trainer.steps} must be >= 0")
+    if not 0 <= cfg.eval.n_async < cfg.num_agents:
+        raise ConfigError(f"eval.n_async={cfg.eval.n_async} must be in [0, num_agents={cfg.num_agents})")
+    if not 0.0 <= cfg.constraints.epsilon < 1.0:
+        raise ConfigError(f"constraints.epsilon={cfg.constraints.epsilon} must be in [0, 1)")
+    if cfg.constraints.dual_lr < 0:
+        raise ConfigError(f"constraints.dual_lr={cfg.constraints.dual_lr} must be >= 0")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise ConfigError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
+    if cfg.trainer.device not in (None, *CHOICES["device"]):
+        raise ConfigError(f"trainer.device={cfg.trainer.device!r} is not one of {', '.join(CHOICES['device'])}")
+    if cfg.trainer.workers > cfg.trainer.val_tasks:
+        raise ConfigError(f"trainer.workers={cfg.trainer.workers} needs trainer.val_tasks >= workers (validation "
+                          "tasks are split across workers)")
+    if cfg.trainer.max_failures < 0:
+        raise ConfigError(f"trainer.max_failures={cfg.trainer.max_failures} must be >= 0")
+    if cfg.trainer.lr <= 0:
+        raise ConfigError(f"trainer.lr={cfg.trainer.lr} must be > 0")
+    fractions = cfg.data.pool_fractions
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError(f"data.pool_fractions={fractions} must be 3 positive numbers summing to 1")
+    if not 0.0 < cfg.data.heldout_fraction < 1.0:
+        raise ConfigError(f"data.heldout_fraction={cfg.data.heldout_fraction} must be in (0, 1)")
+    if cfg.data.source == "npz" and not cfg.data.path:
+        raise ConfigError("data.source=npz needs data.path=FILE.npz (features + labels arrays)")
+    if cfg.data.partition == "dirichlet" and cfg.data.dirichlet_alpha <= 0:
+        raise ConfigError(f"data.dirichlet_alpha={cfg.data.dirichlet_alpha} must be > 0")
+    if cfg.model.server and cfg.model.hops != 1:
+        raise ConfigError("model.server=true (star mode, paper eq. 13) needs model.hops=1")
+    if not cfg.eval.dgd_steps or min(cfg.eval.dgd_steps) <= 0:
+        raise ConfigError("eval.dgd_steps must be a non-empty list of positive step sizes")
+    if any(not 0.0 <= b < 1.0 for b in cfg.eval.momentum_grid):
+        raise ConfigError("eval.momentum_grid values must be in [0, 1)")
+    _validate_sparse_coding(cfg.sparse_coding)
+    return cfg
+
+
+def _validate_sparse_coding(sc: SparseCodingConfig) -> None:
+    """Checks of the ``sparse_coding`` section (validated whatever the family, so typos surface early)."""
+    for key in ("signal_dim", "atoms", "train_signals", "val_signals", "test_signals", "batch_size", "solver_iters",
+                "layers", "ood_signals"):
+        if getattr(sc, key) < 1:
+            raise ConfigError(f"sparse_coding.{key}={getattr(sc, key)} must be >= 1")
+    if sc.dictionary == "digits" and sc.signal_dim != 64:
+        raise ConfigError("sparse_coding.dictionary=digits needs sparse_coding.signal_dim=64 (8x8 images)")
+    if sc.atoms < sc.signal_dim:
+        raise ConfigError(f"sparse_coding.atoms={sc.atoms} must be >= signal_dim={sc.signal_dim} (overcomplete)")
+    if not 0.0 < sc.sparsity <= 1.0 or any(not 0.0 < p <= 1.0 for p in sc.ood_sparsity):
+        raise ConfigError("sparse_coding.sparsity and ood_sparsity values must be in (0, 1]")
+    if sc.rho <= 0 or sc.solver_tol <= 0:
+        raise ConfigError("sparse_coding.rho and sparse_coding.solver_tol must be > 0")
+    lists = sc.perturb_strengths + sc.ood_noise + sc.ood_dictionary
+    if min([sc.noise_std, sc.noise_injection, sc.noise_decay, sc.dictionary_iters] + lists) < 0:
+        raise ConfigError("sparse_coding noise levels, strengths, noise_decay and dictionary_iters must be >= 0")

@@ -1,0 +1,156 @@
+"""Tuned baselines on the meta-test tasks: hyper-parameters chosen on validation tasks (or the paper's preset),
+then run with the same W_0, mini-batch streams, graphs and dropped agents as the unrolled model.
+
+Every number is a held-out accuracy / loss on the plain meta-test tasks and on their relabelled twins. Dropped
+agents come from one compiled scenario per task (``surf.scenarios``): a baseline with K rounds per layer reads the
+unrolled model's step ``ceil(r / K)`` at round r, so the same agents are silent in the same communication window.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from surf.baselines.registry import Settings, communication, grid_product, run_baseline, spec
+from surf.config import Config
+from surf.data.batches import initial_weights
+from surf.evaluation.summary import Communication, Comparison
+from surf.families.classifier.family import ClassifierFamily
+from surf.graphs.comm import directed_edges
+from surf.models.udgd import SERVER
+from surf.scenarios.perturbations import Context
+from surf.scenarios.scenario import BoundScenario
+
+
+def baseline_settings(cfg: Config) -> Settings:
+    """The fixed (untuned) settings of the local-step and server-client baselines."""
+    return Settings(local_steps=cfg.eval.local_steps, clients_per_round=cfg.eval.clients_per_round)
+
+
+def baseline_grid(cfg: Config, name: str) -> dict[str, list[float]]:
+    """The tuning grid of baseline ``name``: the registry's, DGD's step / momentum grids from ``eval.dgd_steps`` /
+    ``eval.momentum_grid``, and any ``eval.grids`` entry on top."""
+    grid = {k: list(v) for k, v in spec(name).grid.items()}
+    if name in ("dgd", "dgd_momentum", "dsgd"):
+        grid["step"] = list(cfg.eval.dgd_steps)
+    if name == "dgd_momentum":
+        grid["momentum"] = list(cfg.eval.momentum_grid)
+    grid.update(cfg.eval.grids.get(name, {}))
+    return grid
+
+
+def context(family: ClassifierFamily, task: Any, repetition: int) -> Context:
+    """The scenario context of one task and repetition (the star graph's server is never dropped)."""
+    cfg = family.cfg
+    return Context(cfg.seed, task.key, repetition, task.num_agents, SERVER if cfg.model.server else None,
+                   cfg.topology.gso)
+
+
+def baseline_curves(family: ClassifierFamily, name: str, task: Any, rounds: int, grid: dict[str, torch.Tensor],
+                    batch: int | None, drops: BoundScenario | None = None, repetition: int = 0) -> Any:
+    """One baseline on one task for every grid setting, under ``drops`` (repetition ``repetition``) if given."""
+    cfg = family.cfg
+    shift = family.shift_for(task)
+    schedule, mode = None, cfg.eval.async_mode
+    if drops is not None:
+        compiled = drops.schedule(context(family, task, repetition), shift)
+        schedule = compiled.per_round(max(cfg.model.hops, 1)) if compiled is not None else None
+        mode = drops.async_mode
+    return run_baseline(name, task, shift, initial_weights(task, cfg.seed, cfg.model.w0_std), rounds, grid,
+                        agents=family.data_agents(), schedule=schedule, async_mode=mode, seed=cfg.seed, batch=batch,
+                        settings=baseline_settings(cfg))
+
+
+def _mean_curves(family: ClassifierFamily, name: str, tasks: list, rounds: int, grid: dict[str, torch.Tensor],
+                 batch: int | None, drops: BoundScenario | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean held-out accuracy and loss per round over tasks for each grid setting: (G, rounds + 1) each."""
+    acc, loss = 0.0, 0.0
+    for task in tasks:
+        curves = baseline_curves(family, name, task, rounds, grid, batch, drops)
+        acc, loss = acc + curves.accuracy, loss + curves.loss
+    return acc / len(tasks), loss / len(tasks)
+
+
+def tune_baseline(family: ClassifierFamily, name: str, rounds: int) -> dict[str, float]:
+    """The grid setting maximizing mean final held-out accuracy on the (clean) validation tasks."""
+    grid = grid_product(baseline_grid(family.cfg, name))
+    tasks = [family.task("val", i) for i in range(family.cfg.trainer.val_tasks)]
+    accuracy, _ = _mean_curves(family, name, tasks, rounds, grid, family.cfg.data.batch_size)
+    best = int(torch.nan_to_num(accuracy[:, -1], nan=-1.0).argmax())
+    return {k: float(v[best]) for k, v in grid.items()}
+
+
+def choose_hyper(family: ClassifierFamily, name: str, rounds: int) -> tuple[dict[str, float], int | None, str]:
+    """(hyper-parameters, mini-batch size, label): the paper's setting under ``eval.baseline_preset=paper`` where
+    the paper states one, otherwise tuned on validation tasks."""
+    method, cfg = spec(name), family.cfg
+    batch = cfg.data.batch_size if method.stochastic else None
+    if cfg.eval.baseline_preset == "paper" and method.paper:
+        paper = dict(method.paper)
+        batch = int(paper.pop("batch", batch)) if method.stochastic else None
+        return paper, batch, f"paper preset ({method.paper_note})"
+    label = "tuned on validation tasks" + (f" ({method.paper_note})" if cfg.eval.baseline_preset == "paper" else "")
+    return tune_baseline(family, name, rounds), batch, label
+
+
+def message_shape(family: ClassifierFamily, tasks: list) -> tuple[int, int]:
+    """(directed edges, averaged over these tasks' graphs; floats per vector, (d+1) C)."""
+    edges = round(sum(directed_edges(family.shift_for(t)) for t in tasks) / len(tasks))
+    return edges, family.sampler.num_features * family.sampler.num_classes
+
+
+def communication_cost(family: ClassifierFamily, name: str, rounds: int, tasks: list) -> Communication:
+    """Nominal communication of baseline ``name`` on these tasks' graphs (mean directed-edge count)."""
+    edges, floats = message_shape(family, tasks)
+    cfg = family.cfg
+    clients = cfg.num_agents - 1 if cfg.model.server else cfg.num_agents
+    return Communication(**communication(name, rounds, edges, floats, clients, baseline_settings(cfg)).as_dict())
+
+
+def evaluate_baseline(family: ClassifierFamily, name: str, tasks: list, relabelled: list, rounds: int,
+                      drops: BoundScenario | None = None) -> Comparison:
+    """Choose hyper-parameters (validation tasks or the paper preset), then report final and per-round held-out
+    accuracy and loss on the meta-test tasks and their relabelled twins, with the communication it cost."""
+    chosen, batch, label = choose_hyper(family, name, rounds)
+    grid = {k: torch.tensor([v]) for k, v in chosen.items()}
+    acc, loss = _mean_curves(family, name, tasks, rounds, grid, batch, drops)
+    acc_relabelled, _ = _mean_curves(family, name, relabelled, rounds, grid, batch, drops)
+    method = spec(name)
+    hyper = dict(chosen)
+    if batch is not None:
+        hyper["batch"] = batch
+    if method.local_steps:
+        hyper["local_steps"] = family.cfg.eval.local_steps
+    if method.star:
+        hyper["clients_per_round"] = family.cfg.eval.clients_per_round
+    final = {"accuracy": acc[0, -1].item(), "accuracy_relabelled": acc_relabelled[0, -1].item(),
+             "loss": loss[0, -1].item()}
+    return Comparison(final=final, per_step={"accuracy": acc[0].tolist(), "loss": loss[0].tolist()}, steps=rounds,
+                      hyper={k: float(v) for k, v in hyper.items()}, preset=label, description=method.description,
+                      communication=communication_cost(family, name, rounds, tasks))
+
+
+def tune_dgd(family: ClassifierFamily, rounds: int, momentum: bool) -> tuple[float, float]:
+    """(step, momentum) of DGD / heavy-ball DGD tuned on the validation tasks."""
+    chosen = tune_baseline(family, "dgd_momentum" if momentum else "dgd", rounds)
+    return chosen["step"], chosen.get("momentum", 0.0)
+
+
+def evaluate_baselines(family: ClassifierFamily, tasks: list, relabelled: list, rounds: int,
+                       drops: BoundScenario | None = None) -> dict[str, Comparison]:
+    """``eval.baselines`` at ``rounds``, ``eval.long_baselines`` at ``long_factor`` x rounds (``NAME_xF``), the
+    centralized ceiling at ``eval.centralized_rounds``, and each one's accuracy relative to that ceiling."""
+    cfg = family.cfg
+    results = {}
+    for name in cfg.eval.baselines:
+        length = cfg.eval.centralized_rounds if name == "centralized" else rounds
+        results[name] = evaluate_baseline(family, name, tasks, relabelled, length, drops)
+    for name in cfg.eval.long_baselines:
+        results[f"{name}_x{cfg.eval.long_factor}"] = evaluate_baseline(
+            family, name, tasks, relabelled, rounds * cfg.eval.long_factor, drops)
+    if "centralized" in results:
+        ceiling = results["centralized"].final["accuracy"]
+        for entry in results.values():
+            entry.final["relative_accuracy"] = entry.final["accuracy"] / ceiling
+    return results

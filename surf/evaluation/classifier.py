@@ -1,0 +1,85 @@
+"""Meta-test evaluation of the classifier family: per-layer metrics of an unrolled model and the tuned baselines
+on the same tasks, as a :class:`~surf.evaluation.summary.Summary`.
+
+Every number is measured on held-out samples that no agent trained on, on the plain meta-test tasks and on their
+relabelled twins (a fixed random class permutation per task): a model that memorized one classifier scores well
+on the first and collapses on the second; a real optimizer scores the same on both. ``eval.n_async > 0`` drops
+agents through the ``fig4_async`` scenario (``surf.scenarios.drops``), the same draws ``surf stress`` makes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from surf.evaluation.baselines import context, evaluate_baselines, message_shape
+from surf.evaluation.summary import Communication, Descent, Summary
+from surf.families.classifier.family import ClassifierFamily
+from surf.families.classifier.measures import gradient_norms
+from surf.graphs.comm import unrolled_cost
+from surf.models.udgd import UnrolledDGD
+from surf.problems.softmax import agent_accuracies, agent_losses
+from surf.scenarios.scenario import BoundScenario, dropped_agents_scenario
+
+
+def _masked_mean(values: torch.Tensor, agents: torch.Tensor | None) -> float:
+    return (values[..., agents] if agents is not None else values).mean().item()
+
+
+def method_name(family: ClassifierFamily) -> str:
+    return "unrolling" if family.cfg.constraints.kind == "none" else "surf"
+
+
+@torch.no_grad()
+def evaluate_unrolled(family: ClassifierFamily, model: UnrolledDGD, tasks: list,
+                      drops: BoundScenario | None = None) -> dict:
+    """Per-layer held-out accuracy/loss and full-local-gradient norm, averaged over tasks and drop repetitions."""
+    model.eval()
+    cfg, agents = family.cfg, family.data_agents()
+    repeats = cfg.eval.async_repeats if drops is not None else 1
+    acc, loss, norms, finals = [], [], [], []
+    for task in tasks:
+        shift = family.shift_for(task)
+        for rep in range(repeats):
+            schedule = drops.schedule(context(family, task, rep), shift) if drops is not None else None
+            mode = drops.async_mode if drops is not None else cfg.eval.async_mode
+            trajectory = model(task, shift, cfg.seed, schedule, mode)
+            w = torch.stack(trajectory.weights)
+            acc.append([_masked_mean(a, agents) for a in agent_accuracies(w, task.x_test, task.y_test)])
+            loss.append([_masked_mean(v, agents) for v in agent_losses(w, task.x_test, task.y_test)])
+            norms.append(gradient_norms(trajectory, task, "full", cfg.seed, agents))
+            finals.append(acc[-1][-1])
+    norms_t = torch.stack(norms)
+    return {
+        "accuracy": torch.tensor(acc).mean(0).tolist(),
+        "loss": torch.tensor(loss).mean(0).tolist(),
+        "grad_norm": norms_t.mean(0).tolist(),
+        "grad_norm_decrease_fraction": (norms_t[:, 1:] < norms_t[:, :-1]).float().mean().item(),
+        "final_accuracy_std": torch.tensor(finals).std().item() if len(finals) > 1 else 0.0,
+    }
+
+
+def evaluate(family: ClassifierFamily, model: UnrolledDGD, n_async: int | None = None) -> Summary:
+    """The meta-test report: the model per layer (plain + relabelled) and the tuned baselines on the same tasks."""
+    cfg = family.cfg
+    n_async = cfg.eval.n_async if n_async is None else n_async
+    drops = dropped_agents_scenario(n_async, cfg.eval.async_mode) if n_async > 0 else None
+    tasks = [family.task("test", i) for i in range(cfg.eval.test_tasks)]
+    relabelled = [family.task("test", i, relabel=True) for i in range(cfg.eval.test_tasks)]
+    plain = evaluate_unrolled(family, model, tasks, drops)
+    other = evaluate_unrolled(family, model, relabelled, drops)
+    baselines = evaluate_baselines(family, tasks, relabelled, max(model.rounds, 1), drops)
+    edges, floats = message_shape(family, tasks)
+    curves = ("accuracy", "loss", "grad_norm")
+    final = {"accuracy": plain["accuracy"][-1], "loss": plain["loss"][-1],
+             "accuracy_relabelled": other["accuracy"][-1], "accuracy_std": plain["final_accuracy_std"]}
+    if "centralized" in baselines:
+        final["relative_accuracy"] = plain["accuracy"][-1] / baselines["centralized"].final["accuracy"]
+    return Summary(
+        family=cfg.family, kind="run", method=method_name(family), layers=cfg.model.layers, rounds=model.rounds,
+        final=final, per_layer={k: plain[k] for k in curves}, per_layer_relabelled={k: other[k] for k in curves},
+        descent=Descent(grad_norm_decrease_fraction=plain["grad_norm_decrease_fraction"]),
+        eval={"test_tasks": cfg.eval.test_tasks, "n_async": n_async, "async_mode": cfg.eval.async_mode,
+              "async_repeats": cfg.eval.async_repeats if n_async > 0 else 1},
+        comparisons=baselines,
+        communication=Communication(**unrolled_cost(cfg.model.layers, cfg.model.hops, edges, floats).as_dict()),
+    )

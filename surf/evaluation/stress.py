@@ -1,0 +1,192 @@
+"""``surf stress``: trained models and tuned baselines across a scenario's severities, with repetitions.
+
+Every method sees the same meta-test tasks, the same W_0 and, per (task, repetition), the same compiled scenario
+(``surf.scenarios``): the same silent agents, lost links, graphs and delays. Baselines are tuned once on the clean
+validation tasks at the unrolled model's number of communication rounds, then stressed with those settings, as the
+learned model was trained once and is not retrained. Reported per method and severity: mean ± std of the final
+held-out accuracy over (task, repetition) pairs, the std of the task-averaged accuracy over repetitions, and for
+learned models the fraction of (task, repetition, layer) triples whose descent constraint (the run's form and
+epsilon, on the full-local-data gradient norm as measured) still holds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from surf.baselines.registry import BASELINES, run_baseline
+from surf.config import Config
+from surf.constrained.constraints import descent_constraints
+from surf.data.batches import initial_weights
+from surf.evaluation.baselines import baseline_settings, choose_hyper, context
+from surf.evaluation.summary import MatrixCell, MatrixRow, StressMatrix, StressMethod, StressResult
+from surf.families.classifier.family import ClassifierFamily
+from surf.families.classifier.measures import gradient_norms
+from surf.models.udgd import UnrolledDGD
+from surf.problems.softmax import agent_accuracies
+from surf.scenarios.scenario import BoundScenario, Scenario, ScenarioSchedule
+from surf.utils.errors import ConfigError
+
+SHARED = ("seed", "num_agents", "data", "topology")  # what runs compared on the same tasks must agree on
+
+
+@dataclass
+class Learned:
+    """A trained unrolled model and the config it was trained with."""
+
+    label: str
+    cfg: Config
+    model: UnrolledDGD
+
+    @property
+    def method(self) -> str:
+        return "unrolling" if self.cfg.constraints.kind == "none" else "surf"
+
+    @property
+    def trained_on(self) -> str:
+        scenario, severity = self.cfg.trainer.scenario, self.cfg.trainer.scenario_severity
+        if not scenario:
+            return "clean"
+        return scenario if severity is None else f"{scenario}@{severity:g}"
+
+
+# ---------------------------------------------------------------- baselines: the one place that calls them
+
+def tune_baselines(family: ClassifierFamily, names: list[str], rounds: int) -> dict[str, dict]:
+    """Each baseline's hyper-parameters and mini-batch size, chosen on the clean validation tasks at ``rounds``
+    communication rounds (or the paper preset under ``eval.baseline_preset=paper``), as in ``surf run``."""
+    tuned = {}
+    for name in names:
+        if name not in BASELINES:
+            raise ConfigError(f"unknown baseline '{name}' for --baselines (valid: {', '.join(BASELINES)})")
+        if BASELINES[name].star and not family.cfg.model.server:
+            raise ConfigError(f"--baselines {name} is a server-client method: it needs a star-mode run")
+        hyper, batch, _ = choose_hyper(family, name, rounds)
+        tuned[name] = {"hyper": hyper, "batch": batch}
+    return tuned
+
+
+def run_baselines(family: ClassifierFamily, tuned: dict[str, dict], task: Any, shift: torch.Tensor,
+                  schedule: ScenarioSchedule | None, rounds: int, rounds_per_step: int, mode: str) -> dict[str, float]:
+    """Final held-out accuracy of every tuned baseline on one (perturbed) task, all under the same schedule."""
+    cfg = family.cfg
+    per_round = schedule.per_round(rounds_per_step) if schedule is not None else None
+    w0 = initial_weights(task, cfg.seed, cfg.model.w0_std)
+    finals = {}
+    for name, chosen in tuned.items():
+        grid = {k: torch.tensor([v]) for k, v in chosen["hyper"].items()}
+        curves = run_baseline(name, task, shift, w0, rounds, grid, agents=family.data_agents(), schedule=per_round,
+                              async_mode=mode, seed=cfg.seed, batch=chosen["batch"], settings=baseline_settings(cfg))
+        finals[name] = curves.accuracy[0, -1].item()
+    return finals
+
+
+# ---------------------------------------------------------------- the bench
+
+
+class StressBench:
+    """Trained models, their task family and the tuned baselines, reused across scenarios.
+
+    ``learned`` are models trained on the same tasks and graph (``SHARED`` config entries agree); the first one's
+    family provides the meta-test tasks.
+    """
+
+    def __init__(self, family: ClassifierFamily, learned: list[Learned], baselines: list[str],
+                 test_tasks: int | None = None) -> None:
+        if not learned:
+            raise ConfigError("surf stress needs at least one trained run directory")
+        self.family, self.learned, self.cfg = family, learned, learned[0].cfg
+        for other in learned[1:]:
+            for key in SHARED:
+                if getattr(other.cfg, key) != getattr(self.cfg, key):
+                    raise ConfigError(f"runs '{learned[0].label}' and '{other.label}' differ in '{key}'; compare "
+                                      "runs trained on the same tasks and graph")
+        self.test_tasks = test_tasks or self.cfg.eval.test_tasks
+        self.rounds = max(learned[0].model.rounds, 1)
+        self.rounds_per_step = max(self.cfg.model.hops, 1)
+        self.tuned = tune_baselines(family, list(baselines), self.rounds)
+
+    def labels(self) -> list[str]:
+        return [m.label for m in self.learned] + list(self.tuned)
+
+    def run(self, scenario: Scenario, severities: list | None = None, repeats: int = 20,
+            progress: bool = True) -> StressResult:
+        """Every method on ``test_tasks`` meta-test tasks x ``repeats`` at every severity."""
+        from tqdm import tqdm
+
+        if repeats < 1:
+            raise ConfigError(f"--repeats={repeats} must be >= 1")
+        severities = list(severities if severities is not None else scenario.severities)
+        bound = [scenario.bind(s) for s in severities]
+        methods = {m.label: StressMethod(kind=m.method, mean=[], std=[], std_over_repeats=[], trained_on=m.trained_on,
+                                         constraint_satisfied_fraction=[]) for m in self.learned}
+        methods.update({name: StressMethod(kind="baseline", mean=[], std=[], std_over_repeats=[],
+                                           hyper=self.tuned[name]["hyper"], batch=self.tuned[name]["batch"])
+                        for name in self.tuned})
+        total = sum(self.test_tasks * (repeats if b.random else 1) for b in bound)
+        start = time.perf_counter()
+        with tqdm(total=total, desc=f"stress {scenario.name}", unit="run", disable=not progress) as bar:
+            for b in bound:
+                accuracy, holds = self._severity(b, repeats, bar)
+                for label, values in accuracy.items():
+                    row = methods[label]
+                    row.mean.append(values.mean().item())
+                    row.std.append(values.std().item() if values.numel() > 1 else 0.0)
+                    per_repeat = values.mean(0)
+                    row.std_over_repeats.append(per_repeat.std().item() if per_repeat.numel() > 1 else 0.0)
+                    if label in holds:
+                        row.constraint_satisfied_fraction.append(holds[label])
+        return StressResult(
+            scenario=scenario.name, description=scenario.description, severity_name=scenario.severity_name,
+            severities=severities, repeats=repeats, test_tasks=self.test_tasks, async_mode=scenario.async_mode,
+            rounds=self.rounds, methods=methods, seconds=round(time.perf_counter() - start, 1))
+
+    @torch.no_grad()
+    def _severity(self, bound: BoundScenario, repeats: int, bar: Any) -> tuple[dict[str, torch.Tensor], dict]:
+        """(tasks, repeats) final accuracies per method and descent-holds fractions per learned model."""
+        family = self.family if not bound.overrides else ClassifierFamily(bound.config(self.cfg))
+        cfg, agents = family.cfg, family.data_agents()
+        reps = repeats if bound.random else 1  # a deterministic scenario: every repetition is the same
+        accuracy = {label: torch.zeros(self.test_tasks, reps) for label in self.labels()}
+        holds: dict[str, list[torch.Tensor]] = {m.label: [] for m in self.learned}
+        for i in range(self.test_tasks):
+            clean = family.task("test", i)
+            shift = family.shift_for(clean)
+            for rep in range(reps):
+                ctx = context(family, clean, rep)
+                task = bound.task(ctx, clean)
+                schedule = bound.schedule(ctx, shift)
+                for m in self.learned:
+                    trajectory = m.model(task, shift, cfg.seed, schedule, bound.async_mode)
+                    accuracy[m.label][i, rep] = _mean_accuracy(trajectory.weights[-1], task, agents)
+                    c = m.cfg.constraints
+                    norms = gradient_norms(trajectory, task, c.gradient_on, cfg.seed, agents)
+                    holds[m.label].append(descent_constraints(norms, c.form, c.epsilon) <= 0)
+                finals = run_baselines(family, self.tuned, task, shift, schedule, self.rounds, self.rounds_per_step,
+                                       bound.async_mode)
+                for name, value in finals.items():
+                    accuracy[name][i, rep] = value
+                bar.update(1)
+        return accuracy, {label: torch.cat(h).float().mean().item() for label, h in holds.items()}
+
+
+def _mean_accuracy(w: torch.Tensor, task: Any, agents: torch.Tensor | None) -> float:
+    values = agent_accuracies(w, task.x_test, task.y_test)
+    return (values[agents] if agents is not None else values).mean().item()
+
+
+def matrix(bench: StressBench, scenarios: list[Scenario], repeats: int, progress: bool = True) -> StressMatrix:
+    """Train scenario x test scenario: every model (and baseline) at each test scenario's representative severity."""
+    rows: dict[str, MatrixRow] = {m.label: MatrixRow(m.trained_on, m.method, {}) for m in bench.learned}
+    rows.update({name: MatrixRow("-", "baseline", {}) for name in bench.tuned})
+    for scenario in scenarios:
+        severity = scenario.representative
+        result = bench.run(scenario, [severity], repeats, progress)
+        for label, row in result.methods.items():
+            held = row.constraint_satisfied_fraction
+            rows[label].cells[scenario.name] = MatrixCell(severity, row.mean[0], row.std[0], held[0] if held else None)
+    return StressMatrix(test_scenarios=[s.name for s in scenarios], repeats=repeats, test_tasks=bench.test_tasks,
+                        rows=rows)

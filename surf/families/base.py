@@ -1,0 +1,44 @@
+"""What the primal-dual trainer needs from a task family (decentralized classifier, LISTA sparse coding, ...).
+
+The meta-training loop (``surf.training.trainer``) is written once against :class:`TaskFamily`; a family supplies
+its tasks, its unrolled model and, per task, the terms of the Lagrangian (paper eq. 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from surf.config import Config
+
+
+@dataclass
+class TaskTerms:
+    """What one unrolled task contributes to the Lagrangian, plus per-layer diagnostics for ``metrics.jsonl``."""
+
+    objective: torch.Tensor  # the task's loss at the last layer, differentiable
+    slacks: torch.Tensor  # c_1..c_L (differentiable when constrained)
+    values: torch.Tensor  # measured a_0..a_L (detached): gradient norms or distances
+    layer_metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (L+1,) detached, e.g. accuracy
+
+
+class TaskFamily(Protocol):
+    """A task distribution with its unrolled model: everything the trainer calls."""
+
+    cfg: Config
+    device: torch.device
+
+    @property
+    def num_constraints(self) -> int:
+        """L: one descent constraint (and one dual variable) per layer."""
+
+    def build_model(self) -> torch.nn.Module:
+        """A freshly initialized unrolled model on ``device``."""
+
+    def task(self, split: str, index: int, relabel: bool = False) -> Any:
+        """Task ``index`` of ``split`` (train | val | test), rebuilt from its key alone."""
+
+    def task_terms(self, model: torch.nn.Module, task: Any) -> TaskTerms:
+        """Unroll ``model`` on ``task``: objective, constraint slacks and per-layer metrics."""

@@ -1,0 +1,73 @@
+"""What the classifier family's descent constraints measure per layer (paper eq. 3):
+
+CI  (SURF):  ``||grad f(W_l; B_l)||`` — the stacked gradient norm of all agents;
+CII (TSP):   ``||W_l - W*||`` — every agent's distance to the pooled (L2-regularized) optimum.
+
+Norms are Frobenius norms of all agents' matrices stacked (one scalar per layer and task, as in the paper).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from surf.config import ConstraintConfig
+from surf.constrained.constraints import descent_constraints
+from surf.data.batches import batch_indices, gather_batch
+from surf.models.udgd import Trajectory
+from surf.problems.softmax import agent_gradients, pooled_optimum, stacked_norm
+
+if TYPE_CHECKING:
+    from surf.data.tasks import Task
+
+
+def gradient_norms(
+    trajectory: Trajectory,
+    task: Task,
+    gradient_on: str,
+    seed: int = 0,
+    agents: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``||grad f(W_l; B)||_F`` for l = 0..L -> (L+1,), differentiable w.r.t. the trajectory.
+
+    gradient_on: ``batch`` = the batch B_l that produced W_l (paper; W_0 uses B_1), ``next_batch`` = B_{l+1}
+    (authors' code; W_L uses a fresh batch), ``full`` = the agent's whole local training set.
+    """
+    w = torch.stack(trajectory.weights)  # (L+1, N, d+1, C)
+    if gradient_on == "full":
+        grads = agent_gradients(w, task.x_train, task.y_train)
+    else:
+        batches = list(trajectory.batches)
+        if gradient_on == "batch":
+            batches = [batches[0]] + batches
+        else:
+            fresh = batch_indices(task, seed, len(batches) + 1, batches[0].shape[1])
+            batches = batches + [fresh]
+        xb, yb = gather_batch(task.x_train, task.y_train, torch.stack(batches, dim=1))  # (N, L+1, B, ...)
+        grads = agent_gradients(w, xb.transpose(0, 1), yb.transpose(0, 1))
+    return stacked_norm(grads, agents)
+
+
+def distances_to_optimum(
+    trajectory: Trajectory, optimum: torch.Tensor, agents: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``||W_l - 1 w*^T||_F`` for l = 0..L -> (L+1,): every agent's distance to the pooled optimum."""
+    w = torch.stack(trajectory.weights)
+    return stacked_norm(w - optimum, agents)
+
+
+def task_optimum(task: Task, l2: float) -> torch.Tensor:
+    """The L2-regularized optimum of the task's pooled training problem (what CII measures distance to)."""
+    return pooled_optimum(task.x_pool, task.y_pool, task.num_classes, l2)
+
+
+def constraint_values(
+    trajectory: Trajectory, task: Task, cfg: ConstraintConfig, seed: int, agents: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-layer measured values a_0..a_L (gradient norms or distances) and the slacks c_1..c_L."""
+    if cfg.kind == "distance":
+        values = distances_to_optimum(trajectory, task_optimum(task, cfg.optimum_l2), agents)
+    else:
+        values = gradient_norms(trajectory, task, cfg.gradient_on, seed, agents)
+    return values, descent_constraints(values, cfg.form, cfg.epsilon)

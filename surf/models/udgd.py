@@ -1,0 +1,136 @@
+"""U-DGD: decentralized gradient descent unrolled into L learnable layers (paper eq. 11-13).
+
+Layer l:  ``W_l = sum_{k=0..K} h_{k,l} S^k W_{l-1}  -  step_l(W_{l-1}, B_l)``      (eq. 11-12)
+
+The graph filter is ``surf.graphs.filter.GraphFilter`` (K communication rounds); ``step_l`` is the local learned
+update every agent applies with its own data (``surf.models.steps``: the paper's raw-batch layer or the compact,
+label-blind one). Star / server mode (eq. 13): node 0 holds no data, has no k=0 term and no local step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from surf.config import ModelConfig
+from surf.data.batches import batch_indices, gather_batch, initial_weights
+from surf.graphs.network import Network, NetworkStep, Schedule
+from surf.models.steps import CompactStep, PaperStep
+from surf.problems.softmax import agent_gradients
+
+if TYPE_CHECKING:
+    from surf.data.tasks import Task
+
+SERVER = 0  # index of the server in star mode
+
+
+@dataclass
+class Trajectory:
+    """Everything a forward pass produced: W_0..W_L and the mini-batch indices each layer consumed."""
+
+    weights: list[torch.Tensor]  # L+1 tensors (N, d+1, C); index 0 = W_0
+    batches: list[torch.Tensor] = field(default_factory=list)  # L tensors (N, B) of indices into x_train
+    active: list[torch.Tensor | None] = field(default_factory=list)  # L masks (N,) of agents that took part
+
+
+class UnrolledDGD(nn.Module):
+    """The unrolled optimizer: L layers of (graph filter, local step), parameters separate per layer."""
+
+    def __init__(self, cfg: ModelConfig, num_features: int, num_classes: int, batch_size: int) -> None:
+        super().__init__()
+        self.cfg, self.batch_size = cfg, batch_size
+        layers, taps = cfg.layers, cfg.hops + 1
+        if cfg.variant == "paper":
+            self.taps = nn.Parameter(0.1 * torch.rand(layers, taps))  # authors' U(0, 0.1)
+            self.steps = nn.ModuleList(
+                PaperStep(num_features, num_classes, batch_size, cfg) for _ in range(layers)
+            )
+        else:
+            init = torch.zeros(layers, taps)
+            init[:, min(1, taps - 1)] = 1.0  # start at plain S mixing (identity mixing when K = 0)
+            self.taps = nn.Parameter(init)
+            self.steps = nn.ModuleList(CompactStep(cfg) for _ in range(layers))
+
+    @property
+    def rounds(self) -> int:
+        """Communication rounds of one forward pass: K per layer."""
+        return self.cfg.layers * self.cfg.hops
+
+    def forward(
+        self,
+        task: Task,
+        shift: torch.Tensor,
+        seed: int,
+        schedule: Schedule | None = None,
+        async_mode: str = "stale",
+    ) -> Trajectory:
+        """Run all layers on ``task``; ``schedule(l)`` gives the network at layer l (dropped agents, graph, ...)."""
+        w = initial_weights(task, seed, self.cfg.w0_std)
+        trajectory = Trajectory(weights=[w])
+        network = Network(shift, schedule, async_mode)
+        server = self._server_mask(task)
+        delta = torch.zeros_like(w)
+        for layer in range(self.cfg.layers):
+            idx = batch_indices(task, seed, layer + 1, self.batch_size)
+            trajectory.batches.append(idx)
+            step = network.step(layer + 1)
+            trajectory.active.append(step.active)
+            new = step.keep(self._layer(layer, w, delta, task, idx, step, server), w)
+            delta, w = new - w, new
+            trajectory.weights.append(w)
+        return trajectory
+
+    def _layer(
+        self,
+        layer: int,
+        w: torch.Tensor,
+        delta: torch.Tensor,
+        task: Task,
+        idx: torch.Tensor,
+        network: NetworkStep,
+        server: torch.Tensor | None,
+    ) -> torch.Tensor:
+        taps = self.taps[layer]
+        if server is not None:  # eq. 13: the server has no k=0 term
+            no_self = torch.ones(taps.shape[0], w.shape[0], device=w.device)
+            no_self[0, SERVER] = 0.0
+            taps = taps.unsqueeze(1) * no_self
+        filtered = network.filter(w, taps)  # eq. 12, K rounds
+        update = self.local_step(layer, w, delta, filtered, task.x_train, task.y_train, idx)
+        if server is not None:  # eq. 13: the server applies no local step
+            update = update * (~server).view(-1, 1, 1)
+        return filtered - update  # eq. 11
+
+    def local_step(
+        self,
+        layer: int,
+        w: torch.Tensor,
+        delta: torch.Tensor,
+        filtered: torch.Tensor,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        idx: torch.Tensor,
+    ) -> torch.Tensor:
+        """The learned update ``step_l`` of layer ``layer`` (0-based) for any set of agents' rows (eq. 11).
+
+        Everything here is agent-local: the agents' own models ``w`` and previous updates ``delta``, their filter
+        outputs ``filtered`` (for the consensus gap), their own data and mini-batch indices ``idx`` (rows, B).
+        The vectorized engine calls it on all N rows at once, a Flower node on the rows of its own agents.
+        """
+        xb, yb = gather_batch(x_train, y_train, idx)
+        step = self.steps[layer]
+        if isinstance(step, PaperStep):
+            return step(w, xb, yb)
+        full = self.cfg.local_gradient == "full"
+        grad = agent_gradients(w, x_train, y_train) if full else agent_gradients(w, xb, yb)
+        return step(w, grad, delta, filtered - w)
+
+    def _server_mask(self, task: Task) -> torch.Tensor | None:
+        if not self.cfg.server:
+            return None
+        mask = torch.zeros(task.num_agents, dtype=torch.bool, device=task.x_train.device)
+        mask[SERVER] = True
+        return mask

@@ -1,1 +1,0 @@
-"""The LISTA sparse-coding task family (robust unrolling, TSP 2024): problems, models, measures, evaluation."""

@@ -1,0 +1,227 @@
+"""Primal-dual meta-training over tasks (paper Algorithm 1).
+
+The loop is family-agnostic (``surf.families.base.TaskFamily``): the decentralized classifier and LISTA share it.
+Per meta-step: draw ``tasks_per_step`` meta-train tasks, unroll, form the Lagrangian
+
+    L(Theta, lambda) = mean_tasks[ f(W_L; held-out) ] + sum_l lambda_l * mean_tasks[ c_l ]        (eq. 4)
+
+take one Adam step on Theta, then one projected dual step ``lambda <- [lambda + eta c]_+`` (eq. 5); both come from
+``surf.constrained.formulation.DescentFormulation``. With ``constraints.kind = none`` this is standard
+(unconstrained) unrolling. The model with the lowest validation loss is kept. A data-parallel runtime
+(``surf.runtime.ray_train``) subclasses the trainer and overrides only
+``reduce_gradients`` / ``reduce_means`` (all-reduce), ``rank`` / ``world_size`` (which tasks a worker draws) and
+``checkpoint`` (where a checkpoint goes), so every runtime shares this loop.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from surf.constrained.duals import DualVariables
+from surf.constrained.formulation import DescentFormulation
+from surf.families.base import TaskFamily, TaskTerms
+from surf.utils.errors import TrainingError
+from surf.utils.seeding import derive_seed
+
+
+def _layer_sums(terms: list[TaskTerms]) -> dict[str, torch.Tensor]:
+    """Per-layer measured values and the family's per-layer metrics, summed over tasks (for metrics.jsonl)."""
+    sums = {"values": torch.stack([t.values for t in terms]).sum(0)}
+    for name in terms[0].layer_metrics:
+        sums[f"layer_{name}"] = torch.stack([t.layer_metrics[name] for t in terms]).sum(0)
+    return sums
+
+
+class MetaTrainer:
+    """Owns the model, Adam, the duals and the step counter; checkpoints everything needed to resume."""
+
+    def __init__(self, exp: TaskFamily, log: Callable[[dict], None] | None = None) -> None:
+        self.exp, self.cfg = exp, exp.cfg
+        with torch.random.fork_rng(devices=[]):  # initial parameters keyed by the seed, as every other draw
+            torch.manual_seed(derive_seed(self.cfg.seed, "model_init"))
+            self.model = exp.build_model()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.trainer.lr)
+        self.formulation = DescentFormulation(self.cfg.constraints, exp.num_constraints)
+        self.step = 0
+        self.step_seconds = 0.0  # time spent drawing tasks and in meta-steps (this process; for throughput)
+        self.best_val = math.inf
+        self.best_state: dict | None = None
+        self.log = log or (lambda row: None)
+
+    @property
+    def duals(self) -> DualVariables:
+        return self.formulation.duals
+
+    # -- the points a data-parallel runtime overrides -----------------------------------------------------------
+    rank, world_size = 0, 1  # this worker and the number of workers; each draws its own share of a step's tasks
+
+    def reduce_gradients(self) -> None:
+        """Average gradients across workers (no-op in a single process)."""
+
+    def reduce_means(self, values: torch.Tensor) -> torch.Tensor:
+        """Average per-worker means across workers (identity here): constraint slacks, so that every worker applies
+        the same dual step, and the logged statistics."""
+        return values
+
+    def checkpoint(self, checkpoint_dir: Path | None) -> None:
+        """Write the resumable state (``last.pt`` and ``best.pt``) to ``checkpoint_dir``."""
+        if checkpoint_dir:
+            self.save(checkpoint_dir / "last.pt")
+
+    # -- training -----------------------------------------------------------------------------------------------
+    def train_tasks(self, step: int) -> list:
+        """This worker's meta-train tasks of ``step``, keyed by step (so resuming draws the same ones).
+
+        With W workers of P tasks each, worker r draws global indices ``(step * W + r) * P + j``: W workers x P tasks
+        see exactly the tasks of one worker x W*P tasks.
+        """
+        per = self.cfg.trainer.tasks_per_step
+        first = (step * self.world_size + self.rank) * per
+        relabel = self.cfg.data.relabel_train
+        return [self.exp.task("train", first + j, relabel=relabel) for j in range(per)]
+
+    def _reduce(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``reduce_means`` of several tensors at once (one all-reduce), returned in float64 on the CPU."""
+        flat = torch.cat([v.detach().reshape(-1).to(self.exp.device, torch.float64) for v in stats.values()])
+        flat = self.reduce_means(flat).cpu()
+        sizes = [v.numel() for v in stats.values()]
+        return {k: part.reshape(v.shape) for (k, v), part in zip(stats.items(), flat.split(sizes), strict=True)}
+
+    def primal_dual_step(self, tasks: list) -> dict:
+        """One primal Adam step on the Lagrangian and one projected dual ascent step (Algorithm 1)."""
+        self.model.train()
+        torch.manual_seed(derive_seed(self.cfg.seed, "dropout", self.step))  # paper variant's Dropout
+        terms = [self.exp.task_terms(self.model, task) for task in tasks]
+        objective = torch.stack([t.objective for t in terms]).mean()
+        slacks = torch.stack([t.slacks for t in terms]).mean(dim=0)
+        lagrangian = self.formulation.lagrangian(objective, slacks)  # eq. 4
+        if not torch.isfinite(lagrangian):
+            raise TrainingError(
+                f"non-finite Lagrangian at step {self.step} (held-out loss {objective.item():.3g}); lower "
+                "trainer.lr, set trainer.grad_clip=1.0 or a smaller model.w0_std, then rerun with --resume"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        lagrangian.backward()
+        self.reduce_gradients()
+        if self.cfg.trainer.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.trainer.grad_clip)
+        self.optimizer.step()
+        layers = {name: value / len(terms) for name, value in _layer_sums(terms).items()}
+        means = self._reduce({"lagrangian": lagrangian, "loss": objective, "slacks": slacks, **layers})
+        self.formulation.dual_step(means["slacks"])  # eq. 5
+        self.step += 1
+        row = {"step": self.step, **{name: value.tolist() for name, value in means.items()}}
+        return {**row, "lambda": self.duals.value.tolist()}
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Mean held-out loss and accuracy at W_L over the fixed validation tasks (split across workers)."""
+        self.model.eval()
+        relabel = self.cfg.data.relabel_train
+        indices = range(self.rank, self.cfg.trainer.val_tasks, self.world_size)
+        terms = [self.exp.task_terms(self.model, self.exp.task("val", i, relabel=relabel)) for i in indices]
+        loss = torch.stack([t.objective.detach() for t in terms]).sum()
+        sums = self._reduce({"count": torch.tensor(float(len(terms))), "loss": loss, **_layer_sums(terms)})
+        count = sums.pop("count")  # sums of per-worker sums / W; dividing by the count / W gives the global mean
+        layers = {key: (value / count).tolist() for key, value in sums.items()}
+        loss = layers.pop("loss")
+        if not math.isfinite(loss):
+            raise TrainingError(f"non-finite validation loss at step {self.step}; lower trainer.lr and rerun")
+        finals = {f"val_{key[len('layer_'):]}": value[-1] for key, value in layers.items() if key.startswith("layer_")}
+        return {"val_loss": loss, **finals, **{f"val_{key}": value for key, value in layers.items()}}
+
+    def train(self, checkpoint_dir: Path | None = None, progress: bool = True) -> dict:
+        """Run meta-steps up to ``trainer.steps``, validating and checkpointing; returns the last validation."""
+        tcfg = self.cfg.trainer
+        last_val: dict = {}
+        if self.step == 0:
+            last_val = self._validate_and_select()
+            self.log({"step": 0, **last_val})
+        bar = tqdm(total=tcfg.steps, initial=self.step, desc="meta-training", disable=not progress, unit="step")
+        with _interrupt_saves(self, checkpoint_dir):
+            while self.step < tcfg.steps:
+                start = time.perf_counter()
+                row = self.primal_dual_step(self.train_tasks(self.step))
+                self.step_seconds += time.perf_counter() - start
+                if self.step % tcfg.val_every == 0 or self.step == tcfg.steps:
+                    last_val = self._validate_and_select()
+                    row.update(last_val)
+                self.log(row)
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{self.best_val:.3f}")
+                if self.step % tcfg.checkpoint_every == 0 and self.step < tcfg.steps:
+                    self.checkpoint(checkpoint_dir)
+        bar.close()
+        self.checkpoint(checkpoint_dir)  # the final state (and best.pt), before loading the best model
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return last_val
+
+    def _validate_and_select(self) -> dict:
+        result = self.validate()
+        if result["val_loss"] < self.best_val:
+            self.best_val = result["val_loss"]
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return result
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "duals": self.duals.state_dict(),
+            "step": self.step,
+            "best_val": self.best_val,
+            "best_state": self.best_state,
+        }
+
+    def save(self, path: Path) -> None:
+        """Atomic checkpoint write (a killed process leaves the previous checkpoint intact)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        tmp.replace(path)
+        if self.best_state is not None:
+            best_tmp = path.parent / "best.tmp"
+            torch.save({"model": self.best_state, "best_val": self.best_val, "step": self.step}, best_tmp)
+            best_tmp.replace(path.parent / "best.pt")
+
+    def load(self, path: Path) -> None:
+        self.load_state(torch.load(path, map_location=self.exp.device, weights_only=False))
+
+    def load_state(self, state: dict) -> None:
+        """Restore what ``state()`` returned."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.duals.load_state_dict(state["duals"])
+        self.step, self.best_val, self.best_state = state["step"], state["best_val"], state["best_state"]
+
+
+class _interrupt_saves:
+    """Context manager: on Ctrl-C / SIGTERM write the last checkpoint before propagating the interrupt."""
+
+    def __init__(self, trainer: MetaTrainer, checkpoint_dir: Path | None) -> None:
+        self.trainer, self.checkpoint_dir = trainer, checkpoint_dir
+        self.previous = None
+
+    def __enter__(self) -> None:
+        def on_term(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        try:
+            self.previous = signal.signal(signal.SIGTERM, on_term)
+        except ValueError:  # not in the main thread
+            self.previous = None
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        if exc_type is KeyboardInterrupt and self.checkpoint_dir is not None:
+            self.trainer.save(self.checkpoint_dir / "last.pt")

@@ -1,0 +1,108 @@
+"""End-to-end: tiny runs through the CLI, determinism, resume, `surf list`, and one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from surf.app.cli import main
+from tests.conftest import REPO, TINY, assert_valid, run_tiny
+
+
+def test_tiny_run_writes_complete_run_dir(tiny_run):
+    summary = assert_valid(tiny_run / "summary.json")
+    assert summary["method"] == "surf" and summary["rounds"] == 3 and summary["kind"] == "run"
+    assert len(summary["per_layer"]["accuracy"]) == 4 and summary["layers"] == 3
+    assert 0.0 <= summary["final"]["accuracy"] <= 1.0 and 0.0 <= summary["final"]["accuracy_relabelled"] <= 1.0
+    for name in ("dgd", "dgd_momentum"):
+        base = summary["comparisons"][name]
+        assert base["steps"] == 3 and base["hyper"]["step"] in (0.1, 1.0)
+    assert (tiny_run / "checkpoints" / "best.pt").exists() and (tiny_run / "checkpoints" / "last.pt").exists()
+    assert {p.name for p in (tiny_run / "plots").glob("*.png")} >= {"per_layer.png", "training.png",
+                                                                    "constraints.png"}
+    rows = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "lagrangian" in r] == [1, 2, 3, 4]
+    assert "seed: 0" in (tiny_run / "config.yaml").read_text()
+
+
+def test_same_seed_same_summary_and_resume_matches(tmp_path, tiny_run):
+    assert run_tiny(tmp_path / "b") == 0
+    first = json.loads((tiny_run / "summary.json").read_text())
+    second = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert {k: v for k, v in first.items() if k != "git_sha"} == {k: v for k, v in second.items() if k != "git_sha"}
+    # interrupted after 2 steps (checkpoint), then resumed to 4: identical result
+    assert run_tiny(tmp_path / "c", ["trainer.steps=2"]) == 0
+    config = tmp_path / "c" / "config.yaml"
+    config.write_text(config.read_text().replace("steps: 2", "steps: 4"))
+    (tmp_path / "c" / "summary.json").unlink()
+    assert run_tiny(tmp_path / "c", resume=True) == 0
+    resumed = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert resumed["per_layer"] == first["per_layer"] and resumed["final"] == first["final"]
+
+
+def test_unconstrained_and_distance_constraints_run(tmp_path):
+    assert run_tiny(tmp_path / "u", ["constraints.kind=none"]) == 0
+    assert json.loads((tmp_path / "u" / "summary.json").read_text())["method"] == "unrolling"
+    assert run_tiny(tmp_path / "d", ["constraints.kind=distance", "constraints.form=difference"]) == 0
+
+
+def test_eval_with_dropped_agents(tmp_path, tiny_run, capsys):
+    assert main(["eval", str(tiny_run), "-o", "eval.n_async=2", "--out", str(tmp_path / "e")]) == 0
+    summary = assert_valid(tmp_path / "e" / "summary.json")
+    assert summary["eval"]["n_async"] == 2 and summary["kind"] == "eval"
+    assert summary["evaluated_from"] == str(tiny_run)
+    assert "n_async=2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.epochs=5", "unknown key 'trainer.epochs'"),
+        ("model.variant=big", "model.variant"),
+        ("topology.name=erdos_renyi", "disconnected"),
+        ("data.source=npz", "data.path"),
+        ("data.source=mnist", "data.source='mnist' is not one of"),
+        ("eval.baselines=[dgd,sgd]", "unknown baseline 'sgd'"),
+        ("trainer.lr=.nan", "trainer.lr=nan must be a finite number"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, override, message):
+    extra = ["topology.params={p: 0.01}"] if override == "topology.name=erdos_renyi" else []
+    cmd = [sys.executable, "-m", "surf.app.cli", "run", "simulations/quickstart.yaml", "--out", str(tmp_path / "x"),
+           "-o", override] + [a for item in extra for a in ("-o", item)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_list_shows_every_registry(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for title in ("task families", "topologies", "graph shift operators", "task generators", "data sources",
+                  "baselines", "stress scenarios", "runtimes", "configs"):
+        assert f"\n{title}" in "\n" + out
+    assert "regular3_paper" in out and "dirichlet" in out and "simulations/quickstart.yaml" in out
+    assert "dgd_momentum" in out and "[star; tunes step]" in out and "fig4_async" in out
+
+
+def test_cli_start_up_does_not_import_pyg_or_torch_for_help():
+    code = ("import sys; from surf.app import cli; cli.main(['list']); "
+            "print('PYG' if 'torch_geometric' in sys.modules else 'NO_PYG')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip().endswith("NO_PYG")
+    out = subprocess.run([sys.executable, "-c", "import sys; from surf.app import cli; print('torch' in sys.modules)"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip() == "False"
+
+
+def test_non_finite_training_stops_with_one_line_exit_1(tmp_path):
+    cmd = [sys.executable, "-m", "surf.app.cli", "run", "simulations/quickstart.yaml", "--out", str(tmp_path / "n"),
+           "--quiet"] + [a for item in TINY + ["model.w0_std=1e38"] for a in ("-o", item)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.strip().splitlines() if line.startswith("surf:")]
+    assert len(lines) == 1 and "non-finite" in lines[0] and "Traceback" not in out.stderr
+    assert not (tmp_path / "n" / "summary.json").exists()

@@ -1,0 +1,174 @@
+"""Sweeps and reports: matrix expansion, stable cell names, skip finished cells, resume interrupted ones, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from surf import config as config_mod
+from surf.app.cli import main
+from surf.app.runner import train
+from surf.app.sweep import Sweep, run_sweep
+from surf.reporting.sweep_report import write_report
+from surf.utils.errors import ConfigError
+from surf.utils.naming import cell_name
+
+TINY = {
+    "name": "tiny", "threads": 1, "num_agents": 6,
+    "topology": {"name": "ring"},
+    "data": {"train_per_agent": 8, "test_per_agent": 4, "batch_size": 4},
+    "model": {"layers": 2, "hops": 1, "w0_std": 0.1, "hidden": 4},
+    "trainer": {"steps": 4, "val_every": 2, "val_tasks": 1, "checkpoint_every": 2},
+    "eval": {"test_tasks": 2, "dgd_steps": [1.0], "momentum_grid": [0.5], "long_factor": 2},
+}
+
+
+def write_sweep(tmp_path, **spec):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"name": "tiny", "base": TINY, **spec}))
+    return path
+
+
+def test_matrix_expansion_and_include(tmp_path):
+    path = write_sweep(tmp_path, matrix={"constraints.kind": ["gradient_norm", "none"], "seed": [0, 1]},
+                       include=[{"model.layers": 3}, {"constraints.kind": "none", "seed": 0}],
+                       eval_matrix={"eval.n_async": [0, 1]})
+    sweep = Sweep(path, tmp_path / "out", tmp_path / "store")
+    names = [c.name for c in sweep.cells]
+    assert names == ["constraints.kind-gradient_norm__seed-0", "constraints.kind-gradient_norm__seed-1",
+                     "constraints.kind-none__seed-0", "constraints.kind-none__seed-1", "model.layers-3"]
+    assert [c.cfg.seed for c in sweep.cells[:2]] == [0, 1]
+    assert sweep.cells[4].cfg.model.layers == 3 and sweep.cells[4].cfg.trainer.steps == 4
+    first = sweep.cells[0]
+    assert [e.name for e in first.evals] == ["eval.n_async-0", "eval.n_async-1"]
+    assert first.evals[0].path == first.path  # the same config as trained: the trained cell's own summary
+    assert first.evals[1].path == first.path / "eval" / "eval.n_async-1"
+    assert first.evals[1].cfg.eval.n_async == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()  # parsing writes nothing
+
+
+def test_cell_names_are_stable_and_filesystem_safe():
+    overrides = {"topology.params": {"p": 0.1}, "eval.dgd_steps": [0.1, 1], "data.path": "a b/c.npz"}
+    name = cell_name(overrides)
+    assert name == cell_name(dict(overrides))
+    assert re.fullmatch(r"[A-Za-z0-9._+=-]+", name)
+    assert cell_name({}) == "base"
+    long = cell_name({f"k{i}.x": "v" * 20 for i in range(10)})
+    assert len(long) <= 120 and long != cell_name({f"k{i}.x": "w" * 20 for i in range(10)})
+
+
+def test_same_config_shares_a_trained_cell(tmp_path):
+    one = Sweep(write_sweep(tmp_path, matrix={"seed": [0]}), tmp_path / "a", tmp_path / "store")
+    two = Sweep(write_sweep(tmp_path, set={"seed": 0}), tmp_path / "b", tmp_path / "store")
+    assert one.cells[0].cfg == two.cells[0].cfg
+    assert one.cells[0].path.name.split("-")[-1] == two.cells[0].path.name.split("-")[-1]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"matrix": {"trainer.stepz": [1]}}, "unknown key 'trainer.stepz'"),
+    ({"eval_matrix": {"eval.n_asink": [1]}}, "unknown key 'eval.n_asink'"),
+    ({"matrix": {"model.layers": [0]}}, "model.layers=0 must be >= 1"),
+    ({"matrx": {"seed": [0]}}, "unknown sweep key 'matrx'"),
+    ({"matrix": {"seed": 0}}, "must map dotted keys to non-empty lists"),
+])
+def test_bad_sweeps_fail_before_anything_runs(tmp_path, spec, message):
+    path = write_sweep(tmp_path, **spec)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_sweep(path, tmp_path / "out", tmp_path / "store")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
+
+
+def test_cli_sweep_error_is_one_line(tmp_path, capsys):
+    path = write_sweep(tmp_path, matrix={"trainer.stepz": [1]})
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--store", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("surf: error:") and "\n" not in err
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    path = write_sweep(tmp, figure="fig4", matrix={"constraints.kind": ["gradient_norm", "none"]},
+                       eval_matrix={"eval.n_async": [0, 1]})
+    assert run_sweep(path, tmp / "out", tmp / "store", progress=False) == 0
+    return tmp, path
+
+
+def test_sweep_runs_every_cell_and_indexes_them(finished_sweep):
+    tmp, path = finished_sweep
+    index = json.loads((tmp / "out" / "sweep.json").read_text())
+    assert [c["name"] for c in index["cells"]] == ["constraints.kind-gradient_norm", "constraints.kind-none"]
+    for cell in index["cells"]:
+        assert cell["state"] == "finished" and all(e["state"] == "finished" for e in cell["evals"])
+        assert (tmp / "out" / cell["name"] / "summary.json").exists()  # readable link to the trained cell
+    evaluated = json.loads((tmp / "out" / "constraints.kind-none" / "eval" / "eval.n_async-1" / "summary.json")
+                           .read_text())
+    assert evaluated["eval"]["n_async"] == 1 and evaluated["method"] == "unrolling"
+
+
+def test_finished_cells_are_skipped(finished_sweep, monkeypatch, capsys):
+    tmp, path = finished_sweep
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished cell was run again")
+
+    monkeypatch.setattr("surf.app.sweep.train", fail)
+    monkeypatch.setattr("surf.app.sweep.reevaluate", fail)
+    assert run_sweep(path, tmp / "out", tmp / "store", progress=False) == 0
+    assert "6 finished" in capsys.readouterr().out  # eval cells equal to their trained cell count too
+
+
+def test_report_writes_markdown_and_plots(finished_sweep):
+    tmp, _ = finished_sweep
+    report = write_report(tmp / "out")
+    text = report.read_text()
+    assert "Fig. 4" in text and "relabelled" in text and "≈0.962" in text  # paper column beside ours
+    assert "Accuracy lost (relabelled)" in text
+    assert (tmp / "out" / "plots" / "fig4_async.png").stat().st_size > 1000
+    assert main(["report", str(tmp / "out")]) == 0
+
+
+def test_report_without_sweep_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="no sweep.json"):
+        write_report(tmp_path)
+
+
+def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path):
+    """A cell with a checkpoint but no summary (killed mid-training) continues from it, as `surf run --resume`."""
+    path = write_sweep(tmp_path)
+    sweep = Sweep(path, tmp_path / "out", tmp_path / "store")
+    cell = sweep.cells[0]
+    half = config_mod.from_dict(config_mod.to_dict(cell.cfg), ["trainer.steps=2"])
+    train(half, cell.path, progress=False)  # the state a kill after step 2 leaves: checkpoint at step 2 ...
+    (cell.path / "summary.json").unlink()  # ... and no summary
+    (cell.path / "config.yaml").write_text(yaml.safe_dump(config_mod.to_dict(cell.cfg), sort_keys=False))
+    before = (cell.path / "metrics.jsonl").read_text().splitlines()
+    assert cell.state == "resume"
+    run_sweep(path, tmp_path / "out", tmp_path / "store", progress=False)
+    resumed = json.loads((cell.path / "summary.json").read_text())
+    assert resumed["training"]["steps"] == 4
+    rows = (cell.path / "metrics.jsonl").read_text().splitlines()
+    assert rows[: len(before)] == before  # steps 0-2 kept, not recomputed
+    assert [json.loads(r)["step"] for r in rows if "lagrangian" in r] == [1, 2, 3, 4]
+
+
+def test_interrupted_cell_without_checkpoint_restarts(tmp_path):
+    path = write_sweep(tmp_path)
+    sweep = Sweep(path, tmp_path / "out", tmp_path / "store")
+    cell = sweep.cells[0]
+    cell.path.mkdir(parents=True)
+    (cell.path / "config.yaml").write_text("partial")
+    assert cell.state == "todo"
+    run_sweep(path, tmp_path / "out", tmp_path / "store", progress=False)
+    assert cell.done
+
+
+def test_include_without_matrix_lists_every_cell_and_duplicates_run_once(tmp_path):
+    path = write_sweep(tmp_path, include=[{"constraints.kind": "gradient_norm"}, {"constraints.kind": "none"},
+                                          {"seed": 0}])  # seed 0 is the default: the same config as the first
+    sweep = Sweep(path, tmp_path / "out", tmp_path / "store")
+    assert [c.name for c in sweep.cells] == ["constraints.kind-gradient_norm", "constraints.kind-none"]
+    assert [c.name for c in Sweep(write_sweep(tmp_path), tmp_path / "o", tmp_path / "s").cells] == ["base"]

@@ -1,0 +1,71 @@
+"""Typed config: YAML + dot overrides, unknown keys and bad values are one-line errors."""
+
+import pytest
+
+from surf import config as config_mod
+from surf.utils.errors import ConfigError
+
+
+def test_defaults_and_overrides():
+    cfg = config_mod.from_dict({"model": {"layers": 4}}, ["trainer.lr=1e-3", "data.pool_fractions=[0.5, 0.25, 0.25]"])
+    assert cfg.model.layers == 4
+    assert cfg.trainer.lr == pytest.approx(1e-3)
+    assert cfg.data.pool_fractions == [0.5, 0.25, 0.25]
+    assert cfg.constraints.kind == "gradient_norm"
+
+
+def test_int_accepted_for_float_but_not_reverse():
+    assert config_mod.from_dict({"trainer": {"lr": 1}}).trainer.lr == 1.0
+    with pytest.raises(ConfigError, match="model.layers"):
+        config_mod.from_dict({"model": {"layers": 2.5}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"trainer": {"epochs": 5}}, "unknown key 'trainer.epochs'"),
+        ({"modle": {}}, "did you mean 'model'"),
+        ({"model": {"variant": "huge"}}, "model.variant='huge' is not one of"),
+        ({"constraints": {"epsilon": 1.5}}, "constraints.epsilon"),
+        ({"num_agents": 1}, "at least 2 agents"),
+        ({"data": {"source": "npz"}}, "data.path"),
+        ({"model": {"server": True, "hops": 2}}, "model.hops=1"),
+        ({"eval": {"n_async": 100}}, "eval.n_async"),
+        ({"trainer": {"lr": "fast"}}, "trainer.lr"),
+    ],
+)
+def test_bad_configs_raise_one_line(raw, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        config_mod.from_dict(raw)
+    assert "\n" not in str(info.value)
+
+
+def test_override_syntax_errors():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        config_mod.from_dict({}, ["trainer.lr"])
+    with pytest.raises(ConfigError, match="seed"):
+        config_mod.from_dict({}, ["seed.x=1"])
+
+
+def test_load_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        config_mod.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        config_mod.load(bad)
+
+
+def test_bundled_configs_are_valid(tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    from surf.app.sweep import Sweep
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "simulations").glob("*.yaml")):
+        if "base" in yaml.safe_load(path.read_text()):  # a sweep file: every cell's config must resolve
+            assert Sweep(path, tmp_path / "out", tmp_path / "store").cells
+            continue
+        cfg = config_mod.load(path)
+        assert cfg.name == path.stem

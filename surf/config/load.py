@@ -27,7 +27,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         try:
             value = yaml.safe_load(text) if text != "" else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override '{item}': value is not valid YAML ({exc.problem})") from None
+            reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({reason})") from None
         parsed.append((key.strip(), value))
     return parsed
 

@@ -1,0 +1,93 @@
+"""Quickstart meta-step time of this tree against another git revision, side by side in one invocation.
+
+The other revision is checked out into a temporary git worktree; each round runs one subprocess per tree
+(alternating, so drifting machine load hits both alike) that builds the quickstart family, draws the meta-train
+tasks of the first steps and times ``MetaTrainer.primal_dual_step``. Reported: the median seconds per meta-step of
+each tree and their ratio, with ``uptime`` load before and after.
+
+Usage:  python benchmarks/bench_vs_revision.py --base 4c20cd5 [--steps 40] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Runs inside one tree (its root first on sys.path); knows the layout before and after the architecture refactor.
+TIMER = r"""
+import json, sys, time
+import torch
+sys.path.insert(0, sys.argv[1])
+try:
+    from surf.app.registry import build_family, load_config
+    from surf.training.trainer import MetaTrainer
+    cfg = load_config(sys.argv[1] + "/simulations/quickstart.yaml")
+    family = build_family(cfg)
+except ImportError:
+    from surf import config as config_mod
+    from surf.family import build_family
+    from surf.trainer import MetaTrainer
+    cfg = config_mod.load(sys.argv[1] + "/simulations/quickstart.yaml")
+    family = build_family(cfg)
+trainer = MetaTrainer(family)
+steps = int(sys.argv[2])
+tasks = [trainer.train_tasks(step) for step in range(steps + 2)]
+for batch in tasks[:2]:
+    trainer.primal_dual_step(batch)
+start = time.perf_counter()
+for batch in tasks[2:]:
+    trainer.primal_dual_step(batch)
+print(json.dumps({"seconds_per_step": (time.perf_counter() - start) / steps, "module": sys.modules["surf"].__file__,
+                  "threads": torch.get_num_threads()}))
+"""
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def time_tree(root: Path, steps: int) -> float:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", TIMER, str(root), str(steps)], capture_output=True, text=True,
+                         env=env, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if not result["module"].startswith(str(root)):
+        raise RuntimeError(f"timed {result['module']} instead of the tree at {root}")
+    return result["seconds_per_step"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="git revision to compare with (e.g. a commit or main)")
+    parser.add_argument("--steps", type=int, default=40, help="timed meta-steps per subprocess")
+    parser.add_argument("--rounds", type=int, default=5, help="subprocesses per tree (alternating)")
+    args = parser.parse_args()
+    before = uptime()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base), args.base], check=True,
+                       capture_output=True)
+        try:
+            times: dict[str, list[float]] = {"base": [], "this": []}
+            for _ in range(args.rounds):
+                times["base"].append(time_tree(base, args.steps))
+                times["this"].append(time_tree(REPO, args.steps))
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], capture_output=True)
+    base_s, this_s = statistics.median(times["base"]), statistics.median(times["this"])
+    print(json.dumps({"base": args.base, "steps": args.steps, "rounds": args.rounds, "times": times,
+                      "uptime_before": before, "uptime_after": uptime()}, indent=1))
+    print(f"| tree | s / meta-step (median of {args.rounds}) |\n|---|---:|\n| {args.base} | {base_s:.4f} |\n"
+          f"| this | {this_s:.4f} |\nthis / base = {this_s / base_s:.3f}")
+
+
+if __name__ == "__main__":
+    main()

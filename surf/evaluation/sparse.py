@@ -24,7 +24,13 @@ from torch import nn
 from surf.evaluation.summary import Comparison, Descent, Robustness, Shift, Summary
 from surf.families.sparse.data import SignalPool
 from surf.families.sparse.family import SparseCodingFamily, gaussian_perturbation
-from surf.families.sparse.measures import ci_values, cii_values, descent_fraction, layer_objectives, nmse_db
+from surf.families.sparse.measures import (
+    ci_values,
+    cii_values,
+    layer_objectives,
+    nmse_db,
+    objective_nonincrease_fraction,
+)
 from surf.problems.lasso import Perturb, fista, ista, step_size
 from surf.utils.seeding import torch_generator
 
@@ -58,7 +64,7 @@ def trajectory_report(family: SparseCodingFamily, trajectory: list[torch.Tensor]
     return {
         "nmse_db": nmse_db(trajectory, x_star).tolist(),
         "objective": objectives.mean(-1).tolist(),
-        "objective_nonincrease_fraction": descent_fraction(objectives),
+        "objective_nonincrease_fraction": objective_nonincrease_fraction(objectives),
         "ci": ci_values(trajectory, y, dictionary, sc.rho, step_size(dictionary), sc.ci_measure).tolist(),
         "cii": cii_values(trajectory, x_star).tolist(),
     }

@@ -101,26 +101,29 @@ class MessageBuffer:
 
     Before any layer the buffer is empty; an agent dropped at the very first layer is taken to have transmitted
     its initial values at setup, so its stale message equals what it would have sent. Likewise a message older
-    than the first step is the first one sent.
+    than the first step is the first one sent. ``store`` keeps the last messages (``"sent:<channel>"`` keys) in a
+    mapping the caller owns, e.g. a Flower node's serialized state.
     """
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, store: dict[str, torch.Tensor] | None = None) -> None:
         if mode not in ("stale", "zero"):
             raise ValueError(f"unknown async mode {mode!r}")
         self.mode = mode
-        self.last: dict[int | str, torch.Tensor] = {}
+        self.last: dict[str, torch.Tensor] = {} if store is None else store
         self.history: dict[int | str, list[torch.Tensor]] = {}  # channel -> sent messages, oldest first
 
     def transmitter(self, active: torch.Tensor | None, delay: torch.Tensor | None = None) -> Transmit:
-        """A ``transmit(k, z)`` hook for one step with the given active-agent mask and per-agent delays."""
+        """A ``transmit(k, z)`` hook for one step with the given mask of agents whose message is current (N,) — or
+        (N, T) for T tasks side by side in z (N, T, ...) — and per-agent delays."""
         def transmit(hop: int | str, z: torch.Tensor) -> torch.Tensor:
             sent = z
             if active is not None:
-                keep = active.to(device=z.device).view(-1, *([1] * (z.dim() - 1)))
-                fill = torch.zeros_like(z) if self.mode == "zero" else self.last.get(hop, z)
+                keep = active.to(device=z.device).reshape(*active.shape, *([1] * (z.dim() - active.dim())))
+                key = f"sent:{hop}"
+                fill = torch.zeros_like(z) if self.mode == "zero" else self.last.get(key, z)
                 sent = torch.where(keep, z, fill)
                 if self.mode == "stale":
-                    self.last[hop] = sent
+                    self.last[key] = sent
             return self._delayed(hop, sent, delay) if delay is not None else sent
 
         return transmit

@@ -13,7 +13,7 @@ from surf.config import from_dict
 from surf.constrained.constraints import descent_constraints
 from surf.families.sparse.data import gaussian_dictionary, perturb_dictionary, sparse_codes
 from surf.families.sparse.family import SparseCodingFamily, injection_stds
-from surf.families.sparse.measures import ci_values, cii_values, descent_fraction, nmse_db
+from surf.families.sparse.measures import ci_values, cii_values, nmse_db, objective_nonincrease_fraction
 from surf.models.lista import ALISTA, LISTA, analytic_weight
 from surf.problems.lasso import (
     fista,
@@ -108,7 +108,7 @@ def test_nmse_and_descent_fraction():
     x_star = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     traj = [torch.zeros(2, 2), 0.9 * x_star]
     assert torch.allclose(nmse_db(traj, x_star), torch.tensor([0.0, 10 * math.log10(0.01)]))
-    assert descent_fraction(torch.tensor([[2.0, 1.0], [1.0, 3.0], [0.5, 3.0]])) == 0.75
+    assert objective_nonincrease_fraction(torch.tensor([[2.0, 1.0], [1.0, 3.0], [0.5, 3.0]])) == 0.75
 
 
 def test_untrained_lista_is_ista_and_alista_weight_is_normalized():

@@ -50,6 +50,6 @@ def layer_objectives(trajectory: list[torch.Tensor], y: torch.Tensor, dictionary
     return objective(torch.stack(trajectory), y, dictionary, rho)
 
 
-def descent_fraction(per_signal: torch.Tensor) -> float:
+def objective_nonincrease_fraction(per_signal: torch.Tensor) -> float:
     """Share of (signal, layer) pairs whose value decreased (or stayed equal) from layer l-1 to l; (L+1, B) input."""
     return (per_signal[1:] <= per_signal[:-1]).float().mean().item()

@@ -23,6 +23,7 @@ import torch
 
 from surf.data.batches import batch_indices, initial_weights
 from surf.graphs.aggregate import aggregate
+from surf.graphs.network import MessageBuffer
 from surf.problems.softmax import agent_accuracies, agent_gradients, agent_losses
 
 if TYPE_CHECKING:
@@ -127,12 +128,7 @@ class Shard:
             if outside else z[:0]
         ok = torch.cat([state["active"], torch.stack([present.get(j, torch.zeros(num_tasks, dtype=torch.bool))
                                                       for j in outside]) if outside else state["active"][:0]])
-        values = torch.cat([z, received])
-        key = f"buffer{k}"
-        fill = state.get(key, torch.zeros_like(values)) if self.spec.async_mode == "stale" else torch.zeros_like(values)
-        sent = torch.where(ok.view(*ok.shape, 1, 1), values, fill)
-        if self.spec.async_mode == "stale":
-            state[key] = sent
+        sent = MessageBuffer(self.spec.async_mode, store=state).transmitter(ok)(k, torch.cat([z, received]))
         z = aggregate(self.rows, sent)  # one hop: the agents' rows of S times what they heard
         state["z"] = z
         if layer == 0:  # priming: channel k+1 carries z_k; after the last hop, channel 1 carries W_0 again

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from surf.config import ModelConfig
+from surf.models.coordinate_mlp import coordinate_mlp
 
 
 def rms(v: torch.Tensor) -> torch.Tensor:
@@ -62,14 +62,10 @@ class CompactStep(nn.Module):
         self.recompute = cfg.recompute
 
     def forward(self, w: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
-        if self.recompute and torch.is_grad_enabled():
-            correction = checkpoint(self._correction, w, grad, delta, gap, use_reentrant=False)
-        else:
-            correction = self._correction(w, grad, delta, gap)
-        return self.step * grad - self.momentum * delta - correction
+        return self.step * grad - self.momentum * delta - self._correction(w, grad, delta, gap)
 
     def _correction(self, w: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
         """``rms(g) * MLP(g/rms(g), delta/rms(delta), gap/rms(gap), w/rms(w))`` coordinate-wise."""
         scale = rms(grad)
-        features = torch.stack([grad / scale, delta / rms(delta), gap / rms(gap), w / rms(w)], dim=-1)
-        return self.mlp(features).squeeze(-1) * scale
+        features = torch.stack([grad / scale, delta / rms(delta), gap / rms(gap), w / rms(w)])  # (4, N, d+1, C)
+        return coordinate_mlp(features, self.mlp[0], self.mlp[2], self.recompute) * scale

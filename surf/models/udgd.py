@@ -34,6 +34,9 @@ class Trajectory:
     weights: list[torch.Tensor]  # L+1 tensors (N, d+1, C); index 0 = W_0
     batches: list[torch.Tensor] = field(default_factory=list)  # L tensors (N, B) of indices into x_train
     active: list[torch.Tensor | None] = field(default_factory=list)  # L masks (N,) of agents that took part
+    # the agents' full local gradients at W_0..W_{L-1} when the local steps used them (local_gradient=full):
+    # the descent constraint measures the same gradients and reuses them instead of recomputing
+    full_gradients: list[torch.Tensor] = field(default_factory=list)
 
 
 class UnrolledDGD(nn.Module):
@@ -78,7 +81,10 @@ class UnrolledDGD(nn.Module):
             trajectory.batches.append(idx)
             step = network.step(layer + 1)
             trajectory.active.append(step.active)
-            new = step.keep(self._layer(layer, w, delta, task, idx, step, server), w)
+            proposed, gradient = self._layer(layer, w, delta, task, idx, step, server)
+            if gradient is not None:
+                trajectory.full_gradients.append(gradient)
+            new = step.keep(proposed, w)
             delta, w = new - w, new
             trajectory.weights.append(w)
         return trajectory
@@ -92,17 +98,17 @@ class UnrolledDGD(nn.Module):
         idx: torch.Tensor,
         network: NetworkStep,
         server: torch.Tensor | None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         taps = self.taps[layer]
         if server is not None:  # eq. 13: the server has no k=0 term
             no_self = torch.ones(taps.shape[0], w.shape[0], device=w.device)
             no_self[0, SERVER] = 0.0
             taps = taps.unsqueeze(1) * no_self
         filtered = network.filter(w, taps)  # eq. 12, K rounds
-        update = self.local_step(layer, w, delta, filtered, task.x_train, task.y_train, idx)
+        update, gradient = self.local_step(layer, w, delta, filtered, task.x_train, task.y_train, idx)
         if server is not None:  # eq. 13: the server applies no local step
             update = update * (~server).view(-1, 1, 1)
-        return filtered - update  # eq. 11
+        return filtered - update, gradient  # eq. 11
 
     def local_step(
         self,
@@ -113,20 +119,22 @@ class UnrolledDGD(nn.Module):
         x_train: torch.Tensor,
         y_train: torch.Tensor,
         idx: torch.Tensor,
-    ) -> torch.Tensor:
-        """The learned update ``step_l`` of layer ``layer`` (0-based) for any set of agents' rows (eq. 11).
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The learned update ``step_l`` of layer ``layer`` (0-based) for any set of agents' rows (eq. 11), and the
+        agents' full local gradient at ``w`` when the step used it (None otherwise).
 
         Everything here is agent-local: the agents' own models ``w`` and previous updates ``delta``, their filter
         outputs ``filtered`` (for the consensus gap), their own data and mini-batch indices ``idx`` (rows, B).
         The vectorized engine calls it on all N rows at once, a Flower node on the rows of its own agents.
         """
-        xb, yb = gather_batch(x_train, y_train, idx)
         step = self.steps[layer]
         if isinstance(step, PaperStep):
-            return step(w, xb, yb)
-        full = self.cfg.local_gradient == "full"
-        grad = agent_gradients(w, x_train, y_train) if full else agent_gradients(w, xb, yb)
-        return step(w, grad, delta, filtered - w)
+            return step(w, *gather_batch(x_train, y_train, idx)), None
+        if self.cfg.local_gradient == "full":
+            grad = agent_gradients(w, x_train, y_train)
+            return step(w, grad, delta, filtered - w), grad
+        grad = agent_gradients(w, *gather_batch(x_train, y_train, idx))
+        return step(w, grad, delta, filtered - w), None
 
     def _server_mask(self, task: Task) -> torch.Tensor | None:
         if not self.cfg.server:

@@ -32,8 +32,12 @@ def gradient_norms(
     """``||grad f(W_l; B)||_F`` for l = 0..L -> (L+1,), differentiable w.r.t. the trajectory.
 
     gradient_on: ``batch`` = the batch B_l that produced W_l (paper; W_0 uses B_1), ``next_batch`` = B_{l+1}
-    (authors' code; W_L uses a fresh batch), ``full`` = the agent's whole local training set.
+    (authors' code; W_L uses a fresh batch), ``full`` = the agent's whole local training set; the local steps' own
+    full gradients at W_0..W_{L-1} are reused when they computed them (only the one at W_L is new).
     """
+    if gradient_on == "full" and len(trajectory.full_gradients) == len(trajectory.weights) - 1:
+        last = agent_gradients(trajectory.weights[-1], task.x_train, task.y_train)
+        return stacked_norm(torch.stack([*trajectory.full_gradients, last]), agents)
     w = torch.stack(trajectory.weights)  # (L+1, N, d+1, C)
     if gradient_on == "full":
         grads = agent_gradients(w, task.x_train, task.y_train)

@@ -20,7 +20,7 @@ from surf.models.coordinate_mlp import coordinate_mlp
 
 
 def rms(v: torch.Tensor) -> torch.Tensor:
-    """Per-agent root-mean-square over an agent's coordinates, shaped (N, 1, 1) for broadcasting."""
+    """Per-agent root-mean-square over an agent's coordinates, shaped (..., N, 1, 1) for broadcasting."""
     return v.pow(2).mean(dim=(-2, -1), keepdim=True).add(1e-12).sqrt()
 
 
@@ -66,6 +66,6 @@ class CompactStep(nn.Module):
 
     def _correction(self, w: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
         """``rms(g) * MLP(g/rms(g), delta/rms(delta), gap/rms(gap), w/rms(w))`` coordinate-wise."""
-        scale = rms(grad)
-        features = torch.stack([grad / scale, delta / rms(delta), gap / rms(gap), w / rms(w)])  # (4, N, d+1, C)
-        return coordinate_mlp(features, self.mlp[0], self.mlp[2], self.recompute) * scale
+        raw = torch.stack([grad, delta, gap, w])  # (4, N, d+1, C)
+        scales = rms(raw)  # (4, N, 1, 1): every feature's per-agent rms in one pass
+        return coordinate_mlp(raw / scales, self.mlp[0], self.mlp[2], self.recompute) * scales[0]

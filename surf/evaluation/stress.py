@@ -79,7 +79,8 @@ def run_baselines(family: ClassifierFamily, tuned: dict[str, dict], task: Any, s
     for name, chosen in tuned.items():
         grid = {k: torch.tensor([v]) for k, v in chosen["hyper"].items()}
         curves = run_baseline(name, task, shift, w0, rounds, grid, agents=family.data_agents(), schedule=per_round,
-                              async_mode=mode, seed=cfg.seed, batch=chosen["batch"], settings=baseline_settings(cfg))
+                              async_mode=mode, seed=cfg.seed, batch=chosen["batch"], settings=baseline_settings(cfg),
+                              curve=False)
         finals[name] = curves.accuracy[0, -1].item()
     return finals
 

@@ -58,7 +58,7 @@ class ModelConfig:
     local_gradient: str = "batch"  # batch (fresh mini-batch B_l, paper) | full (agent's whole training set)
     hidden: int = 16  # width of the coordinate-wise MLP
     step_init: float = 0.3  # initial learned step alpha_l (untrained model = DGD with this step)
-    recompute: bool = False  # recompute each layer's MLP in the backward pass (memory for ~10,000 agents)
+    recompute: bool = False  # keep only each local step's inputs; recompute it in the backward (10,000+ agents)
     # paper variant
     batchnorm: bool = False  # authors' code: parameter-free BatchNorm across agents
     dropout: float = 0.0  # authors' code: 0.5

@@ -10,8 +10,8 @@ machine's limit"):
 * ``tanh(x) = 2 sigmoid(2x) - 1`` with the 2s folded into the weights, so the hidden layer is one ``sigmoid``
   (torch's CPU ``tanh`` kernel is several times slower) and its derivative one ``sigmoid_backward``:
   ``w2 . tanh(q) + b2 = (2 w2) . sigmoid(2q) + b2 - sum(w2)``;
-* the hidden layer (H, M) — the only activation H times the model's size — is kept for the backward pass or,
-  with ``recompute``, rebuilt there from the features (memory for 10,000+ agents).
+* the hidden layer (H, M) is the only tensor it keeps for the backward pass besides the features (with
+  ``model.recompute`` the whole local step is recomputed in the backward pass instead: ``surf.models.udgd``).
 
 The backward is hand-written and the function is differentiated once (the meta-gradient), never twice.
 """
@@ -26,27 +26,23 @@ class SigmoidLayer(torch.autograd.Function):
     """``y[m] = v . sigmoid(A features[:, m] + c)`` -> (M,), with features (F, M), A (H, F), c (H,), v (H,)."""
 
     @staticmethod
-    def forward(ctx, features: torch.Tensor, a: torch.Tensor, c: torch.Tensor, v: torch.Tensor,
-                recompute: bool) -> torch.Tensor:
+    def forward(ctx, features: torch.Tensor, a: torch.Tensor, c: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         hidden = torch.sigmoid(torch.addmm(c.unsqueeze(1), a, features))  # (H, M)
-        ctx.save_for_backward(features, a, c, v, None if recompute else hidden)
+        ctx.save_for_backward(features, a, v, hidden)
         return torch.mv(hidden.t(), v)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
-        features, a, c, v, hidden = ctx.saved_tensors
-        if hidden is None:
-            hidden = torch.sigmoid(torch.addmm(c.unsqueeze(1), a, features))
+        features, a, v, hidden = ctx.saved_tensors
         grad_q = torch.ops.aten.sigmoid_backward(torch.outer(v, grad_out), hidden)
-        return a.t() @ grad_q, grad_q @ features.t(), grad_q.sum(1), torch.mv(hidden, grad_out), None
+        return a.t() @ grad_q, grad_q @ features.t(), grad_q.sum(1), torch.mv(hidden, grad_out)
 
 
-def coordinate_mlp(features: torch.Tensor, first: torch.nn.Linear, second: torch.nn.Linear,
-                   recompute: bool = False) -> torch.Tensor:
+def coordinate_mlp(features: torch.Tensor, first: torch.nn.Linear, second: torch.nn.Linear) -> torch.Tensor:
     """``Linear(F, H) -> tanh -> Linear(H, 1)`` (the parameters of ``first`` and ``second``) on (F, ...) features:
     returns the (...)-shaped output."""
     flat = features.reshape(features.shape[0], -1)
     w2 = second.weight[0]
-    out = SigmoidLayer.apply(flat, 2.0 * first.weight, 2.0 * first.bias, 2.0 * w2, recompute)
+    out = SigmoidLayer.apply(flat, 2.0 * first.weight, 2.0 * first.bias, 2.0 * w2)
     return (out + (second.bias - w2.sum())).reshape(features.shape[1:])

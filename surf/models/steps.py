@@ -59,7 +59,6 @@ class CompactStep(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(self.num_inputs, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, 1))
         nn.init.zeros_(self.mlp[2].weight)  # untrained model = DGD with learned step (prototype finding)
         nn.init.zeros_(self.mlp[2].bias)
-        self.recompute = cfg.recompute
 
     def forward(self, w: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
         return self.step * grad - self.momentum * delta - self._correction(w, grad, delta, gap)
@@ -68,4 +67,4 @@ class CompactStep(nn.Module):
         """``rms(g) * MLP(g/rms(g), delta/rms(delta), gap/rms(gap), w/rms(w))`` coordinate-wise."""
         raw = torch.stack([grad, delta, gap, w])  # (4, N, d+1, C)
         scales = rms(raw)  # (4, N, 1, 1): every feature's per-agent rms in one pass
-        return coordinate_mlp(raw / scales, self.mlp[0], self.mlp[2], self.recompute) * scales[0]
+        return coordinate_mlp(raw / scales, self.mlp[0], self.mlp[2]) * scales[0]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from surf.config import ModelConfig
 from surf.data.batches import batch_indices, gather_batch, initial_weights
@@ -130,11 +131,13 @@ class UnrolledDGD(nn.Module):
         step = self.steps[layer]
         if isinstance(step, PaperStep):
             return step(w, *gather_batch(x_train, y_train, idx)), None
-        if self.cfg.local_gradient == "full":
-            grad = agent_gradients(w, x_train, y_train)
-            return step(w, grad, delta, filtered - w), grad
-        grad = agent_gradients(w, *gather_batch(x_train, y_train, idx))
-        return step(w, grad, delta, filtered - w), None
+        full = self.cfg.local_gradient == "full"
+        data = (x_train, y_train) if full else gather_batch(x_train, y_train, idx)
+        if self.cfg.recompute and torch.is_grad_enabled():  # keep only the inputs; rebuild the step in backward
+            update, grad = checkpoint(_compact_update, step, w, delta, filtered, *data, use_reentrant=False)
+        else:
+            update, grad = _compact_update(step, w, delta, filtered, *data)
+        return update, grad if full else None
 
     def _server_mask(self, task: Task) -> torch.Tensor | None:
         if not self.cfg.server:
@@ -142,3 +145,10 @@ class UnrolledDGD(nn.Module):
         mask = torch.zeros(task.num_agents, dtype=torch.bool, device=task.x_train.device)
         mask[SERVER] = True
         return mask
+
+
+def _compact_update(step: CompactStep, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor,
+                    x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The compact step's update from the agents' gradient on (x, y), and that gradient."""
+    grad = agent_gradients(w, x, y)
+    return step(w, grad, delta, filtered - w), grad

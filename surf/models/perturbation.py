@@ -35,10 +35,12 @@ def noise_hook(seed: int, key: tuple, scales: list[float], unit_norm: bool = Fal
 
 
 def injection_scales(level: float, decay: float, layers: int, first: int = 1) -> list[float]:
-    """Training-noise schedule ``s_l = level / (l - first + 1)^decay`` for ``l = first..L-1``, 0 elsewhere -> (L+1,).
+    """Training-noise schedule ``s_l = level / (l - first + 1)^decay`` on ``L - 1`` iterates from ``x_first``, 0
+    elsewhere -> (L+1,) indexed by l.
 
-    ``first = 1``: after layers 1..L-1 (robust LISTA, ``sigma_l = level / l^decay``); ``first = 0``: before every layer
-    but the last, i.e. on ``x_0..x_{L-2}`` with ``level / (l + 1)`` (the GLOW-Prox code, ``decay = 1``). The output
-    ``x_L`` is never perturbed.
+    ``first = 1``: the outputs of layers 1..L-1 (robust LISTA, ``sigma_l = level / l^decay``); ``first = 0``: the
+    inputs of every layer but the last, ``x_0..x_{L-2}``, with ``level / (l + 1)`` (the GLOW-Prox code, ``decay = 1``).
+    The output ``x_L`` is never perturbed.
     """
-    return [level / (layer - first + 1) ** decay if first <= layer < layers else 0.0 for layer in range(layers + 1)]
+    return [level / (layer - first + 1) ** decay if first <= layer < first + layers - 1 else 0.0
+            for layer in range(layers + 1)]

@@ -69,7 +69,8 @@ FAMILIES: dict[str, FamilyEntry] = {
         "2024)", InpaintingFamily, evaluate_inpainting, inpainting_table, inpainting_plots,
         wants_twin=lambda cfg: cfg.constraints.kind != "none" and cfg.inpainting.twin,
         write_figures=lambda family, model, twin, folder: [
-            write_image_grid(inpainting_examples(family, model, twin), folder / "image_grid.png")]),
+            write_image_grid(inpainting_examples(family, model, twin), folder / "image_grid.png")]
+        if family.cfg.inpainting.examples else []),
 }
 RUNTIMES: dict[str, str] = {
     "engine": "the vectorized engine: every agent of every task as one batched tensor (surf run / eval / stress)",

@@ -60,6 +60,7 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
     summary.git_sha = git_sha()
     run.write_summary(summary.to_dict())
     entry.write_plots(summary, run.read_metrics(), run.plots)
+    entry.write_figures(family, trainer.model, twin, run.plots)
     return summary
 
 
@@ -78,4 +79,5 @@ def reevaluate(run_dir: str | Path, cfg: Config, out: Path | None = None) -> Sum
         run.prepare(cfg, resume=False)
         run.write_summary(summary.to_dict())
         entry.write_plots(summary, [], run.plots)
+        entry.write_figures(family, model, twin, run.plots)
     return summary

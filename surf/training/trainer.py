@@ -27,6 +27,7 @@ from tqdm import tqdm
 from surf.constrained.duals import DualVariables
 from surf.constrained.formulation import DescentFormulation
 from surf.families.base import TaskFamily, TaskTerms
+from surf.training.pretrain import pretrain
 from surf.utils.errors import TrainingError
 from surf.utils.seeding import derive_seed
 
@@ -142,6 +143,7 @@ class MetaTrainer:
         tcfg = self.cfg.trainer
         last_val: dict = {}
         if self.step == 0:
+            self.pretrain()
             last_val = self._validate_and_select()
             self.log({"step": 0, **last_val})
         bar = tqdm(total=tcfg.steps, initial=self.step, desc="meta-training", disable=not progress, unit="step")
@@ -163,6 +165,13 @@ class MetaTrainer:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return last_val
+
+    def pretrain(self) -> None:
+        """The family's optional pretraining stage (``pretraining(model)``, e.g. a flow's density fit), logged once."""
+        stage = getattr(self.exp, "pretraining", lambda model: None)(self.model)
+        if stage is not None:
+            losses = pretrain(stage)
+            self.log({"step": 0, "pretrain_steps": len(losses), "pretrain_loss": losses[-1] if losses else None})
 
     def _validate_and_select(self) -> dict:
         result = self.validate()

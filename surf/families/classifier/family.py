@@ -6,14 +6,13 @@ from __future__ import annotations
 import torch
 
 from surf.config import Config
-from surf.constrained.constraints import descent_constraints
 from surf.data.tasks import Task, TaskSampler
 from surf.families.base import TaskTerms
-from surf.families.classifier.measures import constraint_values, gradient_norms
+from surf.families.classifier.measures import constraint_values, energy_weight
 from surf.graphs.topology import build_topology
 from surf.models.udgd import SERVER, UnrolledDGD
 from surf.problems.softmax import agent_accuracies, agent_losses
-from surf.scenarios.scenario import TrainingScenario
+from surf.scenarios.training import TrainingScenario
 from surf.utils.device import resolve_device
 
 SHIFT_CACHE = 64  # per-task graphs kept when topology.resample_per_task
@@ -74,13 +73,13 @@ class ClassifierFamily:
     def task_terms(self, model: torch.nn.Module, task: Task) -> TaskTerms:
         """Unroll ``model`` on ``task``: held-out loss at W_L, descent-constraint slacks, per-layer accuracy/loss.
 
-        With ``trainer.scenario`` (robust training) the scenario perturbs the task and its network.
+        With ``trainer.scenario`` (robust training) the task's scenario (drawn per task) perturbs it and its network.
+        Standard unrolling (``constraints.kind=none``) logs the gradient norms without a graph for them.
         """
         cfg, agents = self.cfg, self.data_agents()
-        shift, schedule = self.shift_for(task), None
+        shift, schedule, mode = self.shift_for(task), None, "stale"
         if self.training_scenario is not None:
-            task, schedule = self.training_scenario.apply(task, shift)
-        mode = self.training_scenario.bound.async_mode if self.training_scenario is not None else "stale"
+            task, schedule, mode = self.training_scenario.apply(task, shift)
         trajectory = model(task, shift, cfg.seed, schedule, mode)
         losses = agent_losses(trajectory.weights[-1], task.x_test, task.y_test)
         with torch.no_grad():
@@ -89,11 +88,8 @@ class ClassifierFamily:
             loss = agent_losses(stacked, task.x_test, task.y_test)
         if agents is not None:
             losses, accuracy, loss = losses[agents], accuracy[:, agents], loss[:, agents]
-        if cfg.constraints.kind == "none":  # standard unrolling: log the gradient norms only
-            with torch.no_grad():
-                values = gradient_norms(trajectory, task, cfg.constraints.gradient_on, cfg.seed, agents)
-            slacks = descent_constraints(values, cfg.constraints.form, cfg.constraints.epsilon)
-        else:
-            values, slacks = constraint_values(trajectory, task, cfg.constraints, cfg.seed, agents)
+        weight = energy_weight(cfg.constraints, model.classical_start)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.constraints.kind != "none"):
+            values, slacks = constraint_values(trajectory, task, cfg.constraints, cfg.seed, weight, agents)
         metrics = {"accuracy": accuracy.mean(-1), "loss": loss.mean(-1)}
         return TaskTerms(losses.mean(), slacks, values.detach(), metrics)

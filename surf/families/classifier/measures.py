@@ -1,9 +1,27 @@
-"""What the classifier family's descent constraints measure per layer (paper eq. 3):
+"""What the classifier family's descent constraints measure per layer, ``a_0..a_L`` (``constraints.kind``; the
+constraint is eq. 3 on these values, in any form):
 
-CI  (SURF):  ``||grad f(W_l; B_l)||`` — the stacked gradient norm of all agents;
-CII (TSP):   ``||W_l - W*||`` — every agent's distance to the pooled (L2-regularized) optimum.
+* ``gradient_norm`` (CI, SURF):  ``a_l = ||grad f(W_l; B)||`` — the stacked gradient norm of all agents;
+* ``distance`` (CII, TSP):       ``a_l = ||W_l - 1 w*^T||`` — every agent's distance to the pooled (L2) optimum;
+* ``loss``:                      ``a_l = f(W_l) = (1/N) sum_i f_i(W_{i,l})`` — the agents' mean full local training
+  loss (cross-entropy on all their training samples);
+* ``energy`` (heavy-ball Lyapunov function): ``a_l = f(W_l) + c (1/N) sum_i ||W_{i,l} - W_{i,l-1}||^2`` with
+  ``W_{-1} = W_0``. For heavy-ball ``x+ = x - alpha grad f(x) + beta (x - x-)`` on an L-smooth f,
+  ``f(x+) + c||x+ - x||^2 <= f(x) + c||x - x-||^2 - ((1 - beta)/alpha - L/2) ||x+ - x||^2`` with ``c = beta/(2 alpha)``
+  (from L-smoothness and the update, as in Zavriev & Kostyuk 1993), so the energy decreases whenever
+  ``alpha < 2 (1 - beta) / L``, although f itself and ||grad f|| need not. ``constraints.energy_weight`` sets c;
+  unset, c = beta/(2 alpha) of the model's classical start (its warm start or ``model.step_init`` /
+  ``momentum_init``). On a graph, DGD is gradient descent on f plus the consensus penalty
+  ``(1/(2 alpha)) W^T (I - S) W`` (Yuan, Ling & Yin 2016), which this energy leaves out: it is the centralized
+  Lyapunov function, exact at consensus;
+* ``window``: ``a_l = mean (or max, ``constraints.window_reduce``) of ||grad f(W_l)||, ||grad f(W_{l-1})||`` with
+  ``W_{-1} = W_0``. With the mean and eps = 0, ``a_l <= a_{l-1}`` is ``||grad f(W_l)|| <= ||grad f(W_{l-2})||``:
+  descent over every two layers, which admits heavy-ball's one-layer rises. With the max and eps = 0 it is the
+  non-monotone condition ``||grad f(W_l)|| <= max(||grad f(W_{l-1})||, ||grad f(W_{l-2})||)`` (Grippo, Lampariello &
+  Lucidi 1986, memory 2); with eps > 0 the max form fails after every rise, so use it with eps = 0.
 
-Norms are Frobenius norms of all agents' matrices stacked (one scalar per layer and task, as in the paper).
+Norms are Frobenius norms of all agents' matrices stacked (one scalar per layer and task, as in the paper); the loss
+and the energy are means over agents. ``none`` (standard unrolling) logs the gradient norm.
 """
 
 from __future__ import annotations
@@ -16,7 +34,7 @@ from surf.config import ConstraintConfig
 from surf.constrained.constraints import descent_constraints
 from surf.data.batches import batch_indices, gather_batch
 from surf.models.udgd import Trajectory
-from surf.problems.softmax import agent_gradients, pooled_optimum, stacked_norm
+from surf.problems.softmax import agent_gradients, agent_losses, pooled_optimum, stacked_norm
 
 if TYPE_CHECKING:
     from surf.data.tasks import Task
@@ -66,12 +84,70 @@ def task_optimum(task: Task, l2: float) -> torch.Tensor:
     return pooled_optimum(task.x_pool, task.y_pool, task.num_classes, l2)
 
 
-def constraint_values(
-    trajectory: Trajectory, task: Task, cfg: ConstraintConfig, seed: int, agents: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-layer measured values a_0..a_L (gradient norms or distances) and the slacks c_1..c_L."""
-    if cfg.kind == "distance":
-        values = distances_to_optimum(trajectory, task_optimum(task, cfg.optimum_l2), agents)
-    else:
-        values = gradient_norms(trajectory, task, cfg.gradient_on, seed, agents)
+def training_losses(trajectory: Trajectory, task: Task, agents: torch.Tensor | None = None) -> torch.Tensor:
+    """``f(W_l) = (1/N) sum_i f_i(W_{i,l})`` for l = 0..L -> (L+1,): the agents' mean full local training loss."""
+    losses = agent_losses(torch.stack(trajectory.weights), task.x_train, task.y_train)  # (L+1, N)
+    return (losses[:, agents] if agents is not None else losses).mean(dim=-1)
+
+
+def squared_steps(trajectory: Trajectory, agents: torch.Tensor | None = None) -> torch.Tensor:
+    """``(1/N) sum_i ||W_{i,l} - W_{i,l-1}||^2`` for l = 0..L -> (L+1,), with ``W_{-1} = W_0`` (0 at l = 0)."""
+    w = torch.stack(trajectory.weights)
+    steps = torch.cat([torch.zeros_like(w[:1]), w[1:] - w[:-1]]).pow(2).sum(dim=(-2, -1))  # (L+1, N)
+    return (steps[:, agents] if agents is not None else steps).mean(dim=-1)
+
+
+def energies(trajectory: Trajectory, task: Task, weight: float, agents: torch.Tensor | None = None) -> torch.Tensor:
+    """The heavy-ball energy ``f(W_l) + c (1/N) sum_i ||W_{i,l} - W_{i,l-1}||^2`` for l = 0..L, c = ``weight``."""
+    return training_losses(trajectory, task, agents) + weight * squared_steps(trajectory, agents)
+
+
+def windowed(values: torch.Tensor, reduce: str) -> torch.Tensor:
+    """``a_l = mean | max(v_l, v_{l-1})`` over a window of two layers for l = 0..L, with ``v_{-1} = v_0``."""
+    previous = torch.cat([values[:1], values[:-1]])
+    return torch.maximum(values, previous) if reduce == "max" else 0.5 * (values + previous)
+
+
+def energy_weight(cfg: ConstraintConfig, classical_start: torch.Tensor) -> float:
+    """c of the energy: ``constraints.energy_weight``, or ``beta / (2 alpha)`` of the model's classical start
+    ``(alpha, beta)`` (``UnrolledDGD.classical_start``)."""
+    if cfg.energy_weight is not None:
+        return cfg.energy_weight
+    step, momentum = (float(v) for v in classical_start)
+    return momentum / (2.0 * step)
+
+
+def declared_quantity(kind: str) -> str:
+    """What a run's descent constraint is on (``constraints.kind``); standard unrolling logs the gradient norm."""
+    return "gradient_norm" if kind == "none" else kind
+
+
+def measure(trajectory: Trajectory, task: Task, cfg: ConstraintConfig, seed: int, weight: float,
+            agents: torch.Tensor | None = None) -> torch.Tensor:
+    """The run's declared quantity a_0..a_L (``constraints.kind``; see the module docstring), differentiable."""
+    kind = declared_quantity(cfg.kind)
+    if kind == "distance":
+        return distances_to_optimum(trajectory, task_optimum(task, cfg.optimum_l2), agents)
+    if kind == "loss":
+        return training_losses(trajectory, task, agents)
+    if kind == "energy":
+        return energies(trajectory, task, weight, agents)
+    norms = gradient_norms(trajectory, task, cfg.gradient_on, seed, agents)
+    return windowed(norms, cfg.window_reduce) if kind == "window" else norms
+
+
+def constraint_values(trajectory: Trajectory, task: Task, cfg: ConstraintConfig, seed: int, weight: float,
+                      agents: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-layer measured values a_0..a_L of the declared quantity and the slacks c_1..c_L (eq. 3)."""
+    values = measure(trajectory, task, cfg, seed, weight, agents)
     return values, descent_constraints(values, cfg.form, cfg.epsilon)
+
+
+def full_data_measures(trajectory: Trajectory, task: Task, cfg: ConstraintConfig, weight: float,
+                       agents: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Every momentum-compatible quantity and the gradient norm on the agents' full local data, a_0..a_L each: what
+    the evaluation reports for every model, whatever it was trained to decrease."""
+    norms = gradient_norms(trajectory, task, "full", agents=agents)
+    losses = training_losses(trajectory, task, agents)
+    return {"gradient_norm": norms, "loss": losses, "energy": losses + weight * squared_steps(trajectory, agents),
+            "window": windowed(norms, cfg.window_reduce)}

@@ -5,8 +5,8 @@ Every method sees the same meta-test tasks, the same W_0 and, per (task, repetit
 validation tasks at the unrolled model's number of communication rounds, then stressed with those settings, as the
 learned model was trained once and is not retrained. Reported per method and severity: mean ± std of the final
 held-out accuracy over (task, repetition) pairs, the std of the task-averaged accuracy over repetitions, and for
-learned models the fraction of (task, repetition, layer) triples whose descent constraint (the run's form and
-epsilon, on the full-local-data gradient norm as measured) still holds.
+learned models the fractions of (task, repetition, layer) triples whose descent constraint (the run's declared
+quantity, form and epsilon) still holds and whose declared quantity strictly decreased.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import torch
 
 from surf.baselines.registry import BASELINES, run_baseline
 from surf.config import Config
-from surf.constrained.constraints import descent_constraints
 from surf.data.batches import initial_weights
 from surf.evaluation.baselines import baseline_settings, choose_hyper, context
 from surf.evaluation.summary import MatrixCell, MatrixRow, StressMatrix, StressMethod, StressResult
 from surf.families.classifier.family import ClassifierFamily
-from surf.families.classifier.measures import gradient_norms
+from surf.families.classifier.measures import constraint_values, declared_quantity, energy_weight
 from surf.models.udgd import UnrolledDGD
 from surf.problems.softmax import agent_accuracies
 from surf.scenarios.scenario import BoundScenario, Scenario, ScenarioSchedule
+from surf.scenarios.training import training_label
 from surf.utils.errors import ConfigError
 
 SHARED = ("seed", "num_agents", "data", "topology")  # what runs compared on the same tasks must agree on
@@ -47,10 +47,7 @@ class Learned:
 
     @property
     def trained_on(self) -> str:
-        scenario, severity = self.cfg.trainer.scenario, self.cfg.trainer.scenario_severity
-        if not scenario:
-            return "clean"
-        return scenario if severity is None else f"{scenario}@{severity:g}"
+        return training_label(self.cfg.trainer)
 
 
 # ---------------------------------------------------------------- baselines: the one place that calls them
@@ -123,7 +120,9 @@ class StressBench:
         severities = list(severities if severities is not None else scenario.severities)
         bound = [scenario.bind(s) for s in severities]
         methods = {m.label: StressMethod(kind=m.method, mean=[], std=[], std_over_repeats=[], trained_on=m.trained_on,
-                                         constraint_satisfied_fraction=[]) for m in self.learned}
+                                         constraint_satisfied_fraction=[], declared_decrease_fraction=[],
+                                         declared_quantity=declared_quantity(m.cfg.constraints.kind))
+                   for m in self.learned}
         methods.update({name: StressMethod(kind="baseline", mean=[], std=[], std_over_repeats=[],
                                            hyper=self.tuned[name]["hyper"], batch=self.tuned[name]["batch"])
                         for name in self.tuned})
@@ -139,7 +138,8 @@ class StressBench:
                     per_repeat = values.mean(0)
                     row.std_over_repeats.append(per_repeat.std().item() if per_repeat.numel() > 1 else 0.0)
                     if label in holds:
-                        row.constraint_satisfied_fraction.append(holds[label])
+                        row.constraint_satisfied_fraction.append(holds[label][0])
+                        row.declared_decrease_fraction.append(holds[label][1])
         return StressResult(
             scenario=scenario.name, description=scenario.description, severity_name=scenario.severity_name,
             severities=severities, repeats=repeats, test_tasks=self.test_tasks, async_mode=scenario.async_mode,
@@ -147,12 +147,14 @@ class StressBench:
 
     @torch.no_grad()
     def _severity(self, bound: BoundScenario, repeats: int, bar: Any) -> tuple[dict[str, torch.Tensor], dict]:
-        """(tasks, repeats) final accuracies per method and descent-holds fractions per learned model."""
+        """(tasks, repeats) final accuracies per method and, per learned model, the shares of (task, repetition,
+        layer) triples where its constraint held and where its declared quantity strictly decreased."""
         family = self.family if not bound.overrides else ClassifierFamily(bound.config(self.cfg))
         cfg, agents = family.cfg, family.data_agents()
         reps = repeats if bound.random else 1  # a deterministic scenario: every repetition is the same
         accuracy = {label: torch.zeros(self.test_tasks, reps) for label in self.labels()}
         holds: dict[str, list[torch.Tensor]] = {m.label: [] for m in self.learned}
+        decreased: dict[str, list[torch.Tensor]] = {m.label: [] for m in self.learned}
         for i in range(self.test_tasks):
             clean = family.task("test", i)
             shift = family.shift_for(clean)
@@ -163,15 +165,18 @@ class StressBench:
                 for m in self.learned:
                     trajectory = m.model(task, shift, cfg.seed, schedule, bound.async_mode)
                     accuracy[m.label][i, rep] = _mean_accuracy(trajectory.weights[-1], task, agents)
-                    c = m.cfg.constraints
-                    norms = gradient_norms(trajectory, task, c.gradient_on, cfg.seed, agents)
-                    holds[m.label].append(descent_constraints(norms, c.form, c.epsilon) <= 0)
+                    weight = energy_weight(m.cfg.constraints, m.model.classical_start)
+                    values, slacks = constraint_values(trajectory, task, m.cfg.constraints, cfg.seed, weight, agents)
+                    holds[m.label].append(slacks <= 0)
+                    decreased[m.label].append(values[1:] < values[:-1])
                 finals = run_baselines(family, self.tuned, task, shift, schedule, self.rounds, self.rounds_per_step,
                                        bound.async_mode)
                 for name, value in finals.items():
                     accuracy[name][i, rep] = value
                 bar.update(1)
-        return accuracy, {label: torch.cat(h).float().mean().item() for label, h in holds.items()}
+        shares = {label: (torch.cat(holds[label]).float().mean().item(),
+                          torch.cat(decreased[label]).float().mean().item()) for label in holds}
+        return accuracy, shares
 
 
 def _mean_accuracy(w: torch.Tensor, task: Any, agents: torch.Tensor | None) -> float:

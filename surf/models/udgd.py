@@ -122,7 +122,7 @@ class UnrolledDGD(nn.Module):
             if gradient is not None:
                 trajectory.full_gradients.append(gradient)
             new = step.keep(proposed, w)
-            delta, w = new - w, new
+            delta, w = step.keep(new - w, delta), new  # a dropped agent keeps its whole state: W and delta
             state = {name: step.keep(value, state[name]) for name, value in new_state.items()}  # dropped: frozen
             trajectory.weights.append(w)
         return trajectory

@@ -99,11 +99,14 @@ class Shard:
         state["recorded"] = torch.tensor(max(layer, int(state["recorded"])))
 
     def _commit(self, state: dict[str, torch.Tensor], dropped: set[int], layer: int) -> None:
-        """Apply the pending model unless the relay lost it (then the agents were dropped: keep W, delta = 0)."""
+        """Apply the pending model unless the relay lost it (then the agents were dropped). A dropped agent keeps
+        its whole state, W and delta, as in the engine (``UnrolledDGD.forward``) and every baseline."""
         if "w_new" in state:
             pending, pending_layer = state.pop("w_new"), int(state.pop("pending"))
-            new = state["w"] if pending_layer in dropped else pending
-            state["delta"], state["w"] = new - state["w"], new
+            moved = state["active"] & (pending_layer not in dropped)  # (agents, T)
+            keep = moved.view(*moved.shape, 1, 1)
+            state["delta"] = torch.where(keep, pending - state["w"], state["delta"])
+            state["w"] = torch.where(keep, pending, state["w"])
         self._record_until(state, layer)
 
     # ------------------------------------------------------------------ one hop

@@ -15,7 +15,8 @@ A sweep file::
       eval.n_async: [2, 4]            # the same code path as ``surf eval RUN_DIR -o ...`` (nothing retrained)
     eval_include: [{topology.name: ring}]
 
-Trained cells live in a store shared by all sweeps (default ``runs/trained``) as ``<cell name>-<config hash>``, so
+Trained cells live in a store shared by all sweeps (default ``runs/trained``) as ``<cell name>-<config hash>`` (a
+cell that sets ``name`` is named by it and its seed only), so
 two sweeps that need the same trained model train it once. Eval cells live in ``<trained cell>/eval/<name>``.
 A cell whose ``summary.json`` exists is skipped; a trained cell with a checkpoint but no summary is resumed
 (``surf run --resume``); anything else left by an interrupted cell is cleared and the cell restarts. The sweep
@@ -101,6 +102,14 @@ def _expand(matrix: dict[str, list], include: list[dict], where: str) -> list[di
     return unique
 
 
+def _trained_name(overrides: dict[str, Any]) -> str:
+    """A trained cell's name: from its overrides, or only its ``name`` (and seed) when it sets one (ablation cells
+    are labelled by their config name; the store directory still carries the config hash)."""
+    if isinstance(overrides.get("name"), str):
+        return cell_name({key: overrides[key] for key in ("name", "seed") if key in overrides})
+    return cell_name(overrides)
+
+
 def _with_seeds(cells: list[dict[str, Any]], seeds: Any, where: str) -> list[dict[str, Any]]:
     """Every cell once per seed of ``seeds`` (``seed`` last in its overrides); the cells unchanged without it."""
     if seeds is None:
@@ -148,8 +157,8 @@ class Sweep:
         self.cells: list[Cell] = []
         trained = _expand(spec.get("matrix", {}) or {}, spec.get("include", []) or [], str(self.path))
         for overrides in _with_seeds(trained, spec.get("seeds"), str(self.path)):
-            cfg = self._resolve(base, {**common, **overrides, **forced}, "cell " + cell_name(overrides))
-            name = cell_name(overrides)
+            name = _trained_name(overrides)
+            cfg = self._resolve(base, {**common, **overrides, **forced}, "cell " + name)
             if any(cell.cfg == cfg for cell in self.cells):
                 continue  # the same resolved config as an earlier cell: one run
             self.cells.append(Cell(name, overrides, cfg, self._trained_dir(name, cfg)))

@@ -101,6 +101,10 @@ def paired_across(a: Group, b: Group, get: Callable[[Summary], float]) -> Stat |
 
 
 def _label(overrides: dict) -> str:
+    """A group's label: the cell's ``name`` override when it sets one (ablation cells), else its overrides without
+    the seed."""
+    if isinstance(overrides.get("name"), str):
+        return overrides["name"]
     rest = {k: v for k, v in overrides.items() if k != "seed"}
     return cell_name(rest) if rest else "base"
 

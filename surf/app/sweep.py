@@ -20,7 +20,9 @@ cell that sets ``name`` is named by it and its seed only), so
 two sweeps that need the same trained model train it once. Eval cells live in ``<trained cell>/eval/<name>``.
 A cell whose ``summary.json`` exists is skipped; a trained cell with a checkpoint but no summary is resumed
 (``surf run --resume``); anything else left by an interrupted cell is cleared and the cell restarts. The sweep
-directory gets ``sweep.json`` (the index ``surf report`` reads) and a link per trained cell.
+directory gets ``sweep.json`` (the index ``surf report`` reads) and a link per trained cell. Several ``surf sweep``
+processes on the same file share its cells: a cell another live process is running is skipped (with its eval cells,
+which that process runs next), so N processes run N cells at once; a final rerun finishes what was skipped.
 """
 
 from __future__ import annotations
@@ -219,20 +221,37 @@ class Sweep:
                 link.symlink_to(cell.path.resolve(), target_is_directory=True)
 
 
+class CellBusy(Exception):
+    """Another live process holds the cell's lock (it is running the cell)."""
+
+
+def _lock_owner(lock: Path) -> int | None:
+    """The pid in ``lock`` if that process is alive (a lock still being written counts as alive), else None."""
+    try:
+        pid = int(lock.read_text() or 0)
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 @contextmanager
 def _cell_lock(cell: Cell):
-    """``<cell>.lock`` holding our pid while the cell runs, so two sweeps never run the same cell at once."""
+    """``<cell>.lock`` holding our pid while the cell runs, created atomically, so two sweeps never run the same
+    cell at once; a lock whose process is gone is taken over. Raises :class:`CellBusy` when a live one holds it."""
     lock = cell.path.with_name(cell.path.name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    if lock.exists():
-        pid = int(lock.read_text() or 0)
+    while True:
         try:
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            lock.unlink()  # stale: its process is gone
-        else:
-            raise ConfigError(f"cell {cell.path} is being run by process {pid}; wait for it or stop that sweep")
-    lock.write_text(str(os.getpid()))
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            pid = _lock_owner(lock)
+            if pid is not None:
+                raise CellBusy(pid) from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+    os.write(handle, str(os.getpid()).encode())
+    os.close(handle)
     try:
         yield
     finally:
@@ -266,13 +285,24 @@ def run_sweep(path: str | Path, out: str | Path | None = None, store: str | Path
             print(f"  [{cell.state:8s}] {kind} {cell.name}  ->  {cell.path}")
         return 0
     sweep.write_index()
+    elsewhere: list[Cell] = []  # cells another process is running (several `surf sweep` share the work)
     for number, cell in enumerate(cells, 1):
         kind = "train" if cell.parent is None else "eval"
         label = cell.name if cell.parent is None else f"{cell.parent.name} / {cell.name}"
         print(f"surf sweep [{number}/{len(cells)}] {kind} {label}: {cell.state}", flush=True)
         if cell.parent is not None and not cell.parent.done:
+            if any(cell.parent is other for other in elsewhere):
+                continue  # its trained cell is running elsewhere; that process evaluates it next
             raise ConfigError(f"eval cell {label}: its trained cell did not finish; rerun the sweep")
-        run_cell(cell, progress)
+        try:
+            run_cell(cell, progress)
+        except CellBusy as busy:
+            print(f"surf sweep: {label} is being run by process {busy.args[0]}; skipped", flush=True)
+            elsewhere.append(cell)
         sweep.write_index()
-    print(f"surf sweep {sweep.name}: done; aggregate with `surf report {sweep.out}`")
+    if elsewhere:
+        print(f"surf sweep {sweep.name}: {len(elsewhere)} cell(s) were running in other processes; when they are "
+              f"done, rerun this command to finish the sweep, then `surf report {sweep.out}`")
+    else:
+        print(f"surf sweep {sweep.name}: done; aggregate with `surf report {sweep.out}`")
     return 0

@@ -218,7 +218,10 @@ class Sweep:
         for cell in self.cells:  # a readable link per trained cell
             link = self.out / cell.name
             if not link.exists() and not link.is_symlink():
-                link.symlink_to(cell.path.resolve(), target_is_directory=True)
+                try:
+                    link.symlink_to(cell.path.resolve(), target_is_directory=True)
+                except FileExistsError:  # another process of the same sweep made it meanwhile
+                    pass
 
 
 class CellBusy(Exception):

@@ -9,8 +9,9 @@ from pathlib import Path
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through ``path.tmp`` and an atomic rename."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write ``text`` to ``path`` through a temporary file of this process and an atomic rename (two processes
+    writing the same file, e.g. a shared sweep's index, never trip over each other's temporary file)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 

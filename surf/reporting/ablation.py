@@ -5,9 +5,10 @@ One row per trained cell (its seeds pooled): L x K, start (default or warm start
 robust training, step features; its final held-out accuracy clean (``eval.n_async = 0``) and under the largest
 evaluated ``n_async`` (dropped agents per layer), plain and relabelled, each the mean ± 95 % CI over seeds; the
 paired differences (same seed: same tasks, W_0 and drops) between its drops and clean accuracy and to tuned
-heavy-ball DGD under the same conditions; and the share of (task, layer) pairs where its declared descent quantity
-decreased, clean and under drops. The classical references (every baseline the evaluation ran, tuned on validation
-tasks at its rounds: heavy-ball DGD, DGD, DGD at 10x the rounds) follow, from the same summaries.
+heavy-ball DGD under the same conditions; the share of (task, layer) pairs where its declared descent quantity
+decreased and the number of layers where its mean per-layer accuracy fell, clean and under drops. The classical
+references (every baseline the evaluation ran, tuned on validation tasks at its rounds: heavy-ball DGD, DGD, DGD at
+10x the rounds) follow, from the same summaries.
 """
 
 from __future__ import annotations
@@ -16,18 +17,22 @@ from pathlib import Path
 
 from surf.config import from_dict
 from surf.reporting.figures import baseline_accuracy, pm, signed, table
-from surf.reporting.sweep_data import Group, acc, acc_rel, paired_across
+from surf.reporting.sweep_data import Entry, Group, acc, acc_rel, mean_curve, paired_across
 from surf.reporting.sweep_plots import plot_ablation
 from surf.scenarios.training import training_label
 
 HEAVY_BALL = "dgd_momentum"
 
 
-def describe(config: dict) -> list[str]:
-    """L x K, start, constraint, robust training and features of a trained cell, from its resolved config."""
-    cfg = from_dict(config)
+def describe(entry: Entry) -> list[str]:
+    """L x K, start, constraint, robust training and features of a trained cell, from its resolved config (and its
+    summary's recorded warm start, when this is the trained cell's own evaluation)."""
+    cfg = from_dict(entry.config)
     model, constraints = cfg.model, cfg.constraints
-    start = "heavy-ball (tuned)" if model.warm_start == "heavy_ball" else f"step {model.step_init:g}"
+    start = f"step {model.step_init:g}"
+    if model.warm_start == "heavy_ball":
+        warm = entry.summary.training.warm_start if entry.summary.training else None
+        start = f"heavy-ball α={warm.step:g} β={warm.momentum:g}" if warm else "heavy-ball (tuned)"
     constraint = "none" if constraints.kind == "none" else \
         f"{constraints.kind} {constraints.form} ε={constraints.epsilon:g}"
     return [f"{model.layers}×{model.hops}", start, constraint, training_label(cfg.trainer),
@@ -53,16 +58,24 @@ def _has(g: Group | None, name: str) -> bool:
     return g is not None and all(name in e.summary.comparisons for e in g.entries)
 
 
+def _dips(g: Group | None) -> str:
+    """Layers where the seed-averaged per-layer accuracy fell (0 = monotone)."""
+    if g is None:
+        return "—"
+    curve = mean_curve(g, "per_layer", "accuracy")
+    return str(sum(after < before for before, after in zip(curve[:-1], curve[1:], strict=True)))
+
+
 def _model_row(label: str, clean: Group | None, dropped: Group | None, drops: int) -> list[str]:
     lead = clean or dropped
-    cells = [label, *describe(lead.first.config), str(len(lead.entries))]
+    cells = [label, *describe(lead.first), str(len(lead.entries))]
     for g in (clean, dropped):
         cells += [pm(g.stat(acc)), pm(g.stat(acc_rel))] if g is not None else ["—", "—"]
     both = clean is not None and dropped is not None and drops > 0
     cells.append(signed(paired_across(dropped, clean, acc)) if both else "—")
     for g in (clean, dropped):
         cells.append(signed(g.paired(acc, baseline_accuracy(HEAVY_BALL))) if _has(g, HEAVY_BALL) else "—")
-    return cells + [f"{_descent(clean)} / {_descent(dropped)}"]
+    return cells + [f"{_descent(clean)} / {_descent(dropped)}", f"{_dips(clean)} / {_dips(dropped)}"]
 
 
 def _reference_rows(by_label: dict[str, dict[int, Group]], drops: int) -> list[list[str]]:
@@ -84,7 +97,7 @@ def _reference_rows(by_label: dict[str, dict[int, Group]], drops: int) -> list[l
                           pm(g.stat(baseline_accuracy(name, "accuracy_relabelled"))) if present else "—"]
             both = _has(clean, name) and _has(dropped, name)
             cells.append(signed(paired_across(dropped, clean, baseline_accuracy(name))) if both else "—")
-            rows.append(cells + ["", "", ""])
+            rows.append(cells + ["", "", "", ""])
     return rows
 
 
@@ -94,7 +107,7 @@ def section_ablation(groups: list[Group], plots: Path) -> list[str]:
     header = ["cell", "L×K", "start", "constraint", "trained under", "features", "seeds", "clean: plain",
               "clean: relabelled", f"{drops} dropped: plain", f"{drops} dropped: relabelled",
               "dropped − clean (paired)", "− heavy-ball, clean (paired)", f"− heavy-ball, {drops} dropped (paired)",
-              "declared descent %: clean / dropped"]
+              "declared descent %: clean / dropped", "accuracy dips (layers): clean / dropped"]
     rows = [_model_row(label, c.get(0), c.get(drops) if drops > 0 else None, drops) for label, c in by_label.items()]
     path = plots / "ablation.png"
     plot_ablation(by_label, drops, HEAVY_BALL, path)

@@ -23,7 +23,7 @@ def _summary(accuracy, n_async, heavy_ball, declared=0.97):
 
     return Summary(family="decentralized", kind="run", method="surf", layers=20, rounds=20,
                    final={"accuracy": accuracy, "accuracy_relabelled": accuracy - 0.001, "accuracy_std": 0.03},
-                   per_layer={"accuracy": [0.1, accuracy]},
+                   per_layer={"accuracy": [0.1, 0.5, 0.4, accuracy]},
                    descent=Descent(grad_norm_decrease_fraction=0.7, declared_quantity="energy",
                                    declared_decrease_fraction=declared),
                    eval={"n_async": n_async, "test_tasks": 30},
@@ -91,5 +91,6 @@ def test_ablation_report(tmp_path):
     assert cells[7].startswith("0.946 ± ") and "✓" in cells[12] and "✓" in cells[13]  # +0.016 clean, +0.028 dropped
     fragile = next(line for line in text.splitlines() if line.startswith("| warm_20x1_none |"))
     assert "-0.030" in fragile  # dropped - clean, paired
+    assert cells[-1] == "1 / 1"  # the per-layer accuracy fell once (0.5 -> 0.4)
     assert "| dgd_momentum (20 rounds) |" in text and "| dgd_x10 (200 rounds) |" in text
     assert (tmp_path / "plots" / "ablation.png").stat().st_size > 1000

@@ -55,7 +55,7 @@ def make_task(n=12, m=20, m_test=8, d=5, c=4, seed=0, key=("train", 0)):
     task = SimpleNamespace(
         key=key, x_train=features(m), y_train=torch.randint(0, c, (n, m), generator=gen),
         x_test=features(m_test), y_test=torch.randint(0, c, (n, m_test), generator=gen),
-        num_classes=c, num_agents=n, num_features=d + 1,
+        num_classes=c, num_agents=n, num_features=d + 1, num_tasks=1,
     )
     task.x_pool, task.y_pool = task.x_train.reshape(-1, d + 1), task.y_train.reshape(-1)
     return task

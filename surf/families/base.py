@@ -23,6 +23,7 @@ class TaskTerms:
     slacks: torch.Tensor  # c_1..c_L (differentiable when constrained)
     values: torch.Tensor  # measured a_0..a_L (detached): gradient norms or distances
     layer_metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (L+1,) detached, e.g. accuracy
+    tasks: int = 1  # tasks these terms average (a batch of tasks unrolled side by side)
 
 
 @dataclass

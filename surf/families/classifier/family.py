@@ -15,7 +15,7 @@ from surf.graphs.topology import build_topology
 from surf.models.udgd import SERVER, UnrolledDGD
 from surf.problems.softmax import agent_accuracies, agent_losses
 from surf.scenarios.scenario import TrainingScenario
-from surf.utils.device import resolve_device
+from surf.utils.device import configure_threads, resolve_device
 
 SHIFT_CACHE = 64  # per-task graphs kept when topology.resample_per_task
 BATCH_AGENTS = 4096  # tasks unrolled side by side up to this many agents in all (one task alone beyond it)
@@ -26,10 +26,12 @@ class ClassifierFamily:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.trainer.device or cfg.device)
         self.sampler = TaskSampler(cfg)
+        model = cfg.model  # the compact step's hidden layer is its largest tensor: N (d+1) C x hidden
+        width = model.hidden if model.variant == "compact" else 1
+        self.threads = configure_threads(cfg.threads, cfg.num_agents * self.sampler.num_features
+                                         * self.sampler.num_classes * width)
         self.topology = build_topology(cfg.topology, cfg.num_agents, cfg.seed)  # validates connectivity early
         self._shift = self.topology.shift.to(self.device)
         self._task_shifts: dict[tuple, torch.Tensor] = {}

@@ -41,7 +41,7 @@ def cli_run(path: Path, workers: int, tasks_per_step: int) -> RunDir:
 def ray_session():
     import ray
 
-    from surf.runtime.ray_train import start_ray
+    from surf.runtime.ray_cluster import start_ray
 
     start_ray(2, use_gpu=False)
     yield

@@ -133,8 +133,9 @@ class Sweep:
         self.figure = spec.get("figure")
         forced = dict(config_mod.parse_overrides(overrides or []))  # -o on the command line: every cell, last
         suffix = f"__{cell_name(forced)}" if forced else ""
-        self.out = Path(out) if out else REPO / "runs" / "sweeps" / (self.name + suffix)
-        self.store = Path(store) if store else REPO / "runs" / "trained"
+        # absolute: a cell's paths (and what it records, e.g. evaluated_from) are the same in every process
+        self.out = Path(out).resolve() if out else REPO / "runs" / "sweeps" / (self.name + suffix)
+        self.store = Path(store).resolve() if store else REPO / "runs" / "trained"
         base = _base_raw(spec, self.path)
         common = spec.get("set", {}) or {}
         self.cells: list[Cell] = []

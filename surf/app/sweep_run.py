@@ -110,9 +110,9 @@ def _run_on_ray(sweep: Sweep, cells: list[Cell], workers: int | None, address: s
     while ready or len(pool):
         while ready and not pool.full():
             cell = ready.popleft()
-            trained_from = cell.parent.path.resolve() if cell.parent else None
+            trained_from = cell.parent.path if cell.parent else None
             size = resources(cell.cfg.threads, _device(cell.cfg), pool.limit)
-            pool.submit(cell, size, run_cell, cell.cfg, cell.path.resolve(), trained_from, log=log_path(cell.path))
+            pool.submit(cell, size, run_cell, cell.cfg, cell.path, trained_from, log=log_path(cell.path))
         bar.set_postfix_str(f"running {len(pool)}, failed {len(failures)}")
         outcome = pool.next()
         cell = outcome.key

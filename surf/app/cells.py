@@ -123,6 +123,10 @@ def run_cell(cfg: Config, path: Path, trained_from: Path | None = None, progress
     """Run one cell unless it is finished: train ``cfg`` into ``path`` (resuming its checkpoint), or re-evaluate the
     trained cell ``trained_from`` under ``cfg``. Returns the state the cell was found in."""
     trained = trained_from is None
+    if trained_from == path:  # the trained cell's own evaluation: never clear the trained cell's directory
+        if cell_state(path, trained=True) != "finished":
+            raise ConfigError(f"eval cell {path}: its trained cell did not finish; rerun the sweep")
+        return "finished"
     state = cell_state(path, trained)
     if state == "finished":
         return state

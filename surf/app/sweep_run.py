@@ -103,27 +103,29 @@ def _run_on_ray(sweep: Sweep, cells: list[Cell], workers: int | None, address: s
     devices = {_device(c.cfg) for c in cells}
     connect(address, workers or 1, use_gpu="cuda" in devices or ("auto" in devices and torch.cuda.is_available()))
     pool = TaskPool(pool_size(workers))
-    ready = deque(c for c in cells if not c.done and (c.parent is None or c.parent.done))
+    ready = deque((c, None) for c in cells if not c.done and (c.parent is None or c.parent.done))
     failures: list[Failure] = []
     bar = tqdm(total=len(cells), initial=sum(c.done for c in cells), desc=f"sweep {sweep.name}", unit="cell",
                disable=not progress)
     while ready or len(pool):
         while ready and not pool.full():
-            cell = ready.popleft()
+            cell, node = ready.popleft()
             trained_from = cell.parent.path if cell.parent else None
             size = resources(cell.cfg.threads, _device(cell.cfg), pool.limit)
-            pool.submit(cell, size, run_cell, cell.cfg, cell.path, trained_from, log=log_path(cell.path))
+            pool.submit(cell, size, run_cell, cell.cfg, cell.path, trained_from, log=log_path(cell.path), node=node)
         bar.set_postfix_str(f"running {len(pool)}, failed {len(failures)}")
         outcome = pool.next()
         cell = outcome.key
         if outcome.error is None:
             bar.update(1)
             bar.write(f"surf sweep: finished {cell.label}")
-            for evaluation in cell.evals:  # a trained cell's eval cells wait for it
+            # its eval cells, on the node that has the model unless this driver sees it (a shared store)
+            node = None if cell.done else outcome.node
+            for evaluation in cell.evals:
                 if evaluation.done:
                     bar.update(1)  # the trained cell's own evaluation
                 else:
-                    ready.append(evaluation)
+                    ready.append((evaluation, node))
         else:
             failures.append(Failure(cell, outcome.error, log_path(cell.path)))
             failures += [Failure(e, "not run: its trained cell failed") for e in cell.evals if not e.done]

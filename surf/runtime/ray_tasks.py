@@ -62,19 +62,21 @@ def _output_to(log: Path) -> Iterator[None]:
                 os.close(copy)
 
 
-def _task(fn: Callable, threads: int, log: str | None, cwd: str, *args: Any) -> tuple[Any, str | None]:
-    """The body of every task: (the job's value, None) or (None, its error in one line)."""
+def _task(fn: Callable, threads: int, log: str | None, cwd: str, *args: Any) -> tuple[Any, str | None, str]:
+    """The body of every task: (the job's value, None, node) or (None, its error in one line, node)."""
+    import ray
     import torch
 
     torch.set_num_threads(threads)
     if os.path.isdir(cwd):
         os.chdir(cwd)
+    node = ray.get_runtime_context().get_node_id()
     with _output_to(Path(log)) if log else nullcontext():
         try:
-            return fn(*args), None
+            return fn(*args), None, node
         except Exception as exc:  # a failing job is reported, it never stops the driver
             traceback.print_exc()  # into the log (or the worker's own Ray log)
-            return None, one_line(exc)
+            return None, one_line(exc), node
 
 
 _REMOTE: Any = None
@@ -91,11 +93,12 @@ def _remote() -> Any:
 
 @dataclass
 class Outcome:
-    """A finished task: its key, and the job's value or its error (one line)."""
+    """A finished task: its key, the job's value or its error (one line), and the node it ran on."""
 
     key: Any
     value: Any = None
     error: str | None = None
+    node: str | None = None
 
 
 class TaskPool:
@@ -112,10 +115,15 @@ class TaskPool:
         return len(self._running) >= self.limit
 
     def submit(self, key: Any, size: Resources, fn: Callable, *args: Any, log: Path | None = None,
-               retries: int = 2) -> None:
-        """Run ``fn(*args)`` as a task with ``size``; ``retries`` restarts if its worker dies."""
-        options = _remote().options(num_cpus=size.num_cpus, num_gpus=size.num_gpus, max_retries=retries)
-        ref = options.remote(fn, size.threads, str(log) if log else None, os.getcwd(), *args)
+               node: str | None = None, retries: int = 2) -> None:
+        """Run ``fn(*args)`` as a task with ``size`` (on ``node`` only, when given); ``retries`` restarts if its
+        worker dies."""
+        options = {"num_cpus": size.num_cpus, "num_gpus": size.num_gpus, "max_retries": retries}
+        if node is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
+        ref = _remote().options(**options).remote(fn, size.threads, str(log) if log else None, os.getcwd(), *args)
         self._running[ref] = key
 
     def next(self) -> Outcome:
@@ -125,10 +133,9 @@ class TaskPool:
         done, _ = ray.wait(list(self._running), num_returns=1)
         key = self._running.pop(done[0])
         try:
-            value, error = ray.get(done[0])
+            return Outcome(key, *ray.get(done[0]))
         except ray.exceptions.RayError as exc:  # lost: its worker or node died more often than retries
-            value, error = None, f"lost by Ray: {one_line(exc)}"
-        return Outcome(key, value, error)
+            return Outcome(key, error=f"lost by Ray: {one_line(exc)}")
 
 
 def pool_size(workers: int | None) -> int:

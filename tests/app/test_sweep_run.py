@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from surf.app.cells import lock_path, log_path
-from surf.app.sweep import Sweep
+from surf.app.sweep import Cell, Sweep
 from surf.app.sweep_run import run_sweep
 from surf.utils.errors import ConfigError
 from tests.app.test_sweep import write_sweep
@@ -97,6 +97,44 @@ def test_sweep_whose_driver_is_killed_resumes_with_identical_results(reference, 
     assert run_sweep(path, out, store, progress=False, workers=2) == 0  # the same command again
     assert snapshot(out, store) == expected
     assert not lock_path(long.path).exists()
+
+
+def test_sweep_whose_worker_is_killed_retries_the_cell_from_its_checkpoint(reference, ray_local, tmp_path):
+    path, expected = reference
+    out, store = tmp_path / "out", tmp_path / "store"
+    long = Sweep(path, out, store).cells[1]
+    cmd = [sys.executable, "-m", "surf.app.cli", "sweep", str(path), "--out", str(out), "--store", str(store),
+           "--address", ray_local, "--workers", "2", "--quiet"]
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(lambda: long.state == "resume", driver, "the long cell's first checkpoint")
+    worker = int(lock_path(long.path).read_text().split()[1])
+    os.kill(worker, signal.SIGKILL)  # the Ray worker training the long cell; Ray runs the task again
+    assert driver.wait(timeout=300) == 0, driver.stdout.read()[-2000:]
+    assert snapshot(out, store) == expected
+    assert log_path(long.path).read_text().count(f"surf: run directory {long.path}") == 2  # two attempts
+
+
+def test_eval_cells_follow_their_model_when_the_driver_cannot_see_it(ray_local, tmp_path, monkeypatch):
+    """Per-node stores: the driver does not see a cell another node trained, so its eval cells are pinned to that
+    node (here the only one); the trained cell's own evaluation then finds it finished there."""
+    import ray
+
+    from surf.runtime.ray_tasks import TaskPool
+
+    path = write_sweep(tmp_path, eval_matrix={"eval.n_async": [0, 1]})  # its own evaluation and one eval cell
+    submitted, submit = [], TaskPool.submit
+
+    def recording(self, key, *args, node=None, **kwargs):
+        submitted.append((key.label, node))
+        return submit(self, key, *args, node=node, **kwargs)
+
+    monkeypatch.setattr(TaskPool, "submit", recording)
+    monkeypatch.setattr(Cell, "done", property(lambda cell: False))  # nothing is visible from this driver
+    assert run_sweep(path, tmp_path / "out", tmp_path / "store", progress=False, workers=2) == 0
+    here = ray.get_runtime_context().get_node_id()
+    assert submitted == [("base", None), ("base / eval.n_async-0", here), ("base / eval.n_async-1", here)]
+    trained = Sweep(path, tmp_path / "out", tmp_path / "store").cells[0]
+    assert trained.evals[0].path == trained.path and trained.evals[1].state == "finished"
 
 
 def _failing_sweep(tmp_path: Path) -> Path:

@@ -224,7 +224,8 @@ def cmd_stress(args: argparse.Namespace) -> int:
     if args.address is not None or (args.workers or 1) > 1:  # a bad --address fails before the baselines are tuned
         from surf.runtime.ray_tasks import RayMapper
 
-        mapper = RayMapper(args.workers, args.address, family.cfg.threads, family.device.type)
+        mapper = RayMapper(args.workers, args.address, family.cfg.threads, family.device.type,
+                           preload="surf.evaluation.stress")  # workers import it while the baselines are tuned
     bench = StressBench(family, learned, args.baselines, args.tasks)
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "stress"
     if args.matrix:

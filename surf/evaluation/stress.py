@@ -36,7 +36,7 @@ from surf.scenarios.scenario import BoundScenario, Scenario, ScenarioSchedule
 from surf.utils.errors import ConfigError
 
 SHARED = ("seed", "num_agents", "data", "topology")  # what runs compared on the same tasks must agree on
-CHUNKS_PER_WORKER = 4  # units are split into this many chunks per worker: idle workers take the next one
+CHUNKS_PER_WORKER = 8  # units are split into this many chunks per worker: idle workers take the next one
 Unit = tuple[int, int, int]  # (severity index, meta-test task, repetition)
 UnitResult = tuple[dict[str, float], dict[str, torch.Tensor]]  # accuracy per method, descent holds per learned model
 

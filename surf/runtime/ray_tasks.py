@@ -10,6 +10,7 @@ the same way. ``ray`` is imported only when a pool is used."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -138,6 +139,10 @@ class TaskPool:
             return Outcome(key, error=f"lost by Ray: {one_line(exc)}")
 
 
+def _import(module: str) -> None:
+    importlib.import_module(module)
+
+
 def pool_size(workers: int | None) -> int:
     """How many tasks run at once: ``workers``, or every CPU of the cluster when not given."""
     return workers or cluster_cpus()
@@ -147,12 +152,17 @@ class RayMapper:
     """``fn(shared, item)`` for every item as Ray tasks (``shared`` sent once), results in completion order.
 
     The mapper of ``surf.evaluation.stress.StressBench.run``: ``workers`` tasks at once, each with ``threads`` torch
-    threads (0: a share of the node) on ``device``."""
+    threads (0: a share of the node) on ``device``. ``preload``: a module every worker imports right away, while the
+    caller prepares the work (a fresh worker spends seconds importing torch and surf)."""
 
-    def __init__(self, workers: int | None, address: str | None, threads: int, device: str) -> None:
+    def __init__(self, workers: int | None, address: str | None, threads: int, device: str,
+                 preload: str | None = None) -> None:
         connect(address, workers or 1, use_gpu=device == "cuda")
         self.workers = pool_size(workers)
         self.size = resources(threads, device, self.workers)
+        self._preloading = TaskPool(self.workers)
+        for _ in range(self.workers if preload else 0):
+            self._preloading.submit(None, self.size, _import, preload)
 
     def __call__(self, fn: Callable, shared: Any, items: Iterable[Any]) -> Iterator[Any]:
         import ray

@@ -11,7 +11,7 @@ checks that both sweeps wrote the same summaries and both stress runs the same `
 ``seconds``), and prints ``uptime`` before and after, the wall times and the ratios (target >= 1.7x for 2 workers on
 2 cores). Run it alone on the machine: it uses every core.
 
-Usage:  python benchmarks/bench_sweep_workers.py [--steps 300] [--tasks 3] [--repeats 20] [--workers 2] [--keep DIR]
+Usage:  python benchmarks/bench_sweep_workers.py [--steps 300] [--tasks 4] [--repeats 20] [--workers 2] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def stress_result(out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="meta-steps per sweep cell (default 300)")
-    parser.add_argument("--tasks", type=int, default=3, help="stress meta-test tasks (default 3)")
+    parser.add_argument("--tasks", type=int, default=4, help="stress meta-test tasks (default 4)")
     parser.add_argument("--repeats", type=int, default=20, help="stress repetitions (default 20)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",

@@ -38,6 +38,17 @@ def tiny_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def ray_local() -> str:
+    """One local Ray instance (2 CPUs) for every test that runs Ray tasks or Ray Train workers; its address."""
+    ray = pytest.importorskip("ray")
+    from surf.runtime.ray_cluster import start_ray
+
+    start_ray(2, use_gpu=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
 def assert_valid(document: dict | Path, schema: str = "summary") -> dict:
     """Validate a summary.json / stress.json entry / matrix.json against the published JSON Schema in docs/."""
     if isinstance(document, Path):

@@ -82,9 +82,9 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
         duals=trainer.duals.value.tolist(), select_by=cfg.trainer.select_by, best_step=trainer.best_step,
         best_validation=trainer.best_validation, start_validation=trainer.start_validation, warm_start=start)
     summary.git_sha = git_sha()
-    run.write_summary(summary.to_dict())
     entry.write_plots(summary, run.read_metrics(), run.plots)
     entry.write_figures(family, trainer.model, twin, run.plots)
+    run.write_summary(summary.to_dict())  # last: a run directory with a summary is complete (surf.app.cells)
     return summary
 
 
@@ -101,7 +101,7 @@ def reevaluate(run_dir: str | Path, cfg: Config, out: Path | None = None) -> Sum
     if out is not None:
         run = RunDir(out)
         run.prepare(cfg, resume=False)
-        run.write_summary(summary.to_dict())
         entry.write_plots(summary, [], run.plots)
         entry.write_figures(family, model, twin, run.plots)
+        run.write_summary(summary.to_dict())  # last, as for a run
     return summary

@@ -19,10 +19,9 @@ Trained cells live in a store shared by all sweeps (default ``runs/trained``) as
 cell that sets ``name`` is named by it and its seed only), so
 two sweeps that need the same trained model train it once. Eval cells live in ``<trained cell>/eval/<name>``.
 A cell whose ``summary.json`` exists is skipped; a trained cell with a checkpoint but no summary is resumed
-(``surf run --resume``); anything else left by an interrupted cell is cleared and the cell restarts. The sweep
-directory gets ``sweep.json`` (the index ``surf report`` reads) and a link per trained cell. Several ``surf sweep``
-processes on the same file share its cells: a cell another live process is running is skipped (with its eval cells,
-which that process runs next), so N processes run N cells at once; a final rerun finishes what was skipped.
+(``surf run --resume``); anything else left by an interrupted cell is cleared and the cell restarts
+(``surf.app.cells``). The sweep directory gets ``sweep.json`` (the index ``surf report`` reads) and a link per
+trained cell. ``surf.app.sweep_run`` runs the cells.
 """
 
 from __future__ import annotations
@@ -30,9 +29,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +36,8 @@ from typing import Any
 import yaml
 
 from surf import config as config_mod
+from surf.app.cells import cell_state, run_cell
 from surf.app.registry import REPO, config_from_dict
-from surf.app.runner import reevaluate, train
 from surf.config import Config
 from surf.utils.errors import ConfigError
 from surf.utils.io import atomic_write
@@ -63,16 +59,22 @@ class Cell:
     evals: list[Cell] = field(default_factory=list)
 
     @property
-    def done(self) -> bool:
-        return (self.path / "summary.json").exists()
+    def state(self) -> str:
+        """``finished``, ``resume`` or ``todo`` (``surf.app.cells.cell_state``)."""
+        return cell_state(self.path, self.parent is None)
 
     @property
-    def state(self) -> str:
-        if self.done:
-            return "finished"
-        if self.parent is None and (self.path / "checkpoints" / "last.pt").exists():
-            return "resume"
-        return "todo"
+    def done(self) -> bool:
+        return self.state == "finished"
+
+    @property
+    def label(self) -> str:
+        """``<trained cell>`` or ``<trained cell> / <eval cell>``."""
+        return self.name if self.parent is None else f"{self.parent.name} / {self.name}"
+
+    def run(self, progress: bool) -> str:
+        """Run this cell here, crash-safely (``surf.app.cells.run_cell``); returns the state it was found in."""
+        return run_cell(self.cfg, self.path, self.parent.path if self.parent else None, progress)
 
 
 def config_hash(cfg: Config) -> str:
@@ -152,8 +154,9 @@ class Sweep:
         self.figure = spec.get("figure")
         forced = dict(config_mod.parse_overrides(overrides or []))  # -o on the command line: every cell, last
         suffix = f"__{cell_name(forced)}" if forced else ""
-        self.out = Path(out) if out else REPO / "runs" / "sweeps" / (self.name + suffix)
-        self.store = Path(store) if store else REPO / "runs" / "trained"
+        # absolute: a cell's paths (and what it records, e.g. evaluated_from) are the same in every process
+        self.out = Path(out).resolve() if out else REPO / "runs" / "sweeps" / (self.name + suffix)
+        self.store = Path(store).resolve() if store else REPO / "runs" / "trained"
         base = _base_raw(spec, self.path)
         common = spec.get("set", {}) or {}
         self.cells: list[Cell] = []
@@ -218,94 +221,4 @@ class Sweep:
         for cell in self.cells:  # a readable link per trained cell
             link = self.out / cell.name
             if not link.exists() and not link.is_symlink():
-                try:
-                    link.symlink_to(cell.path.resolve(), target_is_directory=True)
-                except FileExistsError:  # another process of the same sweep made it meanwhile
-                    pass
-
-
-class CellBusy(Exception):
-    """Another live process holds the cell's lock (it is running the cell)."""
-
-
-def _lock_owner(lock: Path) -> int | None:
-    """The pid in ``lock`` if that process is alive (a lock still being written counts as alive), else None."""
-    try:
-        pid = int(lock.read_text() or 0)
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
-
-
-@contextmanager
-def _cell_lock(cell: Cell):
-    """``<cell>.lock`` holding our pid while the cell runs, created atomically, so two sweeps never run the same
-    cell at once; a lock whose process is gone is taken over. Raises :class:`CellBusy` when a live one holds it."""
-    lock = cell.path.with_name(cell.path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            pid = _lock_owner(lock)
-            if pid is not None:
-                raise CellBusy(pid) from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-    os.write(handle, str(os.getpid()).encode())
-    os.close(handle)
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def run_cell(cell: Cell, progress: bool) -> None:
-    """Run one cell: skip if finished, resume a trained cell from its checkpoint, otherwise start clean."""
-    if cell.done:
-        return
-    with _cell_lock(cell):
-        state = cell.state
-        if state == "todo" and cell.path.exists():
-            shutil.rmtree(cell.path)  # interrupted before its first checkpoint: nothing worth keeping
-        if cell.parent is None:
-            train(cell.cfg, cell.path, resume=state == "resume", progress=progress)
-        else:
-            reevaluate(cell.parent.path, cell.cfg, cell.path)
-
-
-def run_sweep(path: str | Path, out: str | Path | None = None, store: str | Path | None = None,
-              overrides: list[str] | None = None, dry_run: bool = False, progress: bool = True) -> int:
-    """``surf sweep``: resolve every cell (errors before anything runs), then run the unfinished ones in order."""
-    sweep = Sweep(path, out, store, overrides)
-    cells = sweep.all_cells()
-    print(f"surf sweep {sweep.name}: {len(sweep.cells)} trained cell(s), {len(cells) - len(sweep.cells)} eval "
-          f"cell(s); {sum(c.done for c in cells)} finished; index {sweep.out / 'sweep.json'}")
-    if dry_run:
-        for cell in cells:
-            kind = "train" if cell.parent is None else f"  eval of {cell.parent.name}:"
-            print(f"  [{cell.state:8s}] {kind} {cell.name}  ->  {cell.path}")
-        return 0
-    sweep.write_index()
-    elsewhere: list[Cell] = []  # cells another process is running (several `surf sweep` share the work)
-    for number, cell in enumerate(cells, 1):
-        kind = "train" if cell.parent is None else "eval"
-        label = cell.name if cell.parent is None else f"{cell.parent.name} / {cell.name}"
-        print(f"surf sweep [{number}/{len(cells)}] {kind} {label}: {cell.state}", flush=True)
-        if cell.parent is not None and not cell.parent.done:
-            if any(cell.parent is other for other in elsewhere):
-                continue  # its trained cell is running elsewhere; that process evaluates it next
-            raise ConfigError(f"eval cell {label}: its trained cell did not finish; rerun the sweep")
-        try:
-            run_cell(cell, progress)
-        except CellBusy as busy:
-            print(f"surf sweep: {label} is being run by process {busy.args[0]}; skipped", flush=True)
-            elsewhere.append(cell)
-        sweep.write_index()
-    if elsewhere:
-        print(f"surf sweep {sweep.name}: {len(elsewhere)} cell(s) were running in other processes; when they are "
-              f"done, rerun this command to finish the sweep, then `surf report {sweep.out}`")
-    else:
-        print(f"surf sweep {sweep.name}: done; aggregate with `surf report {sweep.out}`")
-    return 0
+                link.symlink_to(cell.path.resolve(), target_is_directory=True)

@@ -61,7 +61,7 @@ def validate(cfg: Config) -> Config:
     if cfg.num_agents < 2:
         raise ConfigError(f"num_agents={cfg.num_agents}: a decentralized problem needs at least 2 agents")
     if cfg.threads < 0:
-        raise ConfigError(f"threads={cfg.threads} must be >= 0 (0 = all cores)")
+        raise ConfigError(f"threads={cfg.threads} must be >= 0 (0 = chosen by problem size)")
     if cfg.model.hops < 0:
         raise ConfigError(f"model.hops={cfg.model.hops} must be >= 0")
     if cfg.trainer.steps < 0:

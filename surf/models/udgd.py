@@ -141,7 +141,7 @@ class UnrolledDGD(nn.Module):
         taps = self.taps[layer]
         if server is not None:  # eq. 13: the server has no k=0 term
             no_self = torch.ones(taps.shape[0], w.shape[0], device=w.device)
-            no_self[0, SERVER] = 0.0
+            no_self[0] = (~server).to(no_self.dtype)
             taps = taps.unsqueeze(1) * no_self
         filtered = network.filter(w, taps)  # eq. 12, K rounds
         extra, grad = (), None
@@ -192,9 +192,8 @@ class UnrolledDGD(nn.Module):
     def _server_mask(self, task: Task) -> torch.Tensor | None:
         if not self.cfg.server:
             return None
-        mask = torch.zeros(task.num_agents, dtype=torch.bool, device=task.x_train.device)
-        mask[SERVER] = True
-        return mask
+        rows = torch.arange(task.num_agents, device=task.x_train.device)
+        return rows % (task.num_agents // task.num_tasks) == SERVER  # the server of every task side by side
 
 
 def _compact_update(step: CompactStep, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor,

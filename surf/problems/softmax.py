@@ -63,8 +63,11 @@ def agent_accuracies(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch
     return (predicted == y.expand(*z.shape[:-2], z.shape[-1])).to(w.dtype).mean(dim=-1)
 
 
-def stacked_norm(g: torch.Tensor, agents: torch.Tensor | None = None) -> torch.Tensor:
-    """Frobenius norm of the stacked per-agent matrices ``||[g_1; ...; g_N]||_F`` (over ``agents`` if a mask)."""
+def stacked_norm(g: torch.Tensor, agents: torch.Tensor | None = None, tasks: int = 1) -> torch.Tensor:
+    """Frobenius norm of the stacked per-agent matrices ``||[g_1; ...; g_N]||_F`` (over ``agents`` if a mask):
+    (..., N, d+1, C) -> (...); with ``tasks`` = T > 1 the agents are T tasks' side by side: -> (..., T)."""
+    if tasks > 1:
+        g = g.unflatten(-3, (tasks, -1))
     if agents is not None:
         g = g[..., agents, :, :]
     return torch.linalg.vector_norm(g.flatten(start_dim=-3), dim=-1)

@@ -11,7 +11,8 @@ import yaml
 from surf import config as config_mod
 from surf.app.cli import main
 from surf.app.runner import train
-from surf.app.sweep import Sweep, run_sweep
+from surf.app.sweep import Sweep
+from surf.app.sweep_run import run_sweep
 from surf.reporting.sweep_report import write_report
 from surf.utils.errors import ConfigError
 from surf.utils.naming import cell_name
@@ -82,33 +83,6 @@ def test_figure_sweeps_resolve_with_the_candidate_as_the_quickstart(tmp_path):
             assert len({c.cfg.seed for c in sweep.cells}) == 3, path.name
 
 
-def test_a_cell_running_elsewhere_is_skipped_with_its_evals(tmp_path, monkeypatch, capsys):
-    """Several `surf sweep` processes share a sweep: a cell locked by a live process is skipped, not an error."""
-    import os
-
-    ran = []
-
-    def finish(path, name):
-        ran.append(name)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "summary.json").write_text("{}")
-
-    monkeypatch.setattr("surf.app.sweep.train", lambda cfg, path, resume, progress: finish(path, path.name))
-    monkeypatch.setattr("surf.app.sweep.reevaluate", lambda parent, cfg, path: finish(path, f"eval {path.name}"))
-    path = write_sweep(tmp_path, matrix={"seed": [0, 1]}, eval_matrix={"eval.n_async": [1]})
-    sweep = Sweep(path, tmp_path / "out", tmp_path / "store")
-    busy = sweep.cells[0].path.with_name(sweep.cells[0].path.name + ".lock")
-    busy.parent.mkdir(parents=True)
-    busy.write_text(str(os.getppid()))  # a live process (our parent) holds the first cell
-    assert run_sweep(path, tmp_path / "out", tmp_path / "store", progress=False) == 0
-    assert ran == [sweep.cells[1].path.name, "eval eval.n_async-1"]
-    out = capsys.readouterr().out
-    assert "is being run by process" in out and "1 cell(s) were running in other processes" in out
-    busy.write_text("999999999")  # its process is gone: the lock is stale and the cell runs
-    assert run_sweep(path, tmp_path / "out", tmp_path / "store", progress=False) == 0
-    assert ran[2:] == [sweep.cells[0].path.name, "eval eval.n_async-1"] and not busy.exists()
-
-
 def test_cell_names_are_stable_and_filesystem_safe():
     overrides = {"topology.params": {"p": 0.1}, "eval.dgd_steps": [0.1, 1], "data.path": "a b/c.npz"}
     name = cell_name(overrides)
@@ -174,8 +148,8 @@ def test_finished_cells_are_skipped(finished_sweep, monkeypatch, capsys):
     def fail(*args, **kwargs):
         raise AssertionError("a finished cell was run again")
 
-    monkeypatch.setattr("surf.app.sweep.train", fail)
-    monkeypatch.setattr("surf.app.sweep.reevaluate", fail)
+    monkeypatch.setattr("surf.app.cells.train", fail)
+    monkeypatch.setattr("surf.app.cells.reevaluate", fail)
     assert run_sweep(path, tmp / "out", tmp / "store", progress=False) == 0
     assert "6 finished" in capsys.readouterr().out  # eval cells equal to their trained cell count too
 

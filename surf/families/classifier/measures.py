@@ -26,18 +26,14 @@ and the energy are means over agents. ``none`` (standard unrolling) logs the gra
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from surf.config import ConstraintConfig
 from surf.constrained.constraints import descent_constraints
 from surf.data.batches import batch_indices, gather_batch
+from surf.data.tasks import Task, TaskBatch
 from surf.models.udgd import Trajectory
 from surf.problems.softmax import agent_gradients, agent_losses, pooled_optimum, stacked_norm
-
-if TYPE_CHECKING:
-    from surf.data.tasks import Task
 
 
 def gradient_norms(
@@ -55,7 +51,7 @@ def gradient_norms(
     """
     if gradient_on == "full" and len(trajectory.full_gradients) == len(trajectory.weights) - 1:
         last = agent_gradients(trajectory.weights[-1], task.x_train, task.y_train)
-        return stacked_norm(torch.stack([*trajectory.full_gradients, last]), agents)
+        return stacked_norm(torch.stack([*trajectory.full_gradients, last]), agents, task.num_tasks)
     w = torch.stack(trajectory.weights)  # (L+1, N, d+1, C)
     if gradient_on == "full":
         grads = agent_gradients(w, task.x_train, task.y_train)
@@ -68,42 +64,59 @@ def gradient_norms(
             batches = batches + [fresh]
         xb, yb = gather_batch(task.x_train, task.y_train, torch.stack(batches, dim=1))  # (N, L+1, B, ...)
         grads = agent_gradients(w, xb.transpose(0, 1), yb.transpose(0, 1))
-    return stacked_norm(grads, agents)
+    return stacked_norm(grads, agents, task.num_tasks)
 
 
 def distances_to_optimum(
-    trajectory: Trajectory, optimum: torch.Tensor, agents: torch.Tensor | None = None
+    trajectory: Trajectory, optimum: torch.Tensor, agents: torch.Tensor | None = None, tasks: int = 1
 ) -> torch.Tensor:
-    """``||W_l - 1 w*^T||_F`` for l = 0..L -> (L+1,): every agent's distance to the pooled optimum."""
+    """``||W_l - 1 w*^T||_F`` for l = 0..L -> (L+1,): every agent's distance to the pooled optimum (``optimum``
+    (d+1, C), or one per agent (N, d+1, C) for tasks side by side; then -> (L+1, T))."""
     w = torch.stack(trajectory.weights)
-    return stacked_norm(w - optimum, agents)
+    return stacked_norm(w - optimum, agents, tasks)
 
 
-def task_optimum(task: Task, l2: float) -> torch.Tensor:
-    """The L2-regularized optimum of the task's pooled training problem (what CII measures distance to)."""
+def task_optimum(task: Task | TaskBatch, l2: float) -> torch.Tensor:
+    """The L2-regularized optimum of the task's pooled training problem (what CII measures distance to): (d+1, C),
+    or for tasks side by side each agent's task's optimum (T N, d+1, C)."""
+    if isinstance(task, TaskBatch):
+        per_agent = task.num_agents // task.num_tasks
+        return torch.cat([task_optimum(part, l2).expand(per_agent, -1, -1) for part in task.parts])
     return pooled_optimum(task.x_pool, task.y_pool, task.num_classes, l2)
 
 
-def training_losses(trajectory: Trajectory, task: Task, agents: torch.Tensor | None = None) -> torch.Tensor:
-    """``f(W_l) = (1/N) sum_i f_i(W_{i,l})`` for l = 0..L -> (L+1,): the agents' mean full local training loss."""
+def agent_mean(values: torch.Tensor, agents: torch.Tensor | None = None, tasks: int = 1) -> torch.Tensor:
+    """Mean over agents (over ``agents`` if given) of per-agent values (..., N) -> (...); with ``tasks`` = T > 1 the
+    agents are T tasks' side by side: -> (..., T), each task's own mean."""
+    if tasks > 1:
+        values = values.unflatten(-1, (tasks, -1))
+    return (values[..., agents] if agents is not None else values).mean(dim=-1)
+
+
+def training_losses(trajectory: Trajectory, task: Task | TaskBatch, agents: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+    """``f(W_l) = (1/N) sum_i f_i(W_{i,l})`` for l = 0..L -> (L+1,) (per task for a batch: (L+1, T)): the agents'
+    mean full local training loss."""
     losses = agent_losses(torch.stack(trajectory.weights), task.x_train, task.y_train)  # (L+1, N)
-    return (losses[:, agents] if agents is not None else losses).mean(dim=-1)
+    return agent_mean(losses, agents, task.num_tasks)
 
 
-def squared_steps(trajectory: Trajectory, agents: torch.Tensor | None = None) -> torch.Tensor:
-    """``(1/N) sum_i ||W_{i,l} - W_{i,l-1}||^2`` for l = 0..L -> (L+1,), with ``W_{-1} = W_0`` (0 at l = 0)."""
+def squared_steps(trajectory: Trajectory, agents: torch.Tensor | None = None, tasks: int = 1) -> torch.Tensor:
+    """``(1/N) sum_i ||W_{i,l} - W_{i,l-1}||^2`` for l = 0..L -> (L+1,) (or (L+1, T)), with ``W_{-1} = W_0``."""
     w = torch.stack(trajectory.weights)
     steps = torch.cat([torch.zeros_like(w[:1]), w[1:] - w[:-1]]).pow(2).sum(dim=(-2, -1))  # (L+1, N)
-    return (steps[:, agents] if agents is not None else steps).mean(dim=-1)
+    return agent_mean(steps, agents, tasks)
 
 
-def energies(trajectory: Trajectory, task: Task, weight: float, agents: torch.Tensor | None = None) -> torch.Tensor:
+def energies(trajectory: Trajectory, task: Task | TaskBatch, weight: float, agents: torch.Tensor | None = None
+             ) -> torch.Tensor:
     """The heavy-ball energy ``f(W_l) + c (1/N) sum_i ||W_{i,l} - W_{i,l-1}||^2`` for l = 0..L, c = ``weight``."""
-    return training_losses(trajectory, task, agents) + weight * squared_steps(trajectory, agents)
+    return training_losses(trajectory, task, agents) + weight * squared_steps(trajectory, agents, task.num_tasks)
 
 
 def windowed(values: torch.Tensor, reduce: str) -> torch.Tensor:
-    """``a_l = mean | max(v_l, v_{l-1})`` over a window of two layers for l = 0..L, with ``v_{-1} = v_0``."""
+    """``a_l = mean | max(v_l, v_{l-1})`` over a window of two layers for l = 0..L (the first dim; any per-task dims
+    after it), with ``v_{-1} = v_0``."""
     previous = torch.cat([values[:1], values[:-1]])
     return torch.maximum(values, previous) if reduce == "max" else 0.5 * (values + previous)
 
@@ -122,12 +135,13 @@ def declared_quantity(kind: str) -> str:
     return "gradient_norm" if kind == "none" else kind
 
 
-def measure(trajectory: Trajectory, task: Task, cfg: ConstraintConfig, seed: int, weight: float,
+def measure(trajectory: Trajectory, task: Task | TaskBatch, cfg: ConstraintConfig, seed: int, weight: float,
             agents: torch.Tensor | None = None) -> torch.Tensor:
-    """The run's declared quantity a_0..a_L (``constraints.kind``; see the module docstring), differentiable."""
+    """The run's declared quantity a_0..a_L (``constraints.kind``; see the module docstring), differentiable;
+    (L+1, T) for T tasks side by side."""
     kind = declared_quantity(cfg.kind)
     if kind == "distance":
-        return distances_to_optimum(trajectory, task_optimum(task, cfg.optimum_l2), agents)
+        return distances_to_optimum(trajectory, task_optimum(task, cfg.optimum_l2), agents, task.num_tasks)
     if kind == "loss":
         return training_losses(trajectory, task, agents)
     if kind == "energy":
@@ -149,5 +163,6 @@ def full_data_measures(trajectory: Trajectory, task: Task, cfg: ConstraintConfig
     the evaluation reports for every model, whatever it was trained to decrease."""
     norms = gradient_norms(trajectory, task, "full", agents=agents)
     losses = training_losses(trajectory, task, agents)
-    return {"gradient_norm": norms, "loss": losses, "energy": losses + weight * squared_steps(trajectory, agents),
+    steps = squared_steps(trajectory, agents, task.num_tasks)
+    return {"gradient_norm": norms, "loss": losses, "energy": losses + weight * steps,
             "window": windowed(norms, cfg.window_reduce)}

@@ -28,7 +28,7 @@ from surf.models.glow_prox import GlowProx, GlowProxTrajectory
 from surf.models.perturbation import injection_scales, noise_hook
 from surf.problems.inpainting import dct_inpaint, psnr
 from surf.problems.proximal import Perturb
-from surf.utils.device import resolve_device
+from surf.utils.device import configure_threads, resolve_device
 from surf.utils.seeding import torch_generator
 
 DEQUANTIZE = 1.0 / 32.0  # density pretraining: uniform noise of this width on the (few-level) pixel values
@@ -39,11 +39,13 @@ class InpaintingFamily:
 
     def __init__(self, cfg: Config, pools: dict[str, torch.Tensor] | None = None) -> None:
         self.cfg, self.ic = cfg, cfg.inpainting
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
         self.pools = pools if pools is not None else image_pools(cfg)
         self.shape = tuple(self.pools["train"].shape[1:])
+        pixels = 1
+        for size in self.shape:
+            pixels *= size
+        self.threads = configure_threads(cfg.threads, self.ic.batch_size * pixels * self.ic.flow_hidden)
         self.spec = MaskSpec.of(self.ic)
 
     @property

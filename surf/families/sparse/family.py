@@ -27,7 +27,7 @@ from surf.families.sparse.measures import ci_values, cii_values, layer_objective
 from surf.models.lista import build_unrolled
 from surf.models.perturbation import injection_scales, noise_hook
 from surf.problems.lasso import Perturb
-from surf.utils.device import resolve_device
+from surf.utils.device import configure_threads, resolve_device
 from surf.utils.seeding import torch_generator
 
 
@@ -51,9 +51,8 @@ class SparseCodingFamily:
 
     def __init__(self, cfg: Config, source: ProblemSource | None = None) -> None:
         self.cfg, self.sc = cfg, cfg.sparse_coding
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
+        self.threads = configure_threads(cfg.threads, self.sc.batch_size * self.sc.atoms * self.sc.atoms)
         self.source = source or ProblemSource(cfg)
         self.dictionary = self.source.dictionary.to(self.device)
 

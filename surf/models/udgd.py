@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from surf.data.tasks import Task
 
 SERVER = 0  # index of the server in star mode
+# The compact local step runs on chunks of agents whose MLP hidden layer (agents x (d+1) C x hidden floats) is about
+# this size, so that at 10,000+ agents each chunk's work stays in cache instead of streaming GBs through memory.
+CHUNK_FLOATS = 2**20
 
 
 @dataclass
@@ -133,10 +136,16 @@ class UnrolledDGD(nn.Module):
             return step(w, *gather_batch(x_train, y_train, idx)), None
         full = self.cfg.local_gradient == "full"
         data = (x_train, y_train) if full else gather_batch(x_train, y_train, idx)
+        agents = max(1, CHUNK_FLOATS // (w[0].numel() * self.cfg.hidden))  # per chunk: its hidden layer in cache
+        chunks = zip(*(torch.split(t, agents) for t in (w, delta, filtered, *data)), strict=True)
         if self.cfg.recompute and torch.is_grad_enabled():  # keep only the inputs; rebuild the step in backward
-            update, grad = checkpoint(_compact_update, step, w, delta, filtered, *data, use_reentrant=False)
+            results = [checkpoint(_compact_update, step, *chunk, use_reentrant=False) for chunk in chunks]
         else:
-            update, grad = _compact_update(step, w, delta, filtered, *data)
+            results = [_compact_update(step, *chunk) for chunk in chunks]
+        if len(results) == 1:
+            update, grad = results[0]
+        else:
+            update, grad = (torch.cat(parts) for parts in zip(*results, strict=True))
         return update, grad if full else None
 
     def _server_mask(self, task: Task) -> torch.Tensor | None:

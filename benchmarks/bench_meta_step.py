@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO))
 PAPER = ["threads=0", "data.source=gaussian", "data.gaussian_dim=512", "data.gaussian_samples=12000", "num_agents=100",
          "model.layers=10", "model.hops=2", "data.batch_size=10", "constraints.form=difference",
          "constraints.gradient_on=batch"]
-LARGE = ["threads=0", "data.source=gaussian", "data.gaussian_dim=64", "topology.name=random_regular", "model.variant=compact",
-         "model.local_gradient=full", "constraints.gradient_on=full", "constraints.form=ratio"]
+LARGE = ["threads=0", "data.source=gaussian", "data.gaussian_dim=64", "topology.name=random_regular",
+         "model.variant=compact", "model.local_gradient=full", "constraints.gradient_on=full", "constraints.form=ratio"]
 CASES: dict[str, list[str]] = {
     "quickstart": [],
     "paper-closed": PAPER + ["model.variant=paper"],

@@ -2,6 +2,7 @@
 
 Cases (each in its own subprocess so that peak RSS belongs to one case):
   quickstart        simulations/quickstart.yaml as shipped (digits, N=100, L=10, K=2, compact, full gradients)
+  (every other case: threads=0, i.e. chosen by problem size)
   paper-closed      paper variant at paper size (N=100, d=512, C=10, B=10, L=10, K=2), closed-form gradients
   compact-paper     compact variant at paper size
   compact-N1000, compact-N10000, compact-N100000   compact variant, d=64, C=10, random 3-regular graph, L=10,
@@ -36,11 +37,11 @@ from torch.utils.flop_counter import flop_registry
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-PAPER = ["data.source=gaussian", "data.gaussian_dim=512", "data.gaussian_samples=12000", "num_agents=100",
+PAPER = ["threads=0", "data.source=gaussian", "data.gaussian_dim=512", "data.gaussian_samples=12000", "num_agents=100",
          "model.layers=10", "model.hops=2", "data.batch_size=10", "constraints.form=difference",
          "constraints.gradient_on=batch"]
-LARGE = ["data.source=gaussian", "data.gaussian_dim=64", "topology.name=random_regular", "model.variant=compact",
-         "model.local_gradient=full", "constraints.gradient_on=full", "constraints.form=ratio"]
+LARGE = ["threads=0", "data.source=gaussian", "data.gaussian_dim=64", "topology.name=random_regular",
+         "model.variant=compact", "model.local_gradient=full", "constraints.gradient_on=full", "constraints.form=ratio"]
 CASES: dict[str, list[str]] = {
     "quickstart": [],
     "paper-closed": PAPER + ["model.variant=paper"],

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from surf.data.tasks import Task
 
 SERVER = 0  # index of the server in star mode
+# The compact local step runs on chunks of agents whose MLP hidden layer (agents x (d+1) C x hidden floats) is about
+# this size, so that at 10,000+ agents each chunk's work stays in cache instead of streaming GBs through memory.
+CHUNK_FLOATS = 2**20
 
 
 @dataclass
@@ -177,11 +180,17 @@ class UnrolledDGD(nn.Module):
         if isinstance(step, PaperStep):
             return step(w, *gather_batch(x_train, y_train, idx)), None
         data = self._local_data(x_train, y_train, idx)
+        precomputed = () if grad is None else (grad, *extra)  # features needed the gradient before the filter
+        agents = max(1, CHUNK_FLOATS // (w[0].numel() * self.cfg.hidden))  # per chunk: its hidden layer in cache
+        chunks = zip(*(torch.split(t, agents) for t in (w, delta, filtered, *data, *precomputed)), strict=True)
         if self.cfg.recompute and torch.is_grad_enabled():  # keep only the inputs; rebuild the step in backward
-            update, grad = checkpoint(_compact_update, step, w, delta, filtered, *data, grad, *extra,
-                                      use_reentrant=False)
+            results = [checkpoint(_compact_update, step, *chunk, use_reentrant=False) for chunk in chunks]
         else:
-            update, grad = _compact_update(step, w, delta, filtered, *data, grad, *extra)
+            results = [_compact_update(step, *chunk) for chunk in chunks]
+        if len(results) == 1:
+            update, grad = results[0]
+        else:
+            update, grad = (torch.cat(parts) for parts in zip(*results, strict=True))
         return update, grad if self.cfg.local_gradient == "full" else None
 
     def _local_data(self, x_train: torch.Tensor, y_train: torch.Tensor, idx: torch.Tensor
@@ -197,9 +206,8 @@ class UnrolledDGD(nn.Module):
 
 
 def _compact_update(step: CompactStep, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor,
-                    x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor | None, *extra: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The compact step's update from the agents' gradient on (x, y) (``grad`` when already computed), and that
-    gradient."""
-    grad = agent_gradients(w, x, y) if grad is None else grad
+                    x: torch.Tensor, y: torch.Tensor, *precomputed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The compact step's update from the agents' gradient on (x, y), and that gradient; ``precomputed`` = (the
+    gradient, the extra features) when the step's features needed the gradient first."""
+    grad, extra = (precomputed[0], precomputed[1:]) if precomputed else (agent_gradients(w, x, y), ())
     return step(w, grad, delta, filtered - w, extra), grad

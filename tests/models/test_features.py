@@ -64,3 +64,16 @@ def test_meta_gradient_is_finite_with_each_feature(task, shift, features):
         torch.nn.init.normal_(layer.mlp[2].weight, std=0.1)
     model(task, shift, 0).weights[-1].pow(2).sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_features_pass_through_agent_chunks(task, shift, monkeypatch):
+    """The local step runs on chunks of agents (``CHUNK_FLOATS``): the precomputed gradient and features are split
+    with them, so chunked and whole steps agree."""
+    model = _model(ALL)
+    for layer in model.steps:
+        torch.nn.init.normal_(layer.mlp[2].weight, std=0.1)
+    with torch.no_grad():
+        whole = model(task, shift, 0).weights[-1]
+        monkeypatch.setattr("surf.models.udgd.CHUNK_FLOATS", 6 * 4 * 8 * 5)  # 5 agents per chunk of 12
+        chunked = model(task, shift, 0).weights[-1]
+    assert torch.allclose(whole, chunked, atol=1e-6)

@@ -51,7 +51,7 @@ def gradient_norms(
     """
     if gradient_on == "full" and len(trajectory.full_gradients) == len(trajectory.weights) - 1:
         last = agent_gradients(trajectory.weights[-1], task.x_train, task.y_train)
-        return stacked_norm(torch.stack([*trajectory.full_gradients, last]), agents, task.num_tasks)
+        return torch.stack([stacked_norm(g, agents, task.num_tasks) for g in (*trajectory.full_gradients, last)])
     w = torch.stack(trajectory.weights)  # (L+1, N, d+1, C)
     if gradient_on == "full":
         grads = agent_gradients(w, task.x_train, task.y_train)

@@ -58,17 +58,20 @@ def last_state(run: RunDir) -> dict:
     return torch.load(run.checkpoints / "last.pt", weights_only=False)
 
 
-def assert_same_state(a: dict, b: dict, tol: float) -> None:
+def assert_same_state(a: dict, b: dict, tol: float, params_tol: float | None = None) -> None:
     assert a["step"] == b["step"]
     for name, value in a["model"].items():
-        assert torch.allclose(value, b["model"][name], atol=tol, rtol=0), name
+        assert torch.allclose(value, b["model"][name], atol=params_tol or tol, rtol=0), name
     assert torch.allclose(a["duals"]["value"], b["duals"]["value"], atol=tol, rtol=0)
 
 
 def test_two_workers_equal_one_process_on_both_tasks(distributed, single):
     a, b = last_state(single), last_state(distributed)
     assert a["step"] == 6 and a["duals"]["value"].abs().sum() > 0  # the dual step really ran
-    assert_same_state(a, b, tol=1e-5)  # lambda is identical on both workers: train_with_ray checks, and raises
+    # One process unrolls its 2 tasks side by side (one batched pass), each worker its own task: the same mean
+    # gradient up to float rounding, which Adam turns into up to a full step (lr = 0.01) on a parameter whose
+    # gradient hovers at 0, so parameters agree to 2 lr; lambda (task-averaged slacks, no Adam) to 1e-6.
+    assert_same_state(a, b, tol=1e-6, params_tol=0.02)  # lambda equal across workers: train_with_ray checks
     best_a, best_b = (torch.load(r.checkpoints / "best.pt", weights_only=False) for r in (single, distributed))
     assert best_a["step"] == best_b["step"]
     summary = json.loads(distributed.summary.read_text())

@@ -117,7 +117,8 @@ class GlowProx(nn.Module):
         for layer in range(1, self.layers + 1):
             flow = self.flow(layer)
             z = gaussian_prox(flow.encode(data_step(x, y, mask, mu[layer - 1])), lam[layer - 1])  # (G1), (G2)
-            x = flow.decode(z).clamp(0.0, 1.0)  # (G3)
+            # (G3); an inverse that overflows on an input far outside the training images gives mid-grey, not NaN
+            x = torch.nan_to_num(flow.decode(z), nan=0.5).clamp(0.0, 1.0)
             if perturb is not None:
                 x = perturb(layer, x)
             xs.append(x)

@@ -66,6 +66,17 @@ def test_a_layer_is_the_gradient_step_then_the_latent_prox():
     assert len(model.flows) == 2 and len(GlowProx((1, 8, 8), 3, depth=1, hidden=4, shared_flow=True).flows) == 1
 
 
+def test_inputs_far_outside_the_images_give_finite_images():
+    """An inverse that overflows (latent coupling scales exp(s) on a wild input) yields images in [0, 1], not NaN."""
+    torch.manual_seed(1)
+    model = GlowProx((1, 8, 8), 2, depth=2, hidden=8, init_images=torch.rand(32, 1, 8, 8))
+    for flow in model.flows:
+        _randomized(flow, 3.0)
+    mask = torch.ones(4, 1, 8, 8)
+    traj = model(torch.full((4, 1, 8, 8), 1e6), mask)
+    assert all(torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1 for x in traj.x[1:])
+
+
 def test_with_linear_flows_a_layer_shrinks_towards_the_flow_mean():
     """At initialization every coupling is linear: G^-1(G(v)/(1+lambda)) = (v + lambda m)/(1+lambda), m = G^-1(0)."""
     torch.manual_seed(0)

@@ -77,16 +77,26 @@ class Share:
         np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
         tmp.replace(path)
 
-    @classmethod
-    def load(cls, path: str | Path) -> Share:
-        """Read a node's data file; anything unreadable is a one-line ``DataError`` naming the file."""
+    @staticmethod
+    def peek(path: str | Path) -> dict:
+        """The metadata of a node data file (fingerprint, task keys, N) without reading its arrays."""
         path = Path(path)
         if not path.is_file():
             raise DataError(f"node data file {path} does not exist; write it with `surf partition RUN --nodes M "
                             "--out DIR`")
         try:
             with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
+                return json.loads(str(data["meta"]))
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise DataError(f"node data file {path} is truncated or not a SURF partition ({type(exc).__name__}); "
+                            "rewrite it with `surf partition`") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Share:
+        """Read a node's data file; anything unreadable is a one-line ``DataError`` naming the file."""
+        meta = cls.peek(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
                 arrays = {name: torch.from_numpy(data[name]) for name in ARRAYS}
         except (OSError, ValueError, KeyError, EOFError) as exc:
             raise DataError(f"node data file {path} is truncated or not a SURF partition ({type(exc).__name__}); "

@@ -95,8 +95,9 @@ def exchange(grid: Any, messages: list, timeout: float | None) -> list:
 class Relay:
     """Runs one job on the grid's nodes (``placement``: shard -> node id of nodes that hold their data files)."""
 
-    def __init__(self, grid: Any, node_ids: list[int], job: Job, placement: dict[int, int] | None = None) -> None:
-        self.grid, self.job, self.uid = grid, job, uuid.uuid4().hex
+    def __init__(self, grid: Any, node_ids: list[int], job: Job, placement: dict[int, int] | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.grid, self.job, self.uid, self.progress = grid, job, uuid.uuid4().hex, progress
         self.routing = Routing(job.shift, split_agents(job.shift.shape[0], job.nodes))
         if placement is None and len(self.routing) > len(node_ids):
             raise ValueError(f"{len(self.routing)} nodes needed, {len(node_ids)} available")
@@ -108,6 +109,9 @@ class Relay:
         self.latest: dict[tuple[int, int], tuple[Any, list[int]]] = {}  # (src, dst) -> packed Array, its agents
         self.result = JobResult(job.name)
         self.start = time.perf_counter()
+        for s in range(len(self.routing)):
+            if s not in self.node:  # no SuperNode holds it (it died in an earlier job): out from the start
+                self._fail(s, 0, 0, "no SuperNode", alive=False)
 
     # ------------------------------------------------------------------ transport
     def _send(self, kind: str, make: Callable[[int], Any], shards: list[int],
@@ -142,6 +146,8 @@ class Relay:
                 for k in range(1, job.hops + 1):  # "everyone transmitted at setup": fill the stale buffers
                     self._hop(0, k, set())
             for step in range(1, job.steps + 1):
+                if self.progress is not None:
+                    self.progress(f"relay job {job.name}: step {step}/{job.steps}, {len(self.out)} node(s) out")
                 if self.out and self.placement is not None:
                     self._admit(step)
                 for s in self.out:
@@ -206,9 +212,11 @@ class Relay:
             content["hop"] = ConfigRecord({"quiet": self._flags(quiet, self.routing.shards[s])})
             return content
 
-        replies, failed = self._send("query.setup", make, list(range(len(self.routing))))
-        if failed:
+        replies, failed = self._send("query.setup", make, self._active())
+        if len(failed) == len(self._active()):
             raise RuntimeError(_failure("at setup", failed))
+        for s, (reason, _) in failed.items():  # out from the start: its agents never send
+            self._fail(s, 0, 0, reason, alive=False)
         uplink = self._collect(replies)
         self.result.ledger.close_round("setup", 0, 0, time.perf_counter() - start, uplink)
 
@@ -248,15 +256,19 @@ class Relay:
         replies, newly_failed = self._send("train.hop", make, shards)
         uplink = self._collect(replies)
         for s, (reason, alive) in newly_failed.items():
-            self.lost[s].add(step)
-            event = {"step": step, "hop": k, "node": s, "agents": routing.shards[s], "reason": reason,
-                     "seconds": round(time.perf_counter() - self.start, 3)}
-            self.result.dropped.append(event)
-            if not alive:
-                self.out[s] = step
-                self.result.faults.append({"event": "out", **event})
+            self._fail(s, step, k, reason, alive)
         ledger.close_round("prime" if step == 0 else "hop", step, k, time.perf_counter() - start, uplink)
         return failed | set(newly_failed)
+
+    def _fail(self, s: int, step: int, k: int, reason: str, alive: bool) -> None:
+        """Shard s lost its messages of ``step`` from hop k on; a node that is not up is out from then on."""
+        self.lost[s].add(step)
+        event = {"step": step, "hop": k, "node": s, "agents": self.routing.shards[s], "reason": reason,
+                 "seconds": round(time.perf_counter() - self.start, 3)}
+        self.result.dropped.append(event)
+        if not alive:
+            self.out[s] = step
+            self.result.faults.append({"event": "out", **event})
 
     def _admit(self, step: int) -> None:
         """Before ``step``: SuperNodes not seen before say which shard they hold; one holding a shard that is out

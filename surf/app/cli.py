@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="flower-deployment: give up after S seconds")
     dep.add_argument("--scenario", metavar="dropped:K", help="K agents dropped per layer (= -o eval.n_async=K)")
     dep.add_argument("--tasks", type=int, help="meta-test tasks (default eval.test_tasks), plus relabelled twins")
-    dep.add_argument("--round-timeout", type=float, help="seconds a relay round waits; late nodes are dropped")
+    dep.add_argument("--round-timeout", type=float, metavar="S",
+                     help="a node that has not answered S s after the first reply of a round is dropped")
     dep.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     dep.add_argument("--out", help="run directory (default runs/<name>_flower)")
     part = sub.add_parser("partition", help="cut a run's meta-test tasks into one data file per Flower node")

@@ -77,7 +77,7 @@ def run_on_grid(grid: Any, config: dict, status: Status) -> dict:
     baselines = tuple(name for name in str(config["baselines"]).split(",") if name)
     where = placement(grid, exp, nodes, float(config["connect-timeout"]))
     jobs, steps = deploy_jobs(exp, model, nodes, int(config["tasks"]), timeout, baselines,
-                              prime=exp.cfg.eval.async_mode == "stale", rejoin=str(config["rejoin"]))
+                              rejoin=str(config["rejoin"]))
     start, results = time.perf_counter(), []
     for job in jobs:
         relay = Relay(grid, [], job, where, progress=status.say)

@@ -75,13 +75,17 @@ class JobResult:
 
 
 def exchange(grid: Any, messages: list, timeout: float | None) -> list:
-    """Push ``messages`` and pull their replies until all arrived or ``timeout`` seconds passed (polling with a
-    short, growing interval: Flower's ``send_and_receive`` sleeps 3 s between pulls on a deployment)."""
+    """Push ``messages`` and pull their replies until all arrived, or until ``timeout`` seconds after the first reply
+    (after the start while none came): a node is late relative to the others, so a loaded machine that slows every
+    node does not make them all late. Polls with a short, growing interval (Flower's ``send_and_receive`` sleeps
+    3 s between pulls on a deployment)."""
     pending = set(grid.push_messages(messages))
     replies, wait = [], 0.002
     deadline = None if timeout is None else time.monotonic() + timeout
     while pending and (deadline is None or time.monotonic() < deadline):
         arrived = list(grid.pull_messages(pending))
+        if arrived and not replies and timeout is not None:
+            deadline = time.monotonic() + timeout
         replies += arrived
         pending -= {reply.metadata.reply_to_message_id for reply in arrived}
         if pending and not arrived:
@@ -277,13 +281,14 @@ class Relay:
         fresh = [node for node in self.grid.get_node_ids() if node not in known]
         if not fresh:
             return
-        holders = discover(self.grid, fresh, self.job.round_timeout or 30.0)
+        wait = max(60.0, 3 * (self.job.round_timeout or 0.0))  # a restarted SuperNode starts its ClientApp cold
+        holders = discover(self.grid, fresh, wait)
         for node, (agents, _) in holders.items():
             s = next((s for s in self.out if self.routing.shards[s] == agents and s not in self.kept_out), None)
             if s is None:
                 continue
             self.node[s] = node
-            _, failed = self._send("query.rejoin", self.spec, [s])
+            _, failed = self._send("query.rejoin", self.spec, [s], wait)
             event = {"step": step, "node": s, "agents": self.routing.shards[s],
                      "seconds": round(time.perf_counter() - self.start, 3)}
             if failed:

@@ -30,11 +30,29 @@ def split_agents(num_agents: int, num_nodes: int) -> list[list[int]]:
     return [block.tolist() for block in np.array_split(np.arange(num_agents), num_nodes)]
 
 
-def heard_columns(shift: torch.Tensor, agents: list[int]) -> list[int]:
-    """The agents that ``agents`` hear from on the graph ``shift`` (dense (N, N)): themselves first, then the
+def as_csr(shift: torch.Tensor) -> torch.Tensor:
+    """S as a sparse CSR tensor on the CPU (a dense N x N copy would not fit for large N)."""
+    shift = shift.cpu()
+    return shift if shift.layout == torch.sparse_csr else shift.to_sparse_csr()
+
+
+def heard_columns(csr: torch.Tensor, agents: list[int]) -> list[int]:
+    """The agents that ``agents`` hear from on the graph ``csr`` (:func:`as_csr`): themselves first, then the
     other nonzero columns of their rows, sorted."""
-    heard = torch.nonzero(shift[torch.tensor(agents)].abs().sum(0)).flatten().tolist()
-    return list(agents) + sorted(set(heard) - set(agents))
+    crow, col = csr.crow_indices(), csr.col_indices()
+    heard = set(torch.cat([col[crow[a]: crow[a + 1]] for a in agents]).tolist())
+    return list(agents) + sorted(heard - set(agents))
+
+
+def shift_rows(csr: torch.Tensor, agents: list[int], columns: list[int]) -> torch.Tensor:
+    """The rows of S of ``agents`` over ``columns`` (which hold all their nonzeros), dense (A, len(columns))."""
+    crow, col, values = csr.crow_indices(), csr.col_indices(), csr.values()
+    where = {c: i for i, c in enumerate(columns)}
+    rows = torch.zeros(len(agents), len(columns), dtype=values.dtype)
+    for r, a in enumerate(agents):
+        span = slice(int(crow[a]), int(crow[a + 1]))
+        rows[r, [where[c] for c in col[span].tolist()]] = values[span]
+    return rows
 
 
 def share_path(folder: Path, shard: int) -> Path:
@@ -108,13 +126,13 @@ class Share:
                    num_agents=int(meta["num_agents"]), **arrays)
 
 
-def cut_share(tasks: list[Task], permutations: list[torch.Tensor], shift: torch.Tensor, agents: list[int],
+def cut_share(tasks: list[Task], permutations: list[torch.Tensor], csr: torch.Tensor, agents: list[int],
               fingerprint: str) -> Share:
-    """The share of ``agents`` in full ``tasks`` (plain) on the graph ``shift`` (dense (N, N))."""
-    own, columns = torch.tensor(agents), torch.tensor(heard_columns(shift, agents))
-    parts = [task.select(own) for task in tasks]
+    """The share of ``agents`` in full ``tasks`` (plain) on the graph ``csr`` (:func:`as_csr`)."""
+    columns = heard_columns(csr, agents)
+    parts = [task.select(torch.tensor(agents)) for task in tasks]
     stack = {name: torch.stack([getattr(p, name) for p in parts]).contiguous() for name in
              ("x_train", "y_train", "x_test", "y_test")}
-    return Share(agents=own, columns=columns, rows=shift[own][:, columns].contiguous(), keys=[t.key for t in tasks],
-                 permutations=torch.stack(permutations), fingerprint=fingerprint, num_agents=int(shift.shape[0]),
-                 **stack)
+    return Share(agents=torch.tensor(agents), columns=torch.tensor(columns), rows=shift_rows(csr, agents, columns),
+                 keys=[t.key for t in tasks], permutations=torch.stack(permutations), fingerprint=fingerprint,
+                 num_agents=int(csr.shape[0]), **stack)

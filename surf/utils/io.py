@@ -14,10 +14,13 @@ import torch
 from surf.utils.errors import ConfigError
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through ``path.tmp`` and an atomic rename."""
+def atomic_write(path: Path, content: str | bytes) -> None:
+    """Write ``content`` (text or bytes) to ``path`` through ``path.tmp`` and an atomic rename."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    if isinstance(content, bytes):
+        tmp.write_bytes(content)
+    else:
+        tmp.write_text(content)
     os.replace(tmp, path)
 
 

@@ -24,25 +24,43 @@ import torch
 
 from surf.runtime.flower.node import Inbox, Packed, Shard, ShardSpec
 
-_SHARDS: dict[tuple[str, tuple[int, ...]], Shard] = {}
+_SHARDS: dict[str, Shard] = {}
 _CACHE: dict[tuple, Any] = {}  # parsed configs, task samplers, full tasks (simulation), node data files
 CACHE_SIZE = 4096  # shards kept per process (one per node and job)
 TASK_CACHE = 256  # full tasks kept per process (simulation)
 
 
-def to_record(tensors: dict[str, torch.Tensor]) -> Any:
-    """Tensors -> Flower ArrayRecord (one serialized Array per entry)."""
-    from flwr.app import Array, ArrayRecord
+RAW = "surf.raw"  # stype of an Array holding a tensor's bytes as they are (no numpy header to write and parse)
 
-    return ArrayRecord({key: Array(value.detach().cpu().contiguous().numpy()) for key, value in tensors.items()})
+
+def to_array(value: torch.Tensor) -> Any:
+    """A tensor -> Flower ``Array`` of its raw bytes."""
+    from flwr.app import Array
+
+    raw = value.detach().cpu().contiguous().numpy()
+    return Array(dtype=str(raw.dtype), shape=tuple(raw.shape), stype=RAW, data=raw.tobytes())
+
+
+def from_array(array: Any) -> torch.Tensor:
+    """Inverse of :func:`to_array` (any other Array through numpy)."""
+    if array.stype != RAW:
+        return torch.from_numpy(array.numpy().copy())
+    return torch.from_numpy(np.frombuffer(array.data, dtype=np.dtype(array.dtype)).copy()).reshape(array.shape)
+
+
+def to_record(tensors: dict[str, torch.Tensor]) -> Any:
+    """Tensors -> Flower ArrayRecord (one Array per entry)."""
+    from flwr.app import ArrayRecord
+
+    return ArrayRecord({key: to_array(value) for key, value in tensors.items()})
 
 
 def from_record(record: Any) -> dict[str, torch.Tensor]:
     """Flower ArrayRecord -> tensors."""
-    return {key: torch.from_numpy(array.numpy().copy()) for key, array in record.items()}
+    return {key: from_array(array) for key, array in record.items()}
 
 
-def packed_record(packed: Packed) -> tuple[Any, Any]:
+def outbox_records(packed: Packed) -> tuple[Any, Any]:
     """A node's packed reply -> (ArrayRecord: one Array per destination shard, ConfigRecord: their agents)."""
     from flwr.app import ConfigRecord
 
@@ -50,42 +68,51 @@ def packed_record(packed: Packed) -> tuple[Any, Any]:
             ConfigRecord({str(dst): agents for dst, (agents, _) in packed.items()}))
 
 
-def _pack_state(state: dict[str, torch.Tensor]) -> tuple[np.ndarray, str]:
+def pack(tensors: dict[str, torch.Tensor]) -> bytes:
+    """Many tensors as one byte string: an 8-byte header length, a JSON layout, the raw bytes (one copy each)."""
     layout, chunks, offset = {}, [], 0
-    for key, value in state.items():
-        raw = value.detach().cpu().contiguous().numpy().tobytes()
-        layout[key] = [str(value.dtype).removeprefix("torch."), list(value.shape), offset, len(raw)]
-        chunks.append(raw)
-        offset += len(raw)
-    return np.frombuffer(b"".join(chunks), dtype=np.uint8), json.dumps(layout)
+    for key, value in tensors.items():
+        raw = value.detach().cpu().contiguous().numpy()
+        layout[key] = [str(raw.dtype), list(raw.shape), offset, raw.nbytes]
+        chunks.append(raw.tobytes())
+        offset += raw.nbytes
+    header = json.dumps(layout).encode()
+    return len(header).to_bytes(8, "little") + header + b"".join(chunks)
 
 
-def _unpack_state(packed: np.ndarray, layout: str) -> dict[str, torch.Tensor]:
-    state = {}
-    for key, (dtype, shape, offset, size) in json.loads(layout).items():
-        values = np.frombuffer(packed[offset: offset + size].tobytes(), dtype=np.dtype(dtype))
-        state[key] = torch.from_numpy(values.copy()).reshape(shape)
-    return state
+def unpack(data: bytes) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`pack`."""
+    size = int.from_bytes(data[:8], "little")
+    tensors, start = {}, 8 + size
+    for key, (dtype, shape, offset, nbytes) in json.loads(data[8:start]).items():
+        kind = np.dtype(dtype)
+        values = np.frombuffer(data, dtype=kind, count=nbytes // kind.itemsize, offset=start + offset)
+        tensors[key] = torch.from_numpy(values.copy()).reshape(shape)
+    return tensors
+
+
+def packed_record(tensors: dict[str, torch.Tensor]) -> Any:
+    """Tensors -> an ArrayRecord holding ONE Array (:func:`pack`): one Flower object to copy instead of one per
+    tensor (the node state and Θ travel with every message of the simulation)."""
+    from flwr.app import Array, ArrayRecord
+
+    data = pack(tensors)
+    return ArrayRecord({"packed": Array(dtype="uint8", shape=(len(data),), stype=RAW, data=data)})
 
 
 def save_state(context: Any, state: dict[str, torch.Tensor]) -> None:
-    """The node state -> ``Context.state`` (one packed byte Array plus its layout) and, on a deployment, the node's
-    own disk (atomically)."""
-    from flwr.app import Array, ArrayRecord, ConfigRecord
-
-    packed, layout = _pack_state(state)
-    context.state["model"] = ArrayRecord({"packed": Array(packed)})
-    context.state["layout"] = ConfigRecord({"layout": layout})
+    """The node state -> ``Context.state`` and, on a deployment, the node's own disk (atomically)."""
+    context.state["model"] = packed_record(state)
     path = _state_file(context)
     if path is not None:
-        from surf.utils.io import atomic_save
+        from surf.utils.io import atomic_write
 
-        atomic_save({"packed": torch.from_numpy(packed.copy()), "layout": layout}, path)
+        atomic_write(path, context.state["model"]["packed"].data)
 
 
 def load_state(context: Any) -> dict[str, torch.Tensor]:
     """Inverse of :func:`save_state`."""
-    return _unpack_state(context.state["model"]["packed"].numpy(), context.state["layout"]["layout"])
+    return unpack(context.state["model"]["packed"].data)
 
 
 def _state_file(context: Any) -> Path | None:
@@ -159,14 +186,15 @@ def _rule(spec: ShardSpec, cfg: Any, tasks: list, theta: dict[str, torch.Tensor]
 
 
 def shard_of(context: Any) -> Shard:
-    """The node's shard, rebuilt from ``Context.state`` when this process has not seen it yet."""
-    spec = ShardSpec.from_json(context.state["spec"]["spec"])
-    key = (spec.uid, tuple(spec.agents))
+    """The node's shard, rebuilt from ``Context.state`` when this process has not seen it yet (cached by its spec,
+    which names the relay run and the agents)."""
+    key = context.state["spec"]["spec"]
     if key not in _SHARDS:
+        spec = ShardSpec.from_json(key)
         if len(_SHARDS) >= CACHE_SIZE:
             _SHARDS.pop(next(iter(_SHARDS)))
         cfg = _config(spec.config_yaml)
-        theta = from_record(context.state["theta"]) if "theta" in context.state else None
+        theta = unpack(context.state["theta"]["packed"].data) if "theta" in context.state else None
         rows = from_record(context.state["rows"])["rows"] if "rows" in context.state else None
         tasks, rows, source = node_data(spec, context, rows)
         _SHARDS[key] = Shard(spec, rows, _rule(spec, cfg, tasks, theta), tasks, cfg.seed, cfg.model.w0_std, source)
@@ -180,7 +208,7 @@ def _mask(flags: list, rows: int) -> torch.Tensor | None:
 def _reply(message: Any, packed: Packed) -> Any:
     from flwr.app import Message, RecordDict
 
-    outbox, layout = packed_record(packed)
+    outbox, layout = outbox_records(packed)
     return Message(RecordDict({"outbox": outbox, "layout": layout}), reply_to=message)
 
 
@@ -216,15 +244,12 @@ def _rejoin(message: Any, context: Any) -> Any:
     """A restarted SuperNode takes its shard back with the last state it wrote to its own disk."""
     from flwr.app import ConfigRecord, Message, RecordDict
 
-    from surf.utils.io import load_checkpoint
-
     torch.set_num_threads(1)
     _store_setup(message.content, context)
     path = _state_file(context)
     if path is None or not path.is_file():
         raise FileNotFoundError(f"no saved state {path} to rejoin with")
-    saved = load_checkpoint(path, "cpu", ("packed", "layout"))
-    state = _unpack_state(saved["packed"].numpy(), saved["layout"])
+    state = unpack(path.read_bytes())
     save_state(context, state)
     return Message(RecordDict({"rejoined": ConfigRecord({"recorded": int(state["recorded"])})}), reply_to=message)
 
@@ -237,7 +262,7 @@ def _hop(message: Any, context: Any) -> Any:
     for src, array in content["inbox"].items():
         agents = list(senders[src])
         flags = torch.tensor(list(senders["p" + src]), dtype=torch.bool).view(len(agents), num_tasks)
-        inbox[int(src)] = (agents, torch.from_numpy(array.numpy().copy()), flags)
+        inbox[int(src)] = (agents, from_array(array), flags)
     own = len(shard.spec.agents)
     state = load_state(context)
     packed = shard.hop(state, int(hop["layer"]), int(hop["k"]), inbox, _mask(list(hop["inactive"]), own),

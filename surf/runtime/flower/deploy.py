@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from surf.config import to_dict
+from surf.data.shares import as_csr
 from surf.evaluation.baselines import tune_dgd
 from surf.evaluation.classifier import method_name
 from surf.evaluation.summary import Comparison, Descent, Runtime, Summary
@@ -65,7 +66,7 @@ def deploy_jobs(exp: ClassifierFamily, model: UnrolledDGD, nodes: int, num_tasks
     cfg = exp.cfg
     keys = [("test", i, relabel) for relabel in (False, True) for i in range(num_tasks)]
     tasks = [SimpleNamespace(key=(split, index)) for split, index, _ in keys]  # the schedule needs the keys only
-    shift = exp.shift_for(tasks[0]).to_dense().cpu()
+    shift = as_csr(exp.shift_for(tasks[0]))
     common = {"config_yaml": yaml.safe_dump(to_dict(cfg)), "shift": shift, "tasks": keys, "nodes": nodes,
               "async_mode": cfg.eval.async_mode, "round_timeout": round_timeout, **options}
     theta = {key: value.detach().cpu() for key, value in model.state_dict().items()}

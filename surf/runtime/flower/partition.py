@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from surf.config import to_dict
-from surf.data.shares import cut_share, share_path, split_agents
+from surf.data.shares import as_csr, cut_share, share_path, split_agents
 from surf.families.classifier.family import ClassifierFamily
 from surf.utils.errors import ConfigError
 
@@ -33,11 +33,11 @@ def write_partition(exp: ClassifierFamily, nodes: int, num_tasks: int, out: Path
     keys = [("test", i) for i in range(num_tasks)]
     tasks = [exp.task(split, index).to("cpu") for split, index in keys]
     permutations = [exp.sampler.relabel_permutation(split, index) for split, index in keys]
-    shift = exp.shift_for(tasks[0]).to_dense().cpu()
+    csr = as_csr(exp.shift_for(tasks[0]))
     stamp = fingerprint(exp, nodes)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for s, agents in enumerate(split_agents(exp.cfg.num_agents, nodes)):
-        cut_share(tasks, permutations, shift, agents, stamp).save(share_path(out, s))
+        cut_share(tasks, permutations, csr, agents, stamp).save(share_path(out, s))
         paths.append(share_path(out, s))
     return paths

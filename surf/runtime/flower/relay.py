@@ -39,7 +39,7 @@ class Job:
 
     name: str
     config_yaml: str  # the resolved config (surf.config.to_dict dumped as YAML)
-    shift: torch.Tensor  # (N, N) dense GSO: the relay routes by its sparsity, nodes get their rows
+    shift: torch.Tensor  # (N, N) GSO, dense or sparse: the relay routes by its sparsity, nodes get their rows
     method: str  # surf | dgd | dsgd | echo
     tasks: list[tuple[str, int, bool]]
     nodes: int = 1  # agents split into this many contiguous shards (surf.data.shares.split_agents)
@@ -193,7 +193,7 @@ class Relay:
         """The setup message of shard s: its spec, its rows of S (unless it reads them from its data file), Θ."""
         from flwr.app import ConfigRecord, RecordDict
 
-        from surf.runtime.flower.client import to_record
+        from surf.runtime.flower.client import packed_record, to_record
 
         job, routing = self.job, self.routing
         spec = ShardSpec(job.name, job.config_yaml, job.method, job.tasks, routing.shards[s], routing.columns[s],
@@ -201,9 +201,9 @@ class Relay:
                          job.momentum, job.steps, job.keep_history, self.uid)
         content = RecordDict({"spec": ConfigRecord({"spec": spec.to_json()})})
         if self.placement is None:
-            content["rows"] = to_record({"rows": job.shift[routing.shards[s]][:, routing.columns[s]]})
+            content["rows"] = to_record({"rows": routing.rows(s)})
         if job.theta is not None:
-            content["theta"] = to_record(job.theta)
+            content["theta"] = packed_record(job.theta)
         return content
 
     def _setup(self) -> None:

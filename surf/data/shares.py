@@ -12,6 +12,7 @@ fingerprint of the run and tasks it was cut from. A Flower SuperNode's node conf
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +106,7 @@ class Share:
         try:
             with np.load(path, allow_pickle=False) as data:
                 return json.loads(str(data["meta"]))
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise DataError(f"node data file {path} is truncated or not a SURF partition ({type(exc).__name__}); "
                             "rewrite it with `surf partition`") from None
 
@@ -116,7 +117,7 @@ class Share:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: torch.from_numpy(data[name]) for name in ARRAYS}
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise DataError(f"node data file {path} is truncated or not a SURF partition ({type(exc).__name__}); "
                             "rewrite it with `surf partition`") from None
         if meta.get("format") != FORMAT:

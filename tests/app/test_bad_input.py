@@ -43,6 +43,9 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
                            "TMP/empty"], "node_0.npz does not exist"),
     "corrupt node data": (["deploy", "RUN", "--runtime", "flower-deployment", "--nodes", "2", "--partition",
                            "TMP/garbage"], "node_0.npz is truncated or not a SURF partition"),
+    "node data of another split": (["deploy", "RUN", "--runtime", "flower-deployment", "--nodes", "2",
+                                    "--partition", "TMP/four"], "node_0.npz was cut for another run or number"),
+    "zero layers": (["run", Q, "-o", "model.layers=0"], "model.layers=0 must be >= 1"),
     "missing argument": (["run"], "the following arguments are required: config"),
 }
 
@@ -57,6 +60,7 @@ def scratch(tmp_path_factory, tiny_run):
         (tmp / name).mkdir()
     for s in range(2):
         (tmp / "garbage" / f"node_{s}.npz").write_bytes(b"PK\x03\x04 not really")
+    assert main(["partition", str(tiny_run), "--nodes", "4", "--out", str(tmp / "four"), "--tasks", "1"]) == 0
     broken = tmp / "broken_run"
     shutil.copytree(tiny_run, broken)
     (broken / "checkpoints" / "best.pt").write_bytes(b"\x80\x04 truncated")

@@ -2,9 +2,9 @@
 
 An edge is a directed pair of nodes (src -> dst) whose agents are graph neighbours; with one agent per node it is
 an edge of the communication graph. An agent's message counts once per receiving node; all the messages from one
-node to one other node in a round travel packed in one Flower ``Array``, whose serialized size
-(``len(Array.data)``: the rows' float32 bytes plus one numpy header) is the edge's bytes for that round. Messages
-between agents of the same node never leave the node and are not counted.
+node to one other node in a round travel as one contiguous block of raw float32 rows (inside the one ``Array`` a
+node sends per round, and the one it receives), and the block's size is the edge's bytes for that round: agents x
+T x (d+1) x C x 4. Messages between agents of the same node never leave the node and are not counted.
 """
 
 from __future__ import annotations

@@ -61,11 +61,26 @@ def from_record(record: Any) -> dict[str, torch.Tensor]:
 
 
 def outbox_records(packed: Packed) -> tuple[Any, Any]:
-    """A node's packed reply -> (ArrayRecord: one Array per destination shard, ConfigRecord: their agents)."""
-    from flwr.app import ConfigRecord
+    """A node's reply: ONE Array with a contiguous block of rows per destination node (raw, flat), and the agents of
+    each block in order. The relay moves the blocks to their destinations without reading them."""
+    from flwr.app import ArrayRecord, ConfigRecord
 
-    return (to_record({str(dst): rows for dst, (_, rows) in packed.items()}),
-            ConfigRecord({str(dst): agents for dst, (agents, _) in packed.items()}))
+    order = list(packed)
+    rows = torch.cat([packed[dst][1].reshape(-1) for dst in order]) if order else torch.zeros(0)
+    layout = ConfigRecord({"order": order, **{str(dst): packed[dst][0] for dst in order}})
+    return ArrayRecord({"rows": to_array(rows)}), layout
+
+
+def inbox_blocks(content: Any, row_shape: tuple[int, ...]) -> Inbox:
+    """The hop message's one inbox Array split back into the blocks of its source nodes, with their agents and the
+    tasks in which each counts."""
+    senders, num_tasks = content["senders"], row_shape[0]
+    order = list(senders["order"])
+    counts = [len(senders[str(src)]) for src in order]
+    rows = from_array(content["inbox"]["rows"]).reshape(sum(counts), *row_shape).split(counts)
+    return {src: (list(senders[str(src)]), block,
+                  torch.tensor(list(senders[f"p{src}"]), dtype=torch.bool).view(len(block), num_tasks))
+            for src, block in zip(order, rows, strict=True)}
 
 
 def pack(tensors: dict[str, torch.Tensor]) -> bytes:
@@ -256,15 +271,9 @@ def _rejoin(message: Any, context: Any) -> Any:
 
 def _hop(message: Any, context: Any) -> Any:
     shard = shard_of(context)
-    content, num_tasks = message.content, len(shard.spec.tasks)
-    hop, senders = content["hop"], content["senders"]
-    inbox: Inbox = {}
-    for src, array in content["inbox"].items():
-        agents = list(senders[src])
-        flags = torch.tensor(list(senders["p" + src]), dtype=torch.bool).view(len(agents), num_tasks)
-        inbox[int(src)] = (agents, from_array(array), flags)
-    own = len(shard.spec.agents)
+    hop, own = message.content["hop"], len(shard.spec.agents)
     state = load_state(context)
+    inbox = inbox_blocks(message.content, tuple(state["w"].shape[1:]))
     packed = shard.hop(state, int(hop["layer"]), int(hop["k"]), inbox, _mask(list(hop["inactive"]), own),
                        _mask(list(hop["quiet"]), own), set(hop["lost"]))
     save_state(context, state)

@@ -13,8 +13,8 @@ hop k = 1..K: receive the channel-k messages of the outside neighbours, fill the
 on that channel; zero: zeros), ``z_k = aggregate(rows of S, sent)`` (one hop, the same ``aggregate`` as the
 vectorized engine), ``out += h_k z_k``; reply ``z_k`` (the channel-(k+1) message) or, at k = K, the new model
 ``out - update`` (the next step's channel-1 message), kept pending until the relay confirms delivery. Replies are
-packed: one tensor per destination node with the rows of the agents it hears from (``routes``), leaving out agents
-that sit the consuming round out (``quiet``).
+packed: one block per destination node with the rows of the agents it hears from (``routes``), leaving out agents
+that sit the consuming round out (``quiet``); the ClientApp sends all blocks in one Array.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The SURF ServerApp: a graph-aware relay, not an aggregator.
 
 For every step (layer or DGD round) and every hop the relay sends each node exactly the messages of its agents'
-outside neighbours: one packed ``Array`` per source node (the rows of the source's agents the destination hears
-from), forwarded as the serialized bytes the source replied with; it never opens them, so it never sees or computes
-``S W``. It knows the graph (to route), the drop schedule (the scenario) and who answered, and it counts every agent
-message it forwards (``accounting``).
+outside neighbours. Messages are packed: a node replies ONE ``Array`` per round, a contiguous block of raw rows per
+destination node (the rows of its agents that node hears from), and receives ONE ``Array`` holding the blocks of its
+source nodes. The relay cuts and joins these blocks as byte ranges; it never reads the values, so it never sees or
+computes ``S W``. It knows the graph (to route), the drop schedule (the scenario) and who answered, and it counts
+every agent message it forwards, per pair of nodes (``accounting``).
 
 Failures: a node whose ClientApp raised is dropped for the rest of that step and asked again at the next one. A node
 that does not answer within ``round_timeout`` (or that the SuperLink reports unavailable: a killed SuperNode) is out
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from surf.data.shares import split_agents
@@ -110,7 +112,8 @@ class Relay:
         self.out: dict[int, int] = {}  # shard -> step since which it is out
         self.kept_out: set[int] = set()  # shards back but kept out (rejoin="out"): they only report
         self.lost: list[set[int]] = [set() for _ in self.routing.shards]  # steps in which a node's messages were lost
-        self.latest: dict[tuple[int, int], tuple[Any, list[int]]] = {}  # (src, dst) -> packed Array, its agents
+        self.latest: dict[tuple[int, int], tuple[Any, list[int]]] = {}  # (src, dst) -> block of rows, its agents
+        self.dtype = "float32"  # of the rows the nodes send
         self.result = JobResult(job.name)
         self.start = time.perf_counter()
         for s in range(len(self.routing)):
@@ -225,14 +228,25 @@ class Relay:
         self.result.ledger.close_round("setup", 0, 0, time.perf_counter() - start, uplink)
 
     def _collect(self, replies: dict) -> int:
-        """Keep the packed replies for the next round; returns their bytes (node -> relay)."""
-        self.latest = {(s, int(dst)): (array, list(content["layout"][dst]))
-                       for s, content in replies.items() for dst, array in content["outbox"].items()}
-        return sum(len(array.data) for array, _ in self.latest.values())
+        """Cut every reply's Array into its per-destination blocks (byte ranges: the relay never reads the values)
+        and keep them for the next round; returns the replies' bytes (node -> relay)."""
+        self.latest, uplink = {}, 0
+        for s, content in replies.items():
+            layout, array = content["layout"], content["outbox"]["rows"]
+            blocks = [(int(dst), list(layout[str(dst)])) for dst in layout["order"]]
+            rows = sum(len(agents) for _, agents in blocks)
+            row_bytes, offset, data = len(array.data) // max(rows, 1), 0, memoryview(array.data)
+            for dst, agents in blocks:
+                self.latest[(s, dst)] = (data[offset: offset + len(agents) * row_bytes], agents)
+                offset += len(agents) * row_bytes
+            uplink, self.dtype = uplink + len(array.data), array.dtype
+        return uplink
 
     def _hop(self, step: int, k: int, failed: set[int]) -> set[int]:
         """Hop k of a step: route the channel-k messages; returns the shards that failed in this step so far."""
-        from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+        from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+        from surf.runtime.flower.client import RAW
 
         job, ledger, routing = self.job, self.result.ledger, self.routing
         round_index, inactive, quiet = len(ledger.rounds), self._inactive(step), self._quiet(step, k)
@@ -245,12 +259,15 @@ class Relay:
         start = time.perf_counter()
 
         def make(s: int) -> RecordDict:
-            inbox, senders = ArrayRecord(), ConfigRecord()
-            for src, array, agents in inboxes.get(s, []):
-                inbox[str(src)] = array
+            senders, blocks = ConfigRecord({"order": [src for src, _, _ in inboxes.get(s, [])]}), []
+            for src, block, agents in inboxes.get(s, []):
                 senders[str(src)] = agents
-                senders["p" + str(src)] = self._flags(present, agents) or [True] * (len(agents) * len(job.tasks))
-                ledger.add(round_index, src, s, len(array.data), len(agents))
+                senders[f"p{src}"] = self._flags(present, agents) or [True] * (len(agents) * len(job.tasks))
+                ledger.add(round_index, src, s, len(block), len(agents))
+                blocks.append(block)
+            data = b"".join(blocks)
+            size = len(data) // np.dtype(self.dtype).itemsize
+            inbox = ArrayRecord({"rows": Array(dtype=self.dtype, shape=(size,), stype=RAW, data=data)})
             own = routing.shards[s]
             hop = ConfigRecord({"layer": step, "k": k, "inactive": self._flags(inactive, own),
                                 "quiet": self._flags(quiet, own), "lost": sorted(self.lost[s])})

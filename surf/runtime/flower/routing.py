@@ -1,5 +1,5 @@
 """Who sits where and who hears whom: the shards of agents, the columns of S each node hears from and the rows each
-node sends to each other node (one packed tensor per destination node and round)."""
+node sends to each other node (one block of rows per destination node and round)."""
 
 from __future__ import annotations
 

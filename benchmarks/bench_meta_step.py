@@ -1,15 +1,22 @@
-"""Meta-training step time and peak memory, all cases measured side by side in one invocation.
+"""Meta-step time, peak memory and a roofline of every case, side by side in one invocation.
 
 Cases (each in its own subprocess so that peak RSS belongs to one case):
-  paper-closed    paper variant at paper size (N=100, d=512, C=10, B=10, L=10, K=2), closed-form batched gradients
-  paper-jacobian  the same with the authors' formulation: per-agent torch.autograd.functional.jacobian
-                  (create_graph=True) for every constraint gradient
-  compact-paper   compact variant at paper size
-  compact-N1000, compact-N10000   compact variant on the quickstart problem (digits-sized d=64, C=10) at
-                  1,000 and 10,000 agents (random 3-regular graph), with per-layer recomputation at 10,000
+  quickstart        simulations/quickstart.yaml as shipped (digits, N=100, L=10, K=2, compact, full gradients)
+  (every other case: threads=0, i.e. chosen by problem size)
+  paper-closed      paper variant at paper size (N=100, d=512, C=10, B=10, L=10, K=2), closed-form gradients
+  compact-paper     compact variant at paper size
+  compact-N1000, compact-N10000, compact-N100000   compact variant, d=64, C=10, random 3-regular graph, L=10,
+                    K=2, full local gradients (N >= 10,000 with model.recompute=true)
 
-One meta-step = unroll one task, constraint values, Lagrangian backward, Adam step, dual step.
-Usage:  python benchmarks/bench_meta_step.py [--steps 3] [--cases paper-closed,compact-paper]
+One meta-step = unroll one task, constraint values, Lagrangian backward, Adam step and dual step (task
+construction excluded; validation excluded). Every case runs 1 warm-up step, then ``--steps`` timed steps (wall
+clock). A separate, untimed step is replayed under a dispatch mode that counts, per aten op, FLOPs (matmuls by
+torch's FLOP formulas, sparse products as 2 nnz x columns, other ops one per output element) and bytes (every
+dense input and output read or written once: no cache reuse, so an upper bound on memory traffic). The same run
+measures this machine's peaks: a large fp32 matmul (GFLOP/s) and a large streaming add (GB/s), with the thread
+count each case uses.
+
+Usage:  python benchmarks/bench_meta_step.py [--steps 5] [--cases quickstart,compact-paper]
 """
 
 from __future__ import annotations
@@ -24,87 +31,110 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from surf.config import ConstraintConfig  # noqa: E402
-from surf.data.tasks import Task  # noqa: E402
-from surf.models.udgd import Trajectory  # noqa: E402
-
-PAPER = ["data.source=gaussian", "data.gaussian_dim=512", "data.gaussian_samples=12000", "num_agents=100",
+PAPER = ["threads=0", "data.source=gaussian", "data.gaussian_dim=512", "data.gaussian_samples=12000", "num_agents=100",
          "model.layers=10", "model.hops=2", "data.batch_size=10", "constraints.form=difference",
          "constraints.gradient_on=batch"]
+LARGE = ["threads=0", "data.source=gaussian", "data.gaussian_dim=64", "topology.name=random_regular",
+         "model.variant=compact", "model.local_gradient=full", "constraints.gradient_on=full", "constraints.form=ratio"]
 CASES: dict[str, list[str]] = {
+    "quickstart": [],
     "paper-closed": PAPER + ["model.variant=paper"],
-    "paper-jacobian": PAPER + ["model.variant=paper"],
     "compact-paper": PAPER + ["model.variant=compact"],
-    "compact-N1000": ["data.source=gaussian", "data.gaussian_dim=64", "num_agents=1000",
-                      "topology.name=random_regular", "model.variant=compact"],
-    "compact-N10000": ["data.source=gaussian", "data.gaussian_dim=64", "num_agents=10000",
-                       "topology.name=random_regular", "model.variant=compact", "model.recompute=true"],
+    "compact-N1000": LARGE + ["num_agents=1000", "data.gaussian_samples=30000"],
+    "compact-N10000": LARGE + ["num_agents=10000", "data.gaussian_samples=30000", "model.recompute=true"],
+    "compact-N100000": LARGE + ["num_agents=100000", "data.gaussian_samples=30000", "model.recompute=true"],
 }
 
 
-def jacobian_gradient_norms(
-    trajectory: Trajectory, task: Task, seed: int, agents: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The authors' formulation: one ``autograd.functional.jacobian`` per agent and layer (create_graph=True)."""
-    import torch.nn.functional as F
+class TrafficCounter(TorchDispatchMode):
+    """FLOPs and bytes of every aten op run under it (see the module docstring)."""
 
-    from surf.data.batches import gather_batch
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops, self.bytes = 0, 0
 
-    batches = [trajectory.batches[0]] + list(trajectory.batches)
-    norms = []
-    for w, idx in zip(trajectory.weights, batches, strict=True):
-        xb, yb = gather_batch(task.x_train, task.y_train, idx)
-        grads = [
-            torch.autograd.functional.jacobian(
-                lambda wi, xi=xb[i], yi=yb[i]: F.cross_entropy(xi @ wi, yi), w[i], create_graph=True
-            )
-            for i in range(w.shape[0])
-        ]
-        norms.append(torch.linalg.vector_norm(torch.stack(grads)))
-    return torch.stack(norms)
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        outputs = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        sparse = [t for t in tensors if t.layout != torch.strided]
+        if sparse and outputs:
+            self.flops += 2 * sparse[0]._nnz() * (outputs[0].numel() // max(outputs[0].shape[0], 1))
+        elif func.overloadpacket in flop_registry:
+            self.flops += flop_registry[func.overloadpacket](*args, **kwargs, out_val=out)
+        else:
+            self.flops += sum(t.numel() for t in outputs)
+        self.bytes += sum(_nbytes(t) for t in tensors + outputs)
+        return out
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    if t.layout == torch.sparse_csr:
+        return sum(x.numel() * x.element_size() for x in (t.values(), t.crow_indices(), t.col_indices()))
+    if t.layout != torch.strided:
+        return 0
+    return t.numel() * t.element_size()
+
+
+def peaks(threads: int) -> dict[str, float]:
+    """This machine's fp32 matmul GFLOP/s and streaming GB/s with ``threads`` threads."""
+    torch.set_num_threads(threads)
+    a = torch.randn(2048, 2048)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(5):
+        a @ a
+    gflops = 5 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9
+    x, y = torch.randn(2**25), torch.randn(2**25)
+    out = torch.empty_like(x)
+    torch.add(x, y, out=out)
+    start = time.perf_counter()
+    for _ in range(5):
+        torch.add(x, y, out=out)
+    gbytes = 5 * 3 * x.numel() * 4 / (time.perf_counter() - start) / 1e9
+    return {"peak_gflops": gflops, "peak_gbytes": gbytes}
 
 
 def run_case(name: str, steps: int) -> dict:
-    from surf import config as config_mod
-    from surf.constrained.constraints import descent_constraints
-    from surf.families.classifier import family as family_mod
+    from surf.app.registry import build_family, load_config
     from surf.training.trainer import MetaTrainer
 
-    cfg = config_mod.from_dict({"name": name, "device": "auto"}, CASES[name] + ["trainer.val_tasks=1"])
-    exp = family_mod.ClassifierFamily(cfg)
-    if name == "paper-jacobian":
-        def values(trajectory: Trajectory, task: Task, ccfg: ConstraintConfig, seed: int,
-                   agents: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-            vals = jacobian_gradient_norms(trajectory, task, seed, agents)
-            return vals, descent_constraints(vals, ccfg.form, ccfg.epsilon)
-
-        family_mod.constraint_values = values  # what ClassifierFamily.task_terms calls
-    trainer = MetaTrainer(exp)
-    tasks = trainer.train_tasks(0)  # task construction is not part of the step
-    trainer.primal_dual_step(tasks)  # warm-up
+    cfg = load_config(REPO / "simulations" / "quickstart.yaml", CASES[name] + ["trainer.val_tasks=1"])
+    family = build_family(cfg)
+    trainer = MetaTrainer(family)
+    tasks = [trainer.train_tasks(step) for step in range(steps + 2)]  # task construction is not part of the step
+    trainer.primal_dual_step(tasks[0])  # warm-up
     start = time.perf_counter()
-    for _ in range(steps):
-        trainer.primal_dual_step(tasks)
+    for batch in tasks[1:-1]:
+        trainer.primal_dual_step(batch)
     seconds = (time.perf_counter() - start) / steps
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    params = sum(p.numel() for p in trainer.model.parameters())
-    return {"case": name, "seconds_per_step": seconds, "peak_rss_gib": peak, "parameters": params,
-            "device": str(exp.device)}
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    with TrafficCounter() as counter:
+        trainer.primal_dual_step(tasks[-1])
+    threads = torch.get_num_threads()
+    return {"case": name, "seconds_per_step": seconds, "peak_rss_gib": peak_rss, "threads": threads,
+            "parameters": sum(p.numel() for p in trainer.model.parameters()), "device": str(family.device),
+            "flops": counter.flops, "bytes": counter.bytes, **peaks(threads)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help="also write the rows as JSON here")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_case(args.one, args.steps)))
         return
+    before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     results = []
     for name in args.cases.split(","):
         out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps)],
@@ -114,15 +144,20 @@ def main() -> None:
             continue
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
-    base = next((r for r in results if r["case"] == "paper-closed"), None)
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}")
-    print("| case | parameters | s / meta-step | peak RSS (GiB) | speed-up vs paper-closed |")
-    print("|---|---:|---:|---:|---:|")
+    after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"\nmachine: {platform.machine()}, torch {torch.__version__}; uptime before: {before}; after: {after}")
+    paper = next((r for r in results if r["case"] == "paper-closed"), None)
+    print("| case | threads | s / meta-step | peak RSS (GiB) | GFLOP | GB moved (bound) | GFLOP/s | % of matmul peak "
+          "| GB/s | % of stream bandwidth | FLOP/byte | vs paper-closed |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        ratio = f"{base['seconds_per_step'] / r['seconds_per_step']:.1f}x" if base else "-"
-        print(f"| {r['case']} | {r['parameters']:,} | {r['seconds_per_step']:.3f} | {r['peak_rss_gib']:.2f} "
-              f"| {ratio} |")
+        rate, traffic = r["flops"] / r["seconds_per_step"] / 1e9, r["bytes"] / r["seconds_per_step"] / 1e9
+        ratio = f"{paper['seconds_per_step'] / r['seconds_per_step']:.1f}x" if paper else "-"
+        print(f"| {r['case']} | {r['threads']} | {r['seconds_per_step']:.3f} | {r['peak_rss_gib']:.2f} | "
+              f"{r['flops'] / 1e9:.2f} | {r['bytes'] / 1e9:.2f} | {rate:.1f} | {100 * rate / r['peak_gflops']:.0f} % | "
+              f"{traffic:.1f} | {100 * traffic / r['peak_gbytes']:.0f} % | {r['flops'] / r['bytes']:.2f} | {ratio} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def single_process(config: str, steps: int, tasks_per_step: int, folder: Path) -
 
 
 def ray_workers(config: str, steps: int, workers: int, folder: Path) -> dict:
-    from surf.runtime.ray_train import start_ray, train_with_ray
+    from surf.runtime.ray_cluster import start_ray
+    from surf.runtime.ray_train import train_with_ray
 
     cfg = load(config, steps, workers, 1)
     start = time.perf_counter()

@@ -42,10 +42,11 @@ steps = int(sys.argv[2])
 tasks = [trainer.train_tasks(step) for step in range(steps + 2)]
 for batch in tasks[:2]:
     trainer.primal_dual_step(batch)
-start = time.perf_counter()
+clock = time.process_time if sys.argv[3] == "cpu" else time.perf_counter
+start = clock()
 for batch in tasks[2:]:
     trainer.primal_dual_step(batch)
-print(json.dumps({"seconds_per_step": (time.perf_counter() - start) / steps, "module": sys.modules["surf"].__file__,
+print(json.dumps({"seconds_per_step": (clock() - start) / steps, "module": sys.modules["surf"].__file__,
                   "threads": torch.get_num_threads()}))
 """
 
@@ -54,9 +55,9 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def time_tree(root: Path, steps: int) -> float:
+def time_tree(root: Path, steps: int, clock: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run([sys.executable, "-c", TIMER, str(root), str(steps)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", TIMER, str(root), str(steps), clock], capture_output=True, text=True,
                          env=env, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if not result["module"].startswith(str(root)):
@@ -69,6 +70,9 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="git revision to compare with (e.g. a commit or main)")
     parser.add_argument("--steps", type=int, default=40, help="timed meta-steps per subprocess")
     parser.add_argument("--rounds", type=int, default=5, help="subprocesses per tree (alternating)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: elapsed time (report these, on an idle machine); cpu: the process's CPU time "
+                             "(less sensitive to other load, for development)")
     args = parser.parse_args()
     before = uptime()
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,12 +82,13 @@ def main() -> None:
         try:
             times: dict[str, list[float]] = {"base": [], "this": []}
             for _ in range(args.rounds):
-                times["base"].append(time_tree(base, args.steps))
-                times["this"].append(time_tree(REPO, args.steps))
+                times["base"].append(time_tree(base, args.steps, args.clock))
+                times["this"].append(time_tree(REPO, args.steps, args.clock))
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], capture_output=True)
     base_s, this_s = statistics.median(times["base"]), statistics.median(times["this"])
-    print(json.dumps({"base": args.base, "steps": args.steps, "rounds": args.rounds, "times": times,
+    print(json.dumps({"base": args.base, "steps": args.steps, "rounds": args.rounds, "clock": args.clock,
+                      "times": times,
                       "uptime_before": before, "uptime_after": uptime()}, indent=1))
     print(f"| tree | s / meta-step (median of {args.rounds}) |\n|---|---:|\n| {args.base} | {base_s:.4f} |\n"
           f"| this | {this_s:.4f} |\nthis / base = {this_s / base_s:.3f}")

@@ -38,6 +38,17 @@ def tiny_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def ray_local() -> str:
+    """One local Ray instance (2 CPUs) for every test that runs Ray tasks or Ray Train workers; its address."""
+    ray = pytest.importorskip("ray")
+    from surf.runtime.ray_cluster import start_ray
+
+    start_ray(2, use_gpu=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
 def assert_valid(document: dict | Path, schema: str = "summary") -> dict:
     """Validate a summary.json / stress.json entry / matrix.json against the published JSON Schema in docs/."""
     if isinstance(document, Path):
@@ -55,7 +66,7 @@ def make_task(n=12, m=20, m_test=8, d=5, c=4, seed=0, key=("train", 0)):
     task = SimpleNamespace(
         key=key, x_train=features(m), y_train=torch.randint(0, c, (n, m), generator=gen),
         x_test=features(m_test), y_test=torch.randint(0, c, (n, m_test), generator=gen),
-        num_classes=c, num_agents=n, num_features=d + 1,
+        num_classes=c, num_agents=n, num_features=d + 1, num_tasks=1,
     )
     task.x_pool, task.y_pool = task.x_train.reshape(-1, d + 1), task.y_train.reshape(-1)
     return task

@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--store", help="where trained cells live, shared by sweeps (default runs/trained)")
     sw.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
     sw.add_argument("--quiet", action="store_true", help="no progress bars")
+    _ray_arguments(sw, "cells")
     rep = sub.add_parser("report", help="aggregate a sweep directory into report.md and plots/*.png")
     rep.add_argument("sweep_dir")
     feat = sub.add_parser("features", help="train a CNN on MNIST / CIFAR-10 files and cache image features as .npz")
@@ -98,8 +99,22 @@ def _parser() -> argparse.ArgumentParser:
                     help="train x test matrix: every run at each scenario's representative severity")
     st.add_argument("--out", help="output folder (default RUN_DIR/stress)")
     st.add_argument("--quiet", action="store_true", help="no progress bar")
+    _ray_arguments(st, "chunks of (task, severity, repetition) runs")
     sub.add_parser("list", help="show topologies, task generators, stress scenarios and bundled configs")
     return parser
+
+
+def _ray_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help=f"run {what} as Ray tasks, N at once (default 1: in this process, no Ray; with "
+                             "--address: the cluster's CPUs)")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="an existing Ray cluster: ray://HOST:PORT, HOST:PORT or auto (docs/sweeps.md)")
+
+
+def _check_workers(args: argparse.Namespace) -> None:
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers={args.workers} must be >= 1")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,10 +154,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from surf.app.sweep import run_sweep
+    from surf.app.sweep_run import run_sweep
 
+    _check_workers(args)
     return run_sweep(args.config, args.out, args.store, args.override, dry_run=args.dry_run,
-                     progress=not args.quiet)
+                     progress=not args.quiet, workers=args.workers, address=args.address)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -255,6 +271,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
         raise ConfigError(f"--tasks={args.tasks} must be >= 1")
     if args.repeats < 1:
         raise ConfigError(f"--repeats={args.repeats} must be >= 1")
+    _check_workers(args)
     learned, family = [], None
     for run_dir in args.run_dirs:
         loaded, model = load_trained(run_dir)
@@ -263,15 +280,21 @@ def cmd_stress(args: argparse.Namespace) -> int:
         label = Path(run_dir).name if all(m.label != Path(run_dir).name for m in learned) else str(run_dir)
         learned.append(Learned(label, loaded.cfg, model))
         family = family or loaded
+    mapper = None
+    if args.address is not None or (args.workers or 1) > 1:  # a bad --address fails before the baselines are tuned
+        from surf.runtime.ray_tasks import RayMapper
+
+        mapper = RayMapper(args.workers, args.address, family.cfg.threads, family.device.type,
+                           preload="surf.evaluation.stress")  # workers import it while the baselines are tuned
     bench = StressBench(family, learned, args.baselines, args.tasks)
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "stress"
     if args.matrix:
-        result = matrix(bench, scenarios, args.repeats, progress=not args.quiet)
+        result = matrix(bench, scenarios, args.repeats, progress=not args.quiet, mapper=mapper)
         write_matrix(result, out)
         print(matrix_table(result) + f"surf: wrote {out / 'matrix.json'} and {out / 'matrix.md'}")
         return 0
     for scenario in scenarios:
-        result = bench.run(scenario, severities, args.repeats, progress=not args.quiet)
+        result = bench.run(scenario, severities, args.repeats, progress=not args.quiet, mapper=mapper)
         plot = write_stress(result, out)
         print(stress_table(result) + f"surf: {result.seconds:.0f} s; wrote {out / 'stress.json'}, "
               f"{out / 'stress.md'} and {plot}")

@@ -17,13 +17,19 @@ from surf.config import Config
 from surf.data.partition import PARTITIONS
 from surf.data.sources import SOURCES
 from surf.evaluation.classifier import evaluate as evaluate_classifier
+from surf.evaluation.inpainting import evaluate as evaluate_inpainting
+from surf.evaluation.inpainting import examples as inpainting_examples
 from surf.evaluation.sparse import evaluate as evaluate_sparse
 from surf.evaluation.summary import Summary
 from surf.families.base import TaskFamily
 from surf.families.classifier.family import ClassifierFamily
+from surf.families.inpainting.family import InpaintingFamily
 from surf.families.sparse.family import SparseCodingFamily
 from surf.graphs.gso import GSOS
 from surf.graphs.topology import list_topologies
+from surf.reporting.inpainting import format_table as inpainting_table
+from surf.reporting.inpainting import write_image_grid
+from surf.reporting.inpainting import write_plots as inpainting_plots
 from surf.reporting.run_plots import write_plots as classifier_plots
 from surf.reporting.sparse import format_table as sparse_table
 from surf.reporting.sparse import write_plots as sparse_plots
@@ -45,6 +51,9 @@ class FamilyEntry:
     format_table: Callable[[Summary], str]
     write_plots: Callable[[Summary, list[dict], Path], list[Path]]  # (summary, metrics rows, plots folder)
     wants_twin: Callable[[Config], bool] = lambda cfg: False  # also meta-train a standard-unrolling twin
+    # figures that need the trained models, not only the summary: (family, model, twin, plots folder) -> files
+    write_figures: Callable[[TaskFamily, torch.nn.Module, torch.nn.Module | None, Path], list[Path]] = \
+        lambda family, model, twin, folder: []
 
 
 FAMILIES: dict[str, FamilyEntry] = {
@@ -55,6 +64,13 @@ FAMILIES: dict[str, FamilyEntry] = {
         "LASSO sparse coding solved by LISTA / ALISTA (robust unrolling, TSP 2024)", SparseCodingFamily,
         evaluate_sparse, sparse_table, sparse_plots,
         wants_twin=lambda cfg: cfg.constraints.kind != "none" and cfg.sparse_coding.twin),
+    "inpainting": FamilyEntry(
+        "image inpainting by GLOW-Prox, unrolled proximal gradient in per-layer Glow latents (robust unrolling, TSP "
+        "2024)", InpaintingFamily, evaluate_inpainting, inpainting_table, inpainting_plots,
+        wants_twin=lambda cfg: cfg.constraints.kind != "none" and cfg.inpainting.twin,
+        write_figures=lambda family, model, twin, folder: [
+            write_image_grid(inpainting_examples(family, model, twin), folder / "image_grid.png")]
+        if family.cfg.inpainting.examples else []),
 }
 RUNTIMES: dict[str, str] = {
     "engine": "the vectorized engine: every agent of every task as one batched tensor (surf run / eval / stress)",

@@ -62,8 +62,9 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
     summary.training = Training(steps=trainer.step, best_val_loss=trainer.best_val,
                                 duals=trainer.duals.value.tolist())
     summary.git_sha = git_sha()
-    run.write_summary(summary.to_dict())
     entry.write_plots(summary, run.read_metrics(), run.plots)
+    entry.write_figures(family, trainer.model, twin, run.plots)
+    run.write_summary(summary.to_dict())  # last: a run directory with a summary is complete (surf.app.cells)
     return summary
 
 
@@ -80,6 +81,7 @@ def reevaluate(run_dir: str | Path, cfg: Config, out: Path | None = None) -> Sum
     if out is not None:
         run = RunDir(out)
         run.prepare(cfg, resume=False)
-        run.write_summary(summary.to_dict())
         entry.write_plots(summary, [], run.plots)
+        entry.write_figures(family, model, twin, run.plots)
+        run.write_summary(summary.to_dict())  # last, as for a run
     return summary

@@ -17,8 +17,9 @@ A sweep file::
 Trained cells live in a store shared by all sweeps (default ``runs/trained``) as ``<cell name>-<config hash>``, so
 two sweeps that need the same trained model train it once. Eval cells live in ``<trained cell>/eval/<name>``.
 A cell whose ``summary.json`` exists is skipped; a trained cell with a checkpoint but no summary is resumed
-(``surf run --resume``); anything else left by an interrupted cell is cleared and the cell restarts. The sweep
-directory gets ``sweep.json`` (the index ``surf report`` reads) and a link per trained cell.
+(``surf run --resume``); anything else left by an interrupted cell is cleared and the cell restarts
+(``surf.app.cells``). The sweep directory gets ``sweep.json`` (the index ``surf report`` reads) and a link per
+trained cell. ``surf.app.sweep_run`` runs the cells.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +34,8 @@ from typing import Any
 import yaml
 
 from surf import config as config_mod
+from surf.app.cells import cell_state, run_cell
 from surf.app.registry import REPO, config_from_dict
-from surf.app.runner import reevaluate, train
 from surf.config import Config
 from surf.utils.errors import ConfigError
 from surf.utils.io import atomic_write
@@ -58,16 +56,22 @@ class Cell:
     evals: list[Cell] = field(default_factory=list)
 
     @property
-    def done(self) -> bool:
-        return (self.path / "summary.json").exists()
+    def state(self) -> str:
+        """``finished``, ``resume`` or ``todo`` (``surf.app.cells.cell_state``)."""
+        return cell_state(self.path, self.parent is None)
 
     @property
-    def state(self) -> str:
-        if self.done:
-            return "finished"
-        if self.parent is None and (self.path / "checkpoints" / "last.pt").exists():
-            return "resume"
-        return "todo"
+    def done(self) -> bool:
+        return self.state == "finished"
+
+    @property
+    def label(self) -> str:
+        """``<trained cell>`` or ``<trained cell> / <eval cell>``."""
+        return self.name if self.parent is None else f"{self.parent.name} / {self.name}"
+
+    def run(self, progress: bool) -> str:
+        """Run this cell here, crash-safely (``surf.app.cells.run_cell``); returns the state it was found in."""
+        return run_cell(self.cfg, self.path, self.parent.path if self.parent else None, progress)
 
 
 def config_hash(cfg: Config) -> str:
@@ -129,8 +133,9 @@ class Sweep:
         self.figure = spec.get("figure")
         forced = dict(config_mod.parse_overrides(overrides or []))  # -o on the command line: every cell, last
         suffix = f"__{cell_name(forced)}" if forced else ""
-        self.out = Path(out) if out else REPO / "runs" / "sweeps" / (self.name + suffix)
-        self.store = Path(store) if store else REPO / "runs" / "trained"
+        # absolute: a cell's paths (and what it records, e.g. evaluated_from) are the same in every process
+        self.out = Path(out).resolve() if out else REPO / "runs" / "sweeps" / (self.name + suffix)
+        self.store = Path(store).resolve() if store else REPO / "runs" / "trained"
         base = _base_raw(spec, self.path)
         common = spec.get("set", {}) or {}
         self.cells: list[Cell] = []
@@ -195,62 +200,3 @@ class Sweep:
             link = self.out / cell.name
             if not link.exists() and not link.is_symlink():
                 link.symlink_to(cell.path.resolve(), target_is_directory=True)
-
-
-@contextmanager
-def _cell_lock(cell: Cell):
-    """``<cell>.lock`` holding our pid while the cell runs, so two sweeps never run the same cell at once."""
-    lock = cell.path.with_name(cell.path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    if lock.exists():
-        pid = int(lock.read_text() or 0)
-        try:
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            lock.unlink()  # stale: its process is gone
-        else:
-            raise ConfigError(f"cell {cell.path} is being run by process {pid}; wait for it or stop that sweep")
-    lock.write_text(str(os.getpid()))
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def run_cell(cell: Cell, progress: bool) -> None:
-    """Run one cell: skip if finished, resume a trained cell from its checkpoint, otherwise start clean."""
-    if cell.done:
-        return
-    with _cell_lock(cell):
-        state = cell.state
-        if state == "todo" and cell.path.exists():
-            shutil.rmtree(cell.path)  # interrupted before its first checkpoint: nothing worth keeping
-        if cell.parent is None:
-            train(cell.cfg, cell.path, resume=state == "resume", progress=progress)
-        else:
-            reevaluate(cell.parent.path, cell.cfg, cell.path)
-
-
-def run_sweep(path: str | Path, out: str | Path | None = None, store: str | Path | None = None,
-              overrides: list[str] | None = None, dry_run: bool = False, progress: bool = True) -> int:
-    """``surf sweep``: resolve every cell (errors before anything runs), then run the unfinished ones in order."""
-    sweep = Sweep(path, out, store, overrides)
-    cells = sweep.all_cells()
-    print(f"surf sweep {sweep.name}: {len(sweep.cells)} trained cell(s), {len(cells) - len(sweep.cells)} eval "
-          f"cell(s); {sum(c.done for c in cells)} finished; index {sweep.out / 'sweep.json'}")
-    if dry_run:
-        for cell in cells:
-            kind = "train" if cell.parent is None else f"  eval of {cell.parent.name}:"
-            print(f"  [{cell.state:8s}] {kind} {cell.name}  ->  {cell.path}")
-        return 0
-    sweep.write_index()
-    for number, cell in enumerate(cells, 1):
-        kind = "train" if cell.parent is None else "eval"
-        label = cell.name if cell.parent is None else f"{cell.parent.name} / {cell.name}"
-        print(f"surf sweep [{number}/{len(cells)}] {kind} {label}: {cell.state}", flush=True)
-        if cell.parent is not None and not cell.parent.done:
-            raise ConfigError(f"eval cell {label}: its trained cell did not finish; rerun the sweep")
-        run_cell(cell, progress)
-        sweep.write_index()
-    print(f"surf sweep {sweep.name}: done; aggregate with `surf report {sweep.out}`")
-    return 0

@@ -28,7 +28,8 @@ State = dict[str, torch.Tensor]
 
 @dataclass
 class Curves:
-    """Held-out accuracy and loss per round, shape (G, rounds + 1) (round 0 = W_0), and the final iterates."""
+    """Held-out accuracy and loss per round, shape (G, rounds + 1) (round 0 = W_0) — or (G, 1), the last round
+    only, when the curve was not asked for — and the final iterates."""
 
     accuracy: torch.Tensor
     loss: torch.Tensor
@@ -93,17 +94,19 @@ class RoundMethod(Protocol):
 
 
 def run_rounds(method: RoundMethod, problem: Problem, w0: torch.Tensor, rounds: int, grid: int,
-               schedule: Schedule | None = None, async_mode: str = "stale", shift: torch.Tensor | None = None
-               ) -> Curves:
-    """Run ``method`` for ``rounds`` communication rounds from the same W_0 for all G grid settings."""
+               schedule: Schedule | None = None, async_mode: str = "stale", shift: torch.Tensor | None = None,
+               curve: bool = True) -> Curves:
+    """Run ``method`` for ``rounds`` communication rounds from the same W_0 for all G grid settings; held-out
+    metrics after every round (``curve``) or after the last one only (tuning and stress need no more)."""
     state = method.init(w0.unsqueeze(0).expand(grid, *w0.shape).clone())
     network = Network(shift, schedule, async_mode) if method.communicates else None
-    metrics = [problem.metrics(state["w"])]
+    metrics = [problem.metrics(state["w"])] if curve else []
     for r in range(1, rounds + 1):
         step = network.step(r) if network is not None else None
         new = method.round(state, step, r)
         state = {k: step.keep(v, state[k], agent_dim=1) if step is not None else v for k, v in new.items()}
-        metrics.append(problem.metrics(state["w"]))
+        if curve or r == rounds:
+            metrics.append(problem.metrics(state["w"]))
     accuracy, loss = (torch.stack([m[i] for m in metrics], dim=1) for i in (0, 1))
     return Curves(accuracy, loss, state["w"])
 

@@ -142,8 +142,10 @@ def run_baseline(
     batch: int | None = None,
     l2: float = 0.0,
     settings: Settings = Settings(),
+    curve: bool = True,
 ) -> Curves:
-    """Run baseline ``name`` for every grid column from the same W_0; ``batch`` is used by stochastic methods."""
+    """Run baseline ``name`` for every grid column from the same W_0; ``batch`` is used by stochastic methods;
+    ``curve=False``: metrics after the last round only."""
     method_spec = spec(name)
     missing = set(method_spec.hypers) - set(grid)
     if missing:
@@ -154,7 +156,7 @@ def run_baseline(
     columns = {k: v.to(torch.float32) for k, v in grid.items()}
     size = next(iter(columns.values())).shape[0]
     method = method_spec.build(problem, columns, settings)
-    return run_rounds(method, problem, w0, rounds, size, schedule, async_mode, shift)
+    return run_rounds(method, problem, w0, rounds, size, schedule, async_mode, shift, curve)
 
 
 def communication(name: str, rounds: int, edges: int, floats: int, clients: int, settings: Settings = Settings()

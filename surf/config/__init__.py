@@ -8,6 +8,7 @@ from surf.config.schema import (
     ConstraintConfig,
     DataConfig,
     EvalConfig,
+    InpaintingConfig,
     ModelConfig,
     SparseCodingConfig,
     TopologyConfig,
@@ -15,5 +16,6 @@ from surf.config.schema import (
 )
 from surf.config.validate import validate
 
-__all__ = ["Config", "ConstraintConfig", "DataConfig", "EvalConfig", "ModelConfig", "SparseCodingConfig",
+__all__ = ["Config", "ConstraintConfig", "DataConfig", "EvalConfig", "InpaintingConfig", "ModelConfig",
+           "SparseCodingConfig",
            "TopologyConfig", "TrainerConfig", "from_dict", "load", "parse_overrides", "to_dict", "validate"]

@@ -58,7 +58,7 @@ class ModelConfig:
     local_gradient: str = "batch"  # batch (fresh mini-batch B_l, paper) | full (agent's whole training set)
     hidden: int = 16  # width of the coordinate-wise MLP
     step_init: float = 0.3  # initial learned step alpha_l (untrained model = DGD with this step)
-    recompute: bool = False  # recompute each layer's MLP in the backward pass (memory for ~10,000 agents)
+    recompute: bool = False  # keep only each local step's inputs; recompute it in the backward (10,000+ agents)
     # paper variant
     batchnorm: bool = False  # authors' code: parameter-free BatchNorm across agents
     dropout: float = 0.0  # authors' code: 0.5
@@ -147,12 +147,52 @@ class SparseCodingConfig:
 
 
 @dataclass
+class InpaintingConfig:
+    """GLOW-Prox image inpainting (robust unrolling, TSP 2024): ``y = A x (+ noise)``, A a pixel mask, solved by
+    unrolled proximal gradient in the latent space of per-layer Glow flows (docs/inpainting.md)."""
+
+    images: str = "digits"  # digits (embedded 8x8, no download) | npz (data.path-like `path`) | mnist | cifar10
+    path: str | None = None  # npz: an .npz with images (N, H, W[, C]); mnist / cifar10: folder of the official files
+    upsample: int = 1  # integer bilinear upscaling of every image (digits 8x8 -> 16x16 with 2)
+    max_images: int = 0  # use at most this many images (a keyed subset) before splitting; 0 = all
+    batch_size: int = 32  # images per task
+    test_images: int = 256  # meta-test images (from the disjoint test pool)
+    mask: str = "center"  # center (one centered square, the authors') | squares (random squares) | pixels
+    mask_size: float = 0.375  # center / squares: square side as a fraction of the image side (authors: 24/64)
+    mask_squares: int = 3  # squares: how many per image
+    mask_rate: float = 0.5  # pixels: share of missing pixels
+    noise_std: float = 0.0  # observation noise on y, per pixel
+    sigma: float = 0.1  # F(x, z) = ||y - A x||^2 / sigma^2 - log N(z; 0, I) (authors: 1/sigma^2 = 100)
+    layers: int = 5  # L
+    shared_flow: bool = False  # one flow for every layer (default: one per layer, as the authors)
+    flow_levels: int = 1  # Glow levels (each squeezes 2x2 pixels into channels)
+    flow_depth: int = 4  # Glow blocks (actnorm, invertible 1x1 conv, affine coupling) per level
+    flow_hidden: int = 32  # channels of each coupling's conv net
+    step_init: float = 1.0  # mu_l at initialization (1 = 1/||A||^2, the classical step)
+    prox_init: float = 0.1  # lambda_l at initialization
+    pretrain_steps: int = 0  # maximum-likelihood pretraining of the flows on training images (0 = none)
+    pretrain_lr: float = 1e-3
+    free_layers: int = 1  # leading layers without a constraint (authors: 1; x_0 = y has a zero data gradient)
+    reference: str = "clean"  # CII's x*: clean (the image) | classical (a long DCT-FISTA solve)
+    reference_iters: int = 300  # iterations of that long solve
+    classical_rho: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0])  # tuned on val
+    noise_injection: float = 0.0  # training: x_l += s_l n/||n||, l = 0..L-2, s_l = level/(l+1)^decay (authors: 1)
+    noise_decay: float = 1.0
+    perturb_strengths: list[float] = field(default_factory=lambda: [0.0, 0.03, 0.1, 0.3])  # test noise std per pixel
+    ood_mask_sizes: list[float] = field(default_factory=lambda: [0.25, 0.5])  # centered squares of other sizes
+    ood_masks: list[str] = field(default_factory=lambda: ["squares", "pixels"])  # other mask kinds
+    ood_noise: list[float] = field(default_factory=lambda: [0.05, 0.1])  # observation noise on y
+    examples: int = 4  # test images shown in plots/image_grid.png
+    twin: bool = True  # constrained runs also meta-train standard unrolling (constraints.kind=none) for the report
+
+
+@dataclass
 class Config:
     name: str = "surf"
-    family: str = "decentralized"  # decentralized (U-DGD classifier) | sparse_coding (LISTA)
+    family: str = "decentralized"  # decentralized (U-DGD classifier) | sparse_coding (LISTA) | inpainting
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch intra-op CPU threads; 0 = torch's default (all cores). Small problems run faster on 1
+    threads: int = 0  # torch intra-op CPU threads; 0 = by problem size (1 for small problems, all cores for large)
     num_agents: int = 100
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -161,6 +201,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sparse_coding: SparseCodingConfig = field(default_factory=SparseCodingConfig)
+    inpainting: InpaintingConfig = field(default_factory=InpaintingConfig)
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -176,4 +217,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "sparse_coding.variant": ("lista", "alista"),
     "sparse_coding.loss": ("supervised", "objective"),
     "sparse_coding.ci_measure": ("prox_residual", "ls_gradient"),
+    "inpainting.images": ("digits", "npz", "mnist", "cifar10"),
+    "inpainting.mask": ("center", "squares", "pixels"),
+    "inpainting.reference": ("clean", "classical"),
 }

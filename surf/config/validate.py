@@ -8,7 +8,7 @@ import dataclasses
 import math
 from typing import Any
 
-from surf.config.schema import CHOICES, Config, SparseCodingConfig
+from surf.config.schema import CHOICES, Config, InpaintingConfig, SparseCodingConfig
 from surf.utils.errors import ConfigError
 from surf.utils.typed import get_dotted
 
@@ -61,7 +61,7 @@ def validate(cfg: Config) -> Config:
     if cfg.num_agents < 2:
         raise ConfigError(f"num_agents={cfg.num_agents}: a decentralized problem needs at least 2 agents")
     if cfg.threads < 0:
-        raise ConfigError(f"threads={cfg.threads} must be >= 0 (0 = all cores)")
+        raise ConfigError(f"threads={cfg.threads} must be >= 0 (0 = chosen by problem size)")
     if cfg.model.hops < 0:
         raise ConfigError(f"model.hops={cfg.model.hops} must be >= 0")
     if cfg.trainer.steps < 0:
@@ -99,6 +99,7 @@ def validate(cfg: Config) -> Config:
     if any(not 0.0 <= b < 1.0 for b in cfg.eval.momentum_grid):
         raise ConfigError("eval.momentum_grid values must be in [0, 1)")
     _validate_sparse_coding(cfg.sparse_coding)
+    _validate_inpainting(cfg.inpainting)
     return cfg
 
 
@@ -119,3 +120,31 @@ def _validate_sparse_coding(sc: SparseCodingConfig) -> None:
     lists = sc.perturb_strengths + sc.ood_noise + sc.ood_dictionary
     if min([sc.noise_std, sc.noise_injection, sc.noise_decay, sc.dictionary_iters] + lists) < 0:
         raise ConfigError("sparse_coding noise levels, strengths, noise_decay and dictionary_iters must be >= 0")
+
+
+def _validate_inpainting(ic: InpaintingConfig) -> None:
+    """Checks of the ``inpainting`` section (validated whatever the family, so typos surface early)."""
+    for key in ("upsample", "batch_size", "test_images", "mask_squares", "layers", "flow_levels", "flow_depth",
+                "flow_hidden", "reference_iters"):
+        if getattr(ic, key) < 1:
+            raise ConfigError(f"inpainting.{key}={getattr(ic, key)} must be >= 1")
+    for key in ("max_images", "pretrain_steps", "examples"):
+        if getattr(ic, key) < 0:
+            raise ConfigError(f"inpainting.{key}={getattr(ic, key)} must be >= 0")
+    if ic.images in ("npz", "mnist", "cifar10") and not ic.path:
+        raise ConfigError(f"inpainting.images={ic.images} needs inpainting.path (an .npz file, or the folder of the "
+                          "official MNIST / CIFAR-10 files)")
+    if not 0 <= ic.free_layers < ic.layers:
+        raise ConfigError(f"inpainting.free_layers={ic.free_layers} must be in [0, layers={ic.layers})")
+    if any(not 0.0 < v < 1.0 for v in [ic.mask_size, ic.mask_rate, *ic.ood_mask_sizes]):
+        raise ConfigError("inpainting.mask_size, mask_rate and ood_mask_sizes must be in (0, 1)")
+    if ic.sigma <= 0 or ic.pretrain_lr <= 0 or ic.step_init <= 0 or ic.prox_init <= 0:
+        raise ConfigError("inpainting.sigma, pretrain_lr, step_init and prox_init must be > 0")
+    if not ic.classical_rho or min(ic.classical_rho) <= 0:
+        raise ConfigError("inpainting.classical_rho must be a non-empty list of positive weights")
+    levels = [ic.noise_std, ic.noise_injection, ic.noise_decay, *ic.perturb_strengths, *ic.ood_noise]
+    if min(levels) < 0:
+        raise ConfigError("inpainting noise levels, noise_decay and perturb_strengths must be >= 0")
+    unknown = [m for m in ic.ood_masks if m not in CHOICES["inpainting.mask"]]
+    if unknown:
+        raise ConfigError(f"inpainting.ood_masks: {unknown[0]!r} is not one of {', '.join(CHOICES['inpainting.mask'])}")

@@ -23,3 +23,8 @@ def descent_constraints(values: torch.Tensor, form: str, epsilon: float) -> torc
     if form == "normalized":
         return (now - (1.0 - epsilon) * before) / before.detach()
     raise ValueError(f"unknown constraint form {form!r} (valid: {', '.join(FORMS)})")
+
+
+def nonincrease_fraction(per_sample: torch.Tensor) -> float:
+    """Share of (sample, layer) pairs whose value did not increase from layer l-1 to l; (L+1, B) input."""
+    return (per_sample[1:] <= per_sample[:-1]).float().mean().item()

@@ -53,6 +53,11 @@ class Task:
         return int(self.x_train.shape[0])
 
     @property
+    def num_tasks(self) -> int:
+        """One task (a :class:`TaskBatch` holds several)."""
+        return 1
+
+    @property
     def num_features(self) -> int:
         return int(self.x_train.shape[-1])
 
@@ -89,6 +94,43 @@ class Task:
             if isinstance(value := getattr(self, f.name), torch.Tensor)
         }
         return dataclasses.replace(self, **moved)
+
+
+@dataclass
+class TaskBatch:
+    """T tasks of N agents each side by side as one problem of T N agents — task t's agents are the rows
+    t N .. (t+1) N - 1 — so that one unroll, with one batched product per operation, replaces a loop over tasks
+    (``trainer.tasks_per_step > 1``). Agents never interact across tasks: the graph is block-diagonal. Keyed draws
+    (W_0, mini-batches) stay those of each task (``surf.data.batches``)."""
+
+    parts: list[Task]
+
+    def __post_init__(self) -> None:
+        sizes = {part.num_agents for part in self.parts}
+        if len(sizes) != 1:
+            raise ValueError(f"a task batch needs tasks of equal size, got {sorted(sizes)} agents")
+        for name in ("x_train", "y_train", "x_test", "y_test"):
+            setattr(self, name, torch.cat([getattr(part, name) for part in self.parts]))
+
+    @property
+    def key(self) -> tuple:
+        return ("batch", *(part.key for part in self.parts))
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.parts)
+
+    @property
+    def num_agents(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def num_features(self) -> int:
+        return self.parts[0].num_features
+
+    @property
+    def num_classes(self) -> int:
+        return self.parts[0].num_classes
 
 
 class TaskSampler:

@@ -48,8 +48,10 @@ def context(family: ClassifierFamily, task: Any, repetition: int) -> Context:
 
 
 def baseline_curves(family: ClassifierFamily, name: str, task: Any, rounds: int, grid: dict[str, torch.Tensor],
-                    batch: int | None, drops: BoundScenario | None = None, repetition: int = 0) -> Any:
-    """One baseline on one task for every grid setting, under ``drops`` (repetition ``repetition``) if given."""
+                    batch: int | None, drops: BoundScenario | None = None, repetition: int = 0,
+                    curve: bool = True) -> Any:
+    """One baseline on one task for every grid setting, under ``drops`` (repetition ``repetition``) if given;
+    per-round metrics, or the last round's only (``curve=False``)."""
     cfg = family.cfg
     shift = family.shift_for(task)
     schedule, mode = None, cfg.eval.async_mode
@@ -59,15 +61,16 @@ def baseline_curves(family: ClassifierFamily, name: str, task: Any, rounds: int,
         mode = drops.async_mode
     return run_baseline(name, task, shift, initial_weights(task, cfg.seed, cfg.model.w0_std), rounds, grid,
                         agents=family.data_agents(), schedule=schedule, async_mode=mode, seed=cfg.seed, batch=batch,
-                        settings=baseline_settings(cfg))
+                        settings=baseline_settings(cfg), curve=curve)
 
 
 def _mean_curves(family: ClassifierFamily, name: str, tasks: list, rounds: int, grid: dict[str, torch.Tensor],
-                 batch: int | None, drops: BoundScenario | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean held-out accuracy and loss per round over tasks for each grid setting: (G, rounds + 1) each."""
+                 batch: int | None, drops: BoundScenario | None = None, curve: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean held-out accuracy and loss over tasks for each grid setting: (G, rounds + 1) each, or (G, 1)."""
     acc, loss = 0.0, 0.0
     for task in tasks:
-        curves = baseline_curves(family, name, task, rounds, grid, batch, drops)
+        curves = baseline_curves(family, name, task, rounds, grid, batch, drops, curve=curve)
         acc, loss = acc + curves.accuracy, loss + curves.loss
     return acc / len(tasks), loss / len(tasks)
 
@@ -76,7 +79,7 @@ def tune_baseline(family: ClassifierFamily, name: str, rounds: int) -> dict[str,
     """The grid setting maximizing mean final held-out accuracy on the (clean) validation tasks."""
     grid = grid_product(baseline_grid(family.cfg, name))
     tasks = [family.task("val", i) for i in range(family.cfg.trainer.val_tasks)]
-    accuracy, _ = _mean_curves(family, name, tasks, rounds, grid, family.cfg.data.batch_size)
+    accuracy, _ = _mean_curves(family, name, tasks, rounds, grid, family.cfg.data.batch_size, curve=False)
     best = int(torch.nan_to_num(accuracy[:, -1], nan=-1.0).argmax())
     return {k: float(v[best]) for k, v in grid.items()}
 

@@ -21,7 +21,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from surf.evaluation.summary import Comparison, Descent, Robustness, Shift, Summary
+from surf.evaluation.robustness import strength_sweep
+from surf.evaluation.summary import Comparison, Descent, Shift, Summary
 from surf.families.sparse.data import SignalPool
 from surf.families.sparse.family import SparseCodingFamily, gaussian_perturbation
 from surf.families.sparse.measures import (
@@ -51,8 +52,8 @@ def solvers(family: SparseCodingFamily, models: dict[str, nn.Module]) -> dict[st
 
 
 def layer_stds(delta: float, scale: float, layers: int) -> list[float]:
-    """Test perturbation std ``delta * scale`` after layers 1..L-1 (the output layer is not perturbed)."""
-    return [delta * scale] * (layers - 1) + [0.0]
+    """Test perturbation std ``delta * scale`` after layers 1..L-1 (neither x_0 nor the output is perturbed)."""
+    return [0.0] + [delta * scale] * (layers - 1) + [0.0]
 
 
 def trajectory_report(family: SparseCodingFamily, trajectory: list[torch.Tensor], pool: SignalPool,
@@ -114,14 +115,14 @@ def evaluate(family: SparseCodingFamily, model: nn.Module, twin: nn.Module | Non
         m.eval()
     methods = solvers(family, models)
     test = family.source.pool("test")
-    robustness = {}
-    for kind, argument in (("layers", "layer_delta"), ("input", "input_delta")):
-        curves = {method: [] for method in methods}
-        for delta in sc.perturb_strengths:
-            for method, rep in run_all(family, methods, test, **{argument: delta}).items():
-                curves[method].append({"final_nmse_db": rep["nmse_db"][-1], "nmse_db": rep["nmse_db"],
-                                       "objective_nonincrease_fraction": rep["objective_nonincrease_fraction"]})
-        robustness[kind] = Robustness(strengths=list(sc.perturb_strengths), methods=curves)
+
+    def pick(rep: dict) -> dict:
+        return {"final_nmse_db": rep["nmse_db"][-1], "nmse_db": rep["nmse_db"],
+                "objective_nonincrease_fraction": rep["objective_nonincrease_fraction"]}
+
+    robustness = {kind: strength_sweep(sc.perturb_strengths,
+                                       lambda d, a=argument: run_all(family, methods, test, **{a: d}), pick)
+                  for kind, argument in (("layers", "layer_delta"), ("input", "input_delta"))}
     ood = []
     for kind, value, kwargs in ood_shifts(family):
         reports = run_all(family, methods, family.source.pool("test", **kwargs))

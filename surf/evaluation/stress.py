@@ -7,13 +7,18 @@ learned model was trained once and is not retrained. Reported per method and sev
 held-out accuracy over (task, repetition) pairs, the std of the task-averaged accuracy over repetitions, and for
 learned models the fraction of (task, repetition, layer) triples whose descent constraint (the run's form and
 epsilon, on the full-local-data gradient norm as measured) still holds.
+
+The (severity, task, repetition) units are independent and every draw in one is keyed by it, so they can run in any
+order and anywhere: ``surf stress --workers N`` splits them into chunks over Ray workers (a ``Mapper``) and merges the
+results by unit, giving exactly the numbers of one process.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -31,6 +36,18 @@ from surf.scenarios.scenario import BoundScenario, Scenario, ScenarioSchedule
 from surf.utils.errors import ConfigError
 
 SHARED = ("seed", "num_agents", "data", "topology")  # what runs compared on the same tasks must agree on
+CHUNKS_PER_WORKER = 8  # units are split into this many chunks per worker: idle workers take the next one
+Unit = tuple[int, int, int]  # (severity index, meta-test task, repetition)
+UnitResult = tuple[dict[str, float], dict[str, torch.Tensor]]  # accuracy per method, descent holds per learned model
+
+
+class Mapper(Protocol):
+    """Runs ``fn(shared, item)`` for every item on ``workers`` workers, yielding the results in any order
+    (``surf.runtime.ray_tasks.RayMapper``)."""
+
+    workers: int
+
+    def __call__(self, fn: Callable[[Any, Any], Any], shared: Any, items: list) -> Iterator[Any]: ...
 
 
 @dataclass
@@ -79,7 +96,8 @@ def run_baselines(family: ClassifierFamily, tuned: dict[str, dict], task: Any, s
     for name, chosen in tuned.items():
         grid = {k: torch.tensor([v]) for k, v in chosen["hyper"].items()}
         curves = run_baseline(name, task, shift, w0, rounds, grid, agents=family.data_agents(), schedule=per_round,
-                              async_mode=mode, seed=cfg.seed, batch=chosen["batch"], settings=baseline_settings(cfg))
+                              async_mode=mode, seed=cfg.seed, batch=chosen["batch"], settings=baseline_settings(cfg),
+                              curve=False)
         finals[name] = curves.accuracy[0, -1].item()
     return finals
 
@@ -112,65 +130,91 @@ class StressBench:
     def labels(self) -> list[str]:
         return [m.label for m in self.learned] + list(self.tuned)
 
-    def run(self, scenario: Scenario, severities: list | None = None, repeats: int = 20,
-            progress: bool = True) -> StressResult:
-        """Every method on ``test_tasks`` meta-test tasks x ``repeats`` at every severity."""
+    def run(self, scenario: Scenario, severities: list | None = None, repeats: int = 20, progress: bool = True,
+            mapper: Mapper | None = None) -> StressResult:
+        """Every method on ``test_tasks`` meta-test tasks x ``repeats`` at every severity.
+
+        The (severity, task, repetition) units run here in order, or in contiguous chunks on ``mapper``'s workers;
+        results are merged by unit, and every draw of a unit is keyed by the unit, so both give the same numbers."""
         from tqdm import tqdm
 
         if repeats < 1:
             raise ConfigError(f"--repeats={repeats} must be >= 1")
         severities = list(severities if severities is not None else scenario.severities)
         bound = [scenario.bind(s) for s in severities]
+        reps = [repeats if b.random else 1 for b in bound]  # a deterministic scenario: every repetition is the same
+        units = [(s, i, r) for s in range(len(bound)) for i in range(self.test_tasks) for r in range(reps[s])]
+        start = time.perf_counter()
+        with tqdm(total=len(units), desc=f"stress {scenario.name}", unit="run", disable=not progress) as bar:
+            if mapper is None:
+                results = self.run_units(bound, units, bar.update)
+            else:
+                pieces = min(len(units), CHUNKS_PER_WORKER * mapper.workers)
+                chunks = [units[k * len(units) // pieces:(k + 1) * len(units) // pieces] for k in range(pieces)]
+                results = {}
+                for part in mapper(_run_chunk, (self, bound), chunks):
+                    results.update(part)
+                    bar.update(len(part))
         methods = {m.label: StressMethod(kind=m.method, mean=[], std=[], std_over_repeats=[], trained_on=m.trained_on,
                                          constraint_satisfied_fraction=[]) for m in self.learned}
         methods.update({name: StressMethod(kind="baseline", mean=[], std=[], std_over_repeats=[],
                                            hyper=self.tuned[name]["hyper"], batch=self.tuned[name]["batch"])
                         for name in self.tuned})
-        total = sum(self.test_tasks * (repeats if b.random else 1) for b in bound)
-        start = time.perf_counter()
-        with tqdm(total=total, desc=f"stress {scenario.name}", unit="run", disable=not progress) as bar:
-            for b in bound:
-                accuracy, holds = self._severity(b, repeats, bar)
-                for label, values in accuracy.items():
-                    row = methods[label]
-                    row.mean.append(values.mean().item())
-                    row.std.append(values.std().item() if values.numel() > 1 else 0.0)
-                    per_repeat = values.mean(0)
-                    row.std_over_repeats.append(per_repeat.std().item() if per_repeat.numel() > 1 else 0.0)
-                    if label in holds:
-                        row.constraint_satisfied_fraction.append(holds[label])
+        for s in range(len(bound)):
+            keys = [(s, i, r) for i in range(self.test_tasks) for r in range(reps[s])]
+            for label, row in methods.items():
+                values = torch.zeros(self.test_tasks, reps[s])
+                for _, i, r in keys:
+                    values[i, r] = results[(s, i, r)][0][label]
+                row.mean.append(values.mean().item())
+                row.std.append(values.std().item() if values.numel() > 1 else 0.0)
+                per_repeat = values.mean(0)
+                row.std_over_repeats.append(per_repeat.std().item() if per_repeat.numel() > 1 else 0.0)
+                if row.constraint_satisfied_fraction is not None:
+                    holds = torch.cat([results[key][1][label] for key in keys])
+                    row.constraint_satisfied_fraction.append(holds.float().mean().item())
         return StressResult(
             scenario=scenario.name, description=scenario.description, severity_name=scenario.severity_name,
             severities=severities, repeats=repeats, test_tasks=self.test_tasks, async_mode=scenario.async_mode,
             rounds=self.rounds, methods=methods, seconds=round(time.perf_counter() - start, 1))
 
     @torch.no_grad()
-    def _severity(self, bound: BoundScenario, repeats: int, bar: Any) -> tuple[dict[str, torch.Tensor], dict]:
-        """(tasks, repeats) final accuracies per method and descent-holds fractions per learned model."""
-        family = self.family if not bound.overrides else ClassifierFamily(bound.config(self.cfg))
-        cfg, agents = family.cfg, family.data_agents()
-        reps = repeats if bound.random else 1  # a deterministic scenario: every repetition is the same
-        accuracy = {label: torch.zeros(self.test_tasks, reps) for label in self.labels()}
-        holds: dict[str, list[torch.Tensor]] = {m.label: [] for m in self.learned}
-        for i in range(self.test_tasks):
-            clean = family.task("test", i)
-            shift = family.shift_for(clean)
-            for rep in range(reps):
-                ctx = context(family, clean, rep)
-                task = bound.task(ctx, clean)
-                schedule = bound.schedule(ctx, shift)
-                for m in self.learned:
-                    trajectory = m.model(task, shift, cfg.seed, schedule, bound.async_mode)
-                    accuracy[m.label][i, rep] = _mean_accuracy(trajectory.weights[-1], task, agents)
-                    c = m.cfg.constraints
-                    norms = gradient_norms(trajectory, task, c.gradient_on, cfg.seed, agents)
-                    holds[m.label].append(descent_constraints(norms, c.form, c.epsilon) <= 0)
-                finals = run_baselines(family, self.tuned, task, shift, schedule, self.rounds, self.rounds_per_step,
-                                       bound.async_mode)
-                for name, value in finals.items():
-                    accuracy[name][i, rep] = value
-                bar.update(1)
-        return accuracy, {label: torch.cat(h).float().mean().item() for label, h in holds.items()}
+    def run_units(self, bound: list[BoundScenario], units: list[Unit],
+                  advance: Callable[[int], Any] | None = None) -> dict[Unit, UnitResult]:
+        """Per (severity index, task, repetition): every method's final accuracy and, per learned model, whether
+        its descent constraint held at each layer (units of one severity and task share their task and graph)."""
+        results: dict[Unit, UnitResult] = {}
+        at_severity = at_task = None
+        for s, i, rep in units:
+            if s != at_severity:
+                b, at_severity, at_task = bound[s], s, None
+                family = self.family if not b.overrides else ClassifierFamily(b.config(self.cfg))
+                cfg, agents = family.cfg, family.data_agents()
+            if i != at_task:
+                clean, at_task = family.task("test", i), i
+                shift = family.shift_for(clean)
+            ctx = context(family, clean, rep)
+            task = b.task(ctx, clean)
+            schedule = b.schedule(ctx, shift)
+            accuracy, holds = {}, {}
+            for m in self.learned:
+                trajectory = m.model(task, shift, cfg.seed, schedule, b.async_mode)
+                accuracy[m.label] = _mean_accuracy(trajectory.weights[-1], task, agents)
+                c = m.cfg.constraints
+                norms = gradient_norms(trajectory, task, c.gradient_on, cfg.seed, agents)
+                holds[m.label] = descent_constraints(norms, c.form, c.epsilon) <= 0
+            accuracy.update(run_baselines(family, self.tuned, task, shift, schedule, self.rounds,
+                                          self.rounds_per_step, b.async_mode))
+            results[(s, i, rep)] = accuracy, holds
+            if advance is not None:
+                advance(1)
+        return results
+
+
+def _run_chunk(shared: tuple[StressBench, list[BoundScenario]], units: list[Unit]) -> dict[Unit, UnitResult]:
+    """One chunk of units on a worker (``shared``: the bench and the bound severities, sent once)."""
+    bench, bound = shared
+    return bench.run_units(bound, units)
 
 
 def _mean_accuracy(w: torch.Tensor, task: Any, agents: torch.Tensor | None) -> float:
@@ -178,13 +222,14 @@ def _mean_accuracy(w: torch.Tensor, task: Any, agents: torch.Tensor | None) -> f
     return (values[agents] if agents is not None else values).mean().item()
 
 
-def matrix(bench: StressBench, scenarios: list[Scenario], repeats: int, progress: bool = True) -> StressMatrix:
+def matrix(bench: StressBench, scenarios: list[Scenario], repeats: int, progress: bool = True,
+           mapper: Mapper | None = None) -> StressMatrix:
     """Train scenario x test scenario: every model (and baseline) at each test scenario's representative severity."""
     rows: dict[str, MatrixRow] = {m.label: MatrixRow(m.trained_on, m.method, {}) for m in bench.learned}
     rows.update({name: MatrixRow("-", "baseline", {}) for name in bench.tuned})
     for scenario in scenarios:
         severity = scenario.representative
-        result = bench.run(scenario, [severity], repeats, progress)
+        result = bench.run(scenario, [severity], repeats, progress, mapper)
         for label, row in result.methods.items():
             held = row.constraint_satisfied_fraction
             rows[label].cells[scenario.name] = MatrixCell(severity, row.mean[0], row.std[0], held[0] if held else None)

@@ -4,9 +4,10 @@ the ``stress.json`` / ``matrix.json`` results of ``surf stress``.
 Each writer builds these dataclasses; the JSON Schema in ``docs/summary.schema.json`` is generated from them
 (``python -m surf.evaluation.summary``) and every writer is validated against it in the tests. Distinct quantities
 have distinct names: ``grad_norm_decrease_fraction`` (the full-local-gradient norm strictly decreased from layer
-l-1 to l), ``constraint_satisfied_fraction`` (the run's own descent constraint held, slack <= 0) and
-``objective_nonincrease_fraction`` (the objective did not increase). Summaries written before the schema had a
-version (v1) are upgraded on reading by :func:`load_summary`.
+l-1 to l), ``constraint_satisfied_fraction`` (the run's own descent constraint held, slack <= 0),
+``objective_nonincrease_fraction`` (the objective did not increase) and ``distance_nonincrease_fraction`` (the
+distance to the reference did not increase: for images, the PSNR did not decrease). Summaries written before the
+schema had a version (v1) are upgraded on reading by :func:`load_summary`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Descent:
     grad_norm_decrease_fraction: float | None = None
     constraint_satisfied_fraction: float | None = None
     objective_nonincrease_fraction: float | None = None
+    distance_nonincrease_fraction: float | None = None  # distance to the reference did not grow (PSNR did not fall)
 
 
 @dataclass

@@ -6,6 +6,7 @@ its tasks, its unrolled model and, per task, the terms of the Lagrangian (paper 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,6 +23,18 @@ class TaskTerms:
     slacks: torch.Tensor  # c_1..c_L (differentiable when constrained)
     values: torch.Tensor  # measured a_0..a_L (detached): gradient norms or distances
     layer_metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (L+1,) detached, e.g. accuracy
+    tasks: int = 1  # tasks these terms average (a batch of tasks unrolled side by side)
+
+
+@dataclass
+class Pretraining:
+    """An optional stage before meta-training (e.g. fitting a flow as a density model): ``steps`` Adam steps at ``lr``
+    on ``loss(step)`` over ``parameters``. A family offers it through ``pretraining(model) -> Pretraining | None``."""
+
+    parameters: list[torch.nn.Parameter]
+    loss: Callable[[int], torch.Tensor]
+    steps: int
+    lr: float
 
 
 class TaskFamily(Protocol):

@@ -14,13 +14,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from surf.config import ModelConfig
+from surf.models.coordinate_mlp import coordinate_mlp
 
 
 def rms(v: torch.Tensor) -> torch.Tensor:
-    """Per-agent root-mean-square over an agent's coordinates, shaped (N, 1, 1) for broadcasting."""
+    """Per-agent root-mean-square over an agent's coordinates, shaped (..., N, 1, 1) for broadcasting."""
     return v.pow(2).mean(dim=(-2, -1), keepdim=True).add(1e-12).sqrt()
 
 
@@ -59,17 +59,12 @@ class CompactStep(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(self.num_inputs, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, 1))
         nn.init.zeros_(self.mlp[2].weight)  # untrained model = DGD with learned step (prototype finding)
         nn.init.zeros_(self.mlp[2].bias)
-        self.recompute = cfg.recompute
 
     def forward(self, w: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
-        if self.recompute and torch.is_grad_enabled():
-            correction = checkpoint(self._correction, w, grad, delta, gap, use_reentrant=False)
-        else:
-            correction = self._correction(w, grad, delta, gap)
-        return self.step * grad - self.momentum * delta - correction
+        return self.step * grad - self.momentum * delta - self._correction(w, grad, delta, gap)
 
     def _correction(self, w: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
         """``rms(g) * MLP(g/rms(g), delta/rms(delta), gap/rms(gap), w/rms(w))`` coordinate-wise."""
-        scale = rms(grad)
-        features = torch.stack([grad / scale, delta / rms(delta), gap / rms(gap), w / rms(w)], dim=-1)
-        return self.mlp(features).squeeze(-1) * scale
+        raw = torch.stack([grad, delta, gap, w])  # (4, N, d+1, C)
+        scales = rms(raw)  # (4, N, 1, 1): every feature's per-agent rms in one pass
+        return coordinate_mlp(raw / scales, self.mlp[0], self.mlp[2]) * scales[0]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from surf.config import ModelConfig
 from surf.data.batches import batch_indices, gather_batch, initial_weights
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from surf.data.tasks import Task
 
 SERVER = 0  # index of the server in star mode
+# The compact local step runs on chunks of agents whose MLP hidden layer (agents x (d+1) C x hidden floats) is about
+# this size, so that at 10,000+ agents each chunk's work stays in cache instead of streaming GBs through memory.
+CHUNK_FLOATS = 2**20
 
 
 @dataclass
@@ -34,6 +38,9 @@ class Trajectory:
     weights: list[torch.Tensor]  # L+1 tensors (N, d+1, C); index 0 = W_0
     batches: list[torch.Tensor] = field(default_factory=list)  # L tensors (N, B) of indices into x_train
     active: list[torch.Tensor | None] = field(default_factory=list)  # L masks (N,) of agents that took part
+    # the agents' full local gradients at W_0..W_{L-1} when the local steps used them (local_gradient=full):
+    # the descent constraint measures the same gradients and reuses them instead of recomputing
+    full_gradients: list[torch.Tensor] = field(default_factory=list)
 
 
 class UnrolledDGD(nn.Module):
@@ -78,7 +85,10 @@ class UnrolledDGD(nn.Module):
             trajectory.batches.append(idx)
             step = network.step(layer + 1)
             trajectory.active.append(step.active)
-            new = step.keep(self._layer(layer, w, delta, task, idx, step, server), w)
+            proposed, gradient = self._layer(layer, w, delta, task, idx, step, server)
+            if gradient is not None:
+                trajectory.full_gradients.append(gradient)
+            new = step.keep(proposed, w)
             delta, w = new - w, new
             trajectory.weights.append(w)
         return trajectory
@@ -92,17 +102,17 @@ class UnrolledDGD(nn.Module):
         idx: torch.Tensor,
         network: NetworkStep,
         server: torch.Tensor | None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         taps = self.taps[layer]
         if server is not None:  # eq. 13: the server has no k=0 term
             no_self = torch.ones(taps.shape[0], w.shape[0], device=w.device)
-            no_self[0, SERVER] = 0.0
+            no_self[0] = (~server).to(no_self.dtype)
             taps = taps.unsqueeze(1) * no_self
         filtered = network.filter(w, taps)  # eq. 12, K rounds
-        update = self.local_step(layer, w, delta, filtered, task.x_train, task.y_train, idx)
+        update, gradient = self.local_step(layer, w, delta, filtered, task.x_train, task.y_train, idx)
         if server is not None:  # eq. 13: the server applies no local step
             update = update * (~server).view(-1, 1, 1)
-        return filtered - update  # eq. 11
+        return filtered - update, gradient  # eq. 11
 
     def local_step(
         self,
@@ -113,24 +123,40 @@ class UnrolledDGD(nn.Module):
         x_train: torch.Tensor,
         y_train: torch.Tensor,
         idx: torch.Tensor,
-    ) -> torch.Tensor:
-        """The learned update ``step_l`` of layer ``layer`` (0-based) for any set of agents' rows (eq. 11).
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The learned update ``step_l`` of layer ``layer`` (0-based) for any set of agents' rows (eq. 11), and the
+        agents' full local gradient at ``w`` when the step used it (None otherwise).
 
         Everything here is agent-local: the agents' own models ``w`` and previous updates ``delta``, their filter
         outputs ``filtered`` (for the consensus gap), their own data and mini-batch indices ``idx`` (rows, B).
         The vectorized engine calls it on all N rows at once, a Flower node on the rows of its own agents.
         """
-        xb, yb = gather_batch(x_train, y_train, idx)
         step = self.steps[layer]
         if isinstance(step, PaperStep):
-            return step(w, xb, yb)
+            return step(w, *gather_batch(x_train, y_train, idx)), None
         full = self.cfg.local_gradient == "full"
-        grad = agent_gradients(w, x_train, y_train) if full else agent_gradients(w, xb, yb)
-        return step(w, grad, delta, filtered - w)
+        data = (x_train, y_train) if full else gather_batch(x_train, y_train, idx)
+        agents = max(1, CHUNK_FLOATS // (w[0].numel() * self.cfg.hidden))  # per chunk: its hidden layer in cache
+        chunks = zip(*(torch.split(t, agents) for t in (w, delta, filtered, *data)), strict=True)
+        if self.cfg.recompute and torch.is_grad_enabled():  # keep only the inputs; rebuild the step in backward
+            results = [checkpoint(_compact_update, step, *chunk, use_reentrant=False) for chunk in chunks]
+        else:
+            results = [_compact_update(step, *chunk) for chunk in chunks]
+        if len(results) == 1:
+            update, grad = results[0]
+        else:
+            update, grad = (torch.cat(parts) for parts in zip(*results, strict=True))
+        return update, grad if full else None
 
     def _server_mask(self, task: Task) -> torch.Tensor | None:
         if not self.cfg.server:
             return None
-        mask = torch.zeros(task.num_agents, dtype=torch.bool, device=task.x_train.device)
-        mask[SERVER] = True
-        return mask
+        rows = torch.arange(task.num_agents, device=task.x_train.device)
+        return rows % (task.num_agents // task.num_tasks) == SERVER  # the server of every task side by side
+
+
+def _compact_update(step: CompactStep, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor,
+                    x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The compact step's update from the agents' gradient on (x, y), and that gradient."""
+    grad = agent_gradients(w, x, y)
+    return step(w, grad, delta, filtered - w), grad

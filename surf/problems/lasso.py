@@ -9,11 +9,9 @@ Frobenius norm, a much smaller step).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-Perturb = Callable[[int, torch.Tensor], torch.Tensor]  # (layer l >= 1, x_l) -> perturbed x_l
+from surf.problems.proximal import Perturb, proximal_gradient
 
 
 def soft_threshold(v: torch.Tensor, threshold: torch.Tensor | float) -> torch.Tensor:
@@ -61,33 +59,22 @@ def kkt_violation(x: torch.Tensor, y: torch.Tensor, dictionary: torch.Tensor, rh
 def ista(y: torch.Tensor, dictionary: torch.Tensor, rho: float, iters: int,
          perturb: Perturb | None = None) -> list[torch.Tensor]:
     """ISTA from ``x_0 = 0``: ``x_k = soft(x_{k-1} - eta grad g(x_{k-1}), eta rho)``; returns ``[x_0..x_iters]``."""
-    eta = step_size(dictionary)
-    x = y.new_zeros(y.shape[0], dictionary.shape[1])
-    iterates = [x]
-    for k in range(1, iters + 1):
-        x = soft_threshold(x - eta * ls_gradient(x, y, dictionary), eta * rho)
-        if perturb is not None:
-            x = perturb(k, x)
-        iterates.append(x)
-    return iterates
+    return _lasso_prox_gradient(y, dictionary, rho, iters, False, perturb)
 
 
 def fista(y: torch.Tensor, dictionary: torch.Tensor, rho: float, iters: int,
           perturb: Perturb | None = None) -> list[torch.Tensor]:
     """FISTA (Beck & Teboulle 2009) from ``x_0 = 0``; returns ``[x_0..x_iters]``."""
-    eta = step_size(dictionary)
-    x = z = y.new_zeros(y.shape[0], dictionary.shape[1])
-    t = 1.0
-    iterates = [x]
-    for k in range(1, iters + 1):
-        x_next = soft_threshold(z - eta * ls_gradient(z, y, dictionary), eta * rho)
-        if perturb is not None:
-            x_next = perturb(k, x_next)
-        t_next = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
-        z = x_next + ((t - 1.0) / t_next) * (x_next - x)
-        x, t = x_next, t_next
-        iterates.append(x)
-    return iterates
+    return _lasso_prox_gradient(y, dictionary, rho, iters, True, perturb)
+
+
+def _lasso_prox_gradient(y: torch.Tensor, dictionary: torch.Tensor, rho: float, iters: int, accelerated: bool,
+                         perturb: Perturb | None) -> list[torch.Tensor]:
+    """The shared proximal gradient loop on the LASSO, step ``1 / ||D||_2^2``."""
+    return proximal_gradient(y.new_zeros(y.shape[0], dictionary.shape[1]),
+                             lambda x: ls_gradient(x, y, dictionary),
+                             lambda v, eta: soft_threshold(v, eta * rho), step_size(dictionary), iters,
+                             accelerated, perturb)
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from surf.config import Config
 from surf.families.base import TaskFamily
+from surf.runtime.ray_cluster import start_ray
 from surf.training.rundir import RunDir
 from surf.training.trainer import CHECKPOINT_KEYS, MetaTrainer
 from surf.utils.errors import ConfigError, TrainingError
@@ -143,21 +144,6 @@ def check_scaling(workers: int, device: torch.device) -> None:
     if device.type == "cuda" and torch.cuda.device_count() < workers:
         raise ConfigError(f"trainer.workers={workers} needs {workers} GPUs but {torch.cuda.device_count()} are "
                           "visible; lower trainer.workers or set trainer.device=cpu")
-
-
-def start_ray(workers: int, use_gpu: bool) -> None:
-    """Start a local Ray instance for ``workers`` workers: no dashboard, no usage stats, nothing on the network."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # CPU workers: leave CUDA_VISIBLE_DEVICES alone
-    source = str(Path(__file__).resolve().parents[2])  # workers inherit the environment: import this source tree
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH", "")) if p)
-    num_gpus = torch.cuda.device_count() if use_gpu else 0
-    ray.init(num_cpus=max(workers, os.cpu_count() or 1), num_gpus=num_gpus, include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
 
 
 def train_with_ray(trainer: MetaTrainer, run: RunDir, fail_at_step: int | None = None) -> dict:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from surf.constrained.duals import DualVariables
 from surf.constrained.formulation import DescentFormulation
 from surf.families.base import TaskFamily, TaskTerms
+from surf.training.pretrain import pretrain
 from surf.utils.errors import TrainingError
 from surf.utils.faults import pause_point
 from surf.utils.io import atomic_save, load_checkpoint
@@ -35,13 +36,19 @@ from surf.utils.seeding import derive_seed
 
 def _layer_sums(terms: list[TaskTerms]) -> dict[str, torch.Tensor]:
     """Per-layer measured values and the family's per-layer metrics, summed over tasks (for metrics.jsonl)."""
-    sums = {"values": torch.stack([t.values for t in terms]).sum(0)}
+    sums = {"values": torch.stack([t.tasks * t.values for t in terms]).sum(0)}
     for name in terms[0].layer_metrics:
-        sums[f"layer_{name}"] = torch.stack([t.layer_metrics[name] for t in terms]).sum(0)
+        sums[f"layer_{name}"] = torch.stack([t.tasks * t.layer_metrics[name] for t in terms]).sum(0)
     return sums
 
 
 CHECKPOINT_KEYS = ("model", "optimizer", "duals", "step", "best_val", "best_state")
+
+
+def _task_mean(terms: list[TaskTerms], field: str) -> torch.Tensor:
+    """The mean over tasks of a per-task term (a unit of T tasks side by side counts T times)."""
+    total = sum(t.tasks for t in terms)
+    return torch.stack([t.tasks * getattr(t, field) for t in terms]).sum(0) / total
 
 
 class MetaTrainer:
@@ -100,13 +107,18 @@ class MetaTrainer:
         sizes = [v.numel() for v in stats.values()]
         return {k: part.reshape(v.shape) for (k, v), part in zip(stats.items(), flat.split(sizes), strict=True)}
 
+    def units(self, tasks: list) -> list:
+        """What one unroll takes: the family's batches of tasks side by side (``batch_tasks``) if it has them,
+        otherwise one task at a time."""
+        batch_tasks = getattr(self.exp, "batch_tasks", None)
+        return batch_tasks(tasks) if batch_tasks is not None else tasks
+
     def primal_dual_step(self, tasks: list) -> dict:
         """One primal Adam step on the Lagrangian and one projected dual ascent step (Algorithm 1)."""
         self.model.train()
         torch.manual_seed(derive_seed(self.cfg.seed, "dropout", self.step))  # paper variant's Dropout
-        terms = [self.exp.task_terms(self.model, task) for task in tasks]
-        objective = torch.stack([t.objective for t in terms]).mean()
-        slacks = torch.stack([t.slacks for t in terms]).mean(dim=0)
+        terms = [self.exp.task_terms(self.model, unit) for unit in self.units(tasks)]
+        objective, slacks = _task_mean(terms, "objective"), _task_mean(terms, "slacks")
         lagrangian = self.formulation.lagrangian(objective, slacks)  # eq. 4
         if not torch.isfinite(lagrangian):
             raise TrainingError(
@@ -119,7 +131,7 @@ class MetaTrainer:
         if self.cfg.trainer.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.trainer.grad_clip)
         self.optimizer.step()
-        layers = {name: value / len(terms) for name, value in _layer_sums(terms).items()}
+        layers = {name: value / len(tasks) for name, value in _layer_sums(terms).items()}
         means = self._reduce({"lagrangian": lagrangian, "loss": objective, "slacks": slacks, **layers})
         self.formulation.dual_step(means["slacks"])  # eq. 5
         self.step += 1
@@ -131,10 +143,11 @@ class MetaTrainer:
         """Mean held-out loss and accuracy at W_L over the fixed validation tasks (split across workers)."""
         self.model.eval()
         relabel = self.cfg.data.relabel_train
-        indices = range(self.rank, self.cfg.trainer.val_tasks, self.world_size)
-        terms = [self.exp.task_terms(self.model, self.exp.task("val", i, relabel=relabel)) for i in indices]
-        loss = torch.stack([t.objective.detach() for t in terms]).sum()
-        sums = self._reduce({"count": torch.tensor(float(len(terms))), "loss": loss, **_layer_sums(terms)})
+        tasks = [self.exp.task("val", i, relabel=relabel) for i in range(self.rank, self.cfg.trainer.val_tasks,
+                                                                          self.world_size)]
+        terms = [self.exp.task_terms(self.model, unit) for unit in self.units(tasks)]
+        loss = torch.stack([t.tasks * t.objective.detach() for t in terms]).sum()
+        sums = self._reduce({"count": torch.tensor(float(len(tasks))), "loss": loss, **_layer_sums(terms)})
         count = sums.pop("count")  # sums of per-worker sums / W; dividing by the count / W gives the global mean
         layers = {key: (value / count).tolist() for key, value in sums.items()}
         loss = layers.pop("loss")
@@ -156,7 +169,8 @@ class MetaTrainer:
         last_val: dict = {}
         bar = tqdm(total=tcfg.steps, initial=self.step, desc="meta-training", disable=not progress, unit="step")
         with self.interrupts as interrupts:
-            if self.step == 0 and self.best_state is None:  # a fresh run: validate W at step 0
+            if self.step == 0 and self.best_state is None:  # a fresh run: pretrain (if any), validate at step 0
+                self.pretrain()
                 last_val = self._validate_and_select()
                 self.log({"step": 0, **last_val})
             while self.step < tcfg.steps and not interrupts.requested:
@@ -182,6 +196,13 @@ class MetaTrainer:
 
     def _pause(self, point: str) -> None:
         pause_point(point, self.step, stop=lambda: self.interrupts.requested is not None)
+
+    def pretrain(self) -> None:
+        """The family's optional pretraining stage (``pretraining(model)``, e.g. a flow's density fit), logged once."""
+        stage = getattr(self.exp, "pretraining", lambda model: None)(self.model)
+        if stage is not None:
+            losses = pretrain(stage)
+            self.log({"step": 0, "pretrain_steps": len(losses), "pretrain_loss": losses[-1] if losses else None})
 
     def _validate_and_select(self) -> dict:
         self._pause("validate")

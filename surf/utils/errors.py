@@ -29,3 +29,17 @@ def ensure(ok: bool, message: str) -> None:
     """Raise ``ConfigError(message)`` unless ``ok``: the one-line check of a user-supplied value."""
     if not ok:
         raise ConfigError(message)
+
+
+class WorkerError(SurfError):
+    """A job sent to a worker process (a Ray task) failed or was lost with its worker (exit code 1)."""
+
+    exit_code = 1
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: a surf error's own message, otherwise its type and first line."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, SurfError):
+        return lines[0] if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -11,7 +11,8 @@ import yaml
 from surf import config as config_mod
 from surf.app.cli import main
 from surf.app.runner import train
-from surf.app.sweep import Sweep, run_sweep
+from surf.app.sweep import Sweep
+from surf.app.sweep_run import run_sweep
 from surf.reporting.sweep_report import write_report
 from surf.utils.errors import ConfigError
 from surf.utils.naming import cell_name
@@ -115,8 +116,8 @@ def test_finished_cells_are_skipped(finished_sweep, monkeypatch, capsys):
     def fail(*args, **kwargs):
         raise AssertionError("a finished cell was run again")
 
-    monkeypatch.setattr("surf.app.sweep.train", fail)
-    monkeypatch.setattr("surf.app.sweep.reevaluate", fail)
+    monkeypatch.setattr("surf.app.cells.train", fail)
+    monkeypatch.setattr("surf.app.cells.reevaluate", fail)
     assert run_sweep(path, tmp / "out", tmp / "store", progress=False) == 0
     assert "6 finished" in capsys.readouterr().out  # eval cells equal to their trained cell count too
 

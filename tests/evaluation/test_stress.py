@@ -10,8 +10,10 @@ import pytest
 
 from surf import config as config_mod
 from surf.app.cli import main
-from surf.app.registry import check_names
+from surf.app.registry import check_names, load_trained
+from surf.evaluation.stress import Learned, StressBench
 from surf.families.classifier.family import ClassifierFamily
+from surf.scenarios.scenario import load_scenario
 from tests.conftest import REPO, TINY, assert_valid, run_tiny
 
 
@@ -129,3 +131,32 @@ def test_unknown_training_scenario_is_a_config_error():
     with pytest.raises(Exception, match="unknown scenario 'nope'"):
         check_names(cfg)
     assert Path(REPO / "simulations" / "scenarios" / "fig4_async.yaml").exists()
+
+
+class Backwards:
+    """A mapper running the chunks in this process, last chunk first: any order must give the same bench."""
+
+    workers = 3
+
+    def __init__(self):
+        self.chunks = []
+
+    def __call__(self, fn, shared, items):
+        self.chunks = list(items)
+        for chunk in reversed(self.chunks):
+            yield fn(shared, chunk)
+
+
+def test_stress_units_in_any_order_and_chunks_give_the_same_result(runs):
+    family, model = load_trained(runs / "clean")
+    bench = StressBench(family, [Learned("clean", family.cfg, model)], ["dgd"], test_tasks=2)
+    scenario = load_scenario("bernoulli")
+    in_order = bench.run(scenario, [0.0, 0.3], repeats=3, progress=False)
+    mapper = Backwards()
+    backwards = bench.run(scenario, [0.0, 0.3], repeats=3, progress=False, mapper=mapper)
+    assert len(mapper.chunks) == 8  # 2 + 6 units (severity 0 is deterministic: one repetition) in 8 chunks
+    assert [u for chunk in mapper.chunks for u in chunk] == [(0, 0, 0), (0, 1, 0)] + [
+        (1, i, r) for i in range(2) for r in range(3)]
+    in_order.seconds = backwards.seconds = 0.0
+    assert backwards == in_order
+    assert in_order.methods["clean"].std_over_repeats[1] > 0  # repetitions differ: their order matters

@@ -69,4 +69,5 @@ def test_current_summaries_round_trip_and_newer_ones_are_refused(tmp_path):
 
 def test_descent_quantities_have_distinct_names():
     names = [f.name for f in dataclasses.fields(Descent)]
-    assert names == ["grad_norm_decrease_fraction", "constraint_satisfied_fraction", "objective_nonincrease_fraction"]
+    assert names == ["grad_norm_decrease_fraction", "constraint_satisfied_fraction", "objective_nonincrease_fraction",
+                     "distance_nonincrease_fraction"]

@@ -1,8 +1,11 @@
-"""Experiment wiring: per-task graphs are keyed by the task and built once."""
+"""The classifier family: per-task graphs keyed by the task and built once; tasks side by side (a TaskBatch on a
+block-diagonal graph) give exactly the terms of the tasks unrolled one by one."""
 
+import pytest
 import torch
 
 from surf import config as config_mod
+from surf.data.tasks import TaskBatch
 from surf.families.classifier.family import ClassifierFamily
 
 
@@ -18,3 +21,46 @@ def test_per_task_graph_is_keyed_and_reused():
 def test_fixed_graph_is_shared_by_all_tasks():
     exp = ClassifierFamily(config_mod.from_dict({}, ["num_agents=12", "topology.name=ring"]))
     assert exp.shift_for(exp.task("train", 0)) is exp.shift_for(exp.task("test", 3))
+
+
+@pytest.mark.parametrize("extra", [
+    [],
+    ["model.server=true", "model.hops=1", "topology.name=star", "topology.gso=lambda_max"],
+    ["constraints.kind=distance", "topology.name=erdos_renyi", "topology.params={p: 0.5, connected: true}",
+     "topology.resample_per_task=true"],
+    ["trainer.scenario=bernoulli", "trainer.scenario_severity=0.3", "model.local_gradient=full"],
+    ["trainer.scenario=time_varying", "trainer.scenario_severity=0.5"],
+])
+def test_tasks_side_by_side_equal_the_mean_of_separate_tasks(extra):
+    """One unroll of a TaskBatch (block-diagonal graph, concatenated schedules) = each task unrolled alone."""
+    cfg = config_mod.from_dict({}, ["num_agents=12", "data.train_per_agent=6", "data.test_per_agent=3",
+                                    "data.batch_size=3", "model.layers=3", "model.hops=2", "model.hidden=4"] + extra)
+    family = ClassifierFamily(cfg)
+    torch.manual_seed(0)
+    model = family.build_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape))
+    tasks = [family.task("train", i) for i in range(3)]
+    (unit,) = family.batch_tasks(tasks)
+    together = family.task_terms(model, unit)
+    alone = [family.task_terms(model, task) for task in tasks]
+    assert together.tasks == 3 and isinstance(unit, TaskBatch)
+    for field in ("objective", "slacks", "values"):
+        expected = torch.stack([getattr(t, field) for t in alone]).mean(0)
+        assert torch.allclose(getattr(together, field), expected, atol=1e-5, rtol=1e-5), field
+    for name in ("accuracy", "loss"):
+        expected = torch.stack([t.layer_metrics[name] for t in alone]).mean(0)
+        assert torch.allclose(together.layer_metrics[name], expected, atol=1e-5), name
+    grads = [torch.autograd.grad(t.objective + t.slacks.sum(), list(model.parameters()), allow_unused=True)
+             for t in (together, *alone)]
+    for g_together, *g_alone in zip(*grads, strict=True):
+        if g_together is not None:
+            assert torch.allclose(g_together, torch.stack(g_alone).mean(0), atol=1e-4, rtol=1e-4)
+
+
+def test_batches_stay_within_the_agent_budget():
+    family = ClassifierFamily(config_mod.from_dict({}, ["num_agents=1000", "topology.name=ring"]))
+    tasks = [family.task("val", i) for i in range(9)]
+    units = family.batch_tasks(tasks)
+    assert [u.num_tasks for u in units] == [4, 4, 1]

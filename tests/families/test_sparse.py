@@ -12,9 +12,10 @@ from surf.app.registry import config_from_dict
 from surf.config import from_dict
 from surf.constrained.constraints import descent_constraints
 from surf.families.sparse.data import gaussian_dictionary, perturb_dictionary, sparse_codes
-from surf.families.sparse.family import SparseCodingFamily, injection_stds
+from surf.families.sparse.family import SparseCodingFamily
 from surf.families.sparse.measures import ci_values, cii_values, nmse_db, objective_nonincrease_fraction
 from surf.models.lista import ALISTA, LISTA, analytic_weight
+from surf.models.perturbation import injection_scales
 from surf.problems.lasso import (
     fista,
     ista,
@@ -157,7 +158,8 @@ def test_tasks_are_keyed_and_noise_injection_off_is_deterministic():
     assert torch.equal(a.objective, b.objective)  # keyed noise: same task, same draws
     assert not torch.equal(a.objective, first.objective)
     assert torch.equal(noisy.task_terms(model.eval(), task).objective, family.task_terms(model, task).objective)
-    assert injection_stds(1.0, 2.0, 3) == [1.0, 0.25, 0.0]
+    assert injection_scales(1.0, 2.0, 3) == [0.0, 1.0, 0.25, 0.0]
+    assert injection_scales(1.0, 1.0, 3, first=0) == [1.0, 0.5, 0.0, 0.0]
 
 
 def test_sparse_training_goes_through_the_shared_meta_trainer(monkeypatch):

@@ -38,14 +38,8 @@ def cli_run(path: Path, workers: int, tasks_per_step: int) -> RunDir:
 
 
 @pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    from surf.runtime.ray_train import start_ray
-
-    start_ray(2, use_gpu=False)
-    yield
-    ray.shutdown()
+def ray_session(ray_local):
+    return ray_local  # the session's local Ray instance (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +143,8 @@ def test_cuda_without_gpu_is_one_line_error(tmp_path, capsys, monkeypatch):
 
 
 def test_ray_is_imported_only_for_workers():
-    code = "import sys, surf.app.cli, surf.training.trainer, surf.runtime.ray_train; print('ray' in sys.modules)"
+    code = ("import sys, surf.app.cli, surf.app.sweep_run, surf.evaluation.stress, surf.training.trainer, "
+            "surf.runtime.ray_train, surf.runtime.ray_tasks; print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=QUICKSTART.parent.parent)
     assert out.stdout.strip() == "False"

@@ -7,16 +7,18 @@ import torch
 
 from surf.config import Config
 from surf.constrained.constraints import descent_constraints
-from surf.data.tasks import Task, TaskSampler
+from surf.data.tasks import Task, TaskBatch, TaskSampler
 from surf.families.base import TaskTerms
 from surf.families.classifier.measures import constraint_values, gradient_norms
+from surf.graphs.batch import block_diagonal, concat_schedules
 from surf.graphs.topology import build_topology
 from surf.models.udgd import SERVER, UnrolledDGD
 from surf.problems.softmax import agent_accuracies, agent_losses
 from surf.scenarios.scenario import TrainingScenario
-from surf.utils.device import resolve_device
+from surf.utils.device import configure_threads, resolve_device
 
 SHIFT_CACHE = 64  # per-task graphs kept when topology.resample_per_task
+BATCH_AGENTS = 4096  # tasks unrolled side by side up to this many agents in all (one task alone beyond it)
 
 
 class ClassifierFamily:
@@ -24,10 +26,12 @@ class ClassifierFamily:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.trainer.device or cfg.device)
         self.sampler = TaskSampler(cfg)
+        model = cfg.model  # the compact step's hidden layer is its largest tensor: N (d+1) C x hidden
+        width = model.hidden if model.variant == "compact" else 1
+        self.threads = configure_threads(cfg.threads, cfg.num_agents * self.sampler.num_features
+                                         * self.sampler.num_classes * width)
         self.topology = build_topology(cfg.topology, cfg.num_agents, cfg.seed)  # validates connectivity early
         self._shift = self.topology.shift.to(self.device)
         self._task_shifts: dict[tuple, torch.Tensor] = {}
@@ -71,29 +75,49 @@ class ClassifierFamily:
     def num_constraints(self) -> int:
         return self.cfg.model.layers
 
-    def task_terms(self, model: torch.nn.Module, task: Task) -> TaskTerms:
+    def task_terms(self, model: torch.nn.Module, task: Task | TaskBatch) -> TaskTerms:
         """Unroll ``model`` on ``task``: held-out loss at W_L, descent-constraint slacks, per-layer accuracy/loss.
 
-        With ``trainer.scenario`` (robust training) the scenario perturbs the task and its network.
+        A :class:`TaskBatch` is unrolled once, its tasks side by side on a block-diagonal graph; its terms are the
+        means over its tasks of each task's terms (slacks per task first, as for separate tasks). With
+        ``trainer.scenario`` (robust training) the scenario perturbs every task and its network.
         """
         cfg, agents = self.cfg, self.data_agents()
-        shift, schedule = self.shift_for(task), None
+        parts = task.parts if isinstance(task, TaskBatch) else [task]
+        shifts = [self.shift_for(part) for part in parts]
+        schedules: list = [None] * len(parts)
+        mode = "stale"
         if self.training_scenario is not None:
-            task, schedule = self.training_scenario.apply(task, shift)
-        mode = self.training_scenario.bound.async_mode if self.training_scenario is not None else "stale"
+            parts, schedules = (list(x) for x in zip(*(self.training_scenario.apply(p, s)
+                                                       for p, s in zip(parts, shifts, strict=True)), strict=True))
+            mode = self.training_scenario.bound.async_mode
+        if len(parts) > 1:
+            task, shift, schedule = TaskBatch(parts), block_diagonal(shifts), concat_schedules(schedules, shifts)
+        else:
+            task, shift, schedule = parts[0], shifts[0], schedules[0]
         trajectory = model(task, shift, cfg.seed, schedule, mode)
-        losses = agent_losses(trajectory.weights[-1], task.x_test, task.y_test)
+        tasks, per_task = len(parts), task.num_agents // len(parts)
+        losses = agent_losses(trajectory.weights[-1], task.x_test, task.y_test).view(tasks, per_task)
         with torch.no_grad():
             stacked = torch.stack(trajectory.weights)
-            accuracy = agent_accuracies(stacked, task.x_test, task.y_test)
-            loss = agent_losses(stacked, task.x_test, task.y_test)
+            accuracy = agent_accuracies(stacked, task.x_test, task.y_test).view(-1, tasks, per_task)
+            loss = agent_losses(stacked, task.x_test, task.y_test).view(-1, tasks, per_task)
         if agents is not None:
-            losses, accuracy, loss = losses[agents], accuracy[:, agents], loss[:, agents]
+            losses, accuracy, loss = losses[:, agents], accuracy[..., agents], loss[..., agents]
         if cfg.constraints.kind == "none":  # standard unrolling: log the gradient norms only
             with torch.no_grad():
                 values = gradient_norms(trajectory, task, cfg.constraints.gradient_on, cfg.seed, agents)
             slacks = descent_constraints(values, cfg.constraints.form, cfg.constraints.epsilon)
         else:
             values, slacks = constraint_values(trajectory, task, cfg.constraints, cfg.seed, agents)
-        metrics = {"accuracy": accuracy.mean(-1), "loss": loss.mean(-1)}
-        return TaskTerms(losses.mean(), slacks, values.detach(), metrics)
+        if tasks > 1:  # (L+1, T) values, (L, T) slacks: each task's own, then their mean
+            values, slacks = values.mean(-1), slacks.mean(-1)
+        metrics = {"accuracy": accuracy.mean((-2, -1)), "loss": loss.mean((-2, -1))}
+        return TaskTerms(losses.mean(-1).mean(), slacks, values.detach(), metrics, tasks=tasks)
+
+    def batch_tasks(self, tasks: list[Task]) -> list[Task | TaskBatch]:
+        """Tasks grouped side by side for one unroll each: as many per batch as keep it within BATCH_AGENTS agents
+        (every task alone once N reaches it); the trainer's tasks of a step and its validation tasks go this way."""
+        per_batch = max(BATCH_AGENTS // self.cfg.num_agents, 1)
+        groups = [tasks[i:i + per_batch] for i in range(0, len(tasks), per_batch)]
+        return [TaskBatch(group) if len(group) > 1 else group[0] for group in groups]

@@ -25,8 +25,9 @@ from surf.families.base import TaskTerms
 from surf.families.sparse.data import ProblemSource
 from surf.families.sparse.measures import ci_values, cii_values, layer_objectives, nmse_db
 from surf.models.lista import build_unrolled
+from surf.models.perturbation import injection_scales, noise_hook
 from surf.problems.lasso import Perturb
-from surf.utils.device import resolve_device
+from surf.utils.device import configure_threads, resolve_device
 from surf.utils.seeding import torch_generator
 
 
@@ -41,21 +42,8 @@ class SparseTask:
 
 
 def gaussian_perturbation(seed: int, key: tuple, stds: list[float]) -> Perturb:
-    """``x_l + sigma_l xi_l`` with ``xi_l ~ N(0, I)`` keyed by ``(seed, key, l)``; ``stds[l-1]`` gives ``sigma_l``."""
-
-    def perturb(layer: int, x: torch.Tensor) -> torch.Tensor:
-        sigma = stds[layer - 1] if layer <= len(stds) else 0.0
-        if sigma == 0.0:
-            return x
-        noise = torch.randn(x.shape, generator=torch_generator(seed, "sparse", "perturb", *key, layer))
-        return x + sigma * noise.to(x.device, x.dtype)
-
-    return perturb
-
-
-def injection_stds(level: float, decay: float, layers: int) -> list[float]:
-    """Training noise ``sigma_l = level / l^decay`` after layers l = 1..L-1 (none after the output layer)."""
-    return [level / layer**decay for layer in range(1, layers)] + [0.0]
+    """``x_l + sigma_l xi_l`` with ``xi_l ~ N(0, I)`` keyed by ``(seed, key, l)``; ``stds[l]`` gives ``sigma_l``."""
+    return noise_hook(seed, ("sparse", "perturb", *key), stds)
 
 
 class SparseCodingFamily:
@@ -63,9 +51,8 @@ class SparseCodingFamily:
 
     def __init__(self, cfg: Config, source: ProblemSource | None = None) -> None:
         self.cfg, self.sc = cfg, cfg.sparse_coding
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
+        self.threads = configure_threads(cfg.threads, self.sc.batch_size * self.sc.atoms * self.sc.atoms)
         self.source = source or ProblemSource(cfg)
         self.dictionary = self.source.dictionary.to(self.device)
 
@@ -98,7 +85,7 @@ class SparseCodingFamily:
         """Training-time noise on layer outputs (``sparse_coding.noise_injection``), or None."""
         if self.sc.noise_injection <= 0:
             return None
-        stds = injection_stds(self.sc.noise_injection, self.sc.noise_decay, self.sc.layers)
+        stds = injection_scales(self.sc.noise_injection, self.sc.noise_decay, self.sc.layers)
         return gaussian_perturbation(self.cfg.seed, ("inject", *task.key), stds)
 
     def task_terms(self, model: nn.Module, task: SparseTask) -> TaskTerms:

@@ -9,14 +9,18 @@ CI  (descent in the objective's stationarity measure):
   which vanishes exactly at the LASSO optimum (default);
   ``ls_gradient``: ``||D^T (D x_l - y)||``, the least-squares gradient without the l1 term (the authors' choice,
   which does not vanish at the LASSO optimum).
-CII (distance to the optimum): ``||x_l - x*||``.
+CII (distance to the optimum): ``||x_l - x*||``. ``objective_nonincrease_fraction`` is the shared
+``surf.constrained.constraints.nonincrease_fraction`` applied to per-signal objectives.
 """
 
 from __future__ import annotations
 
 import torch
 
+from surf.constrained.constraints import nonincrease_fraction
 from surf.problems.lasso import ls_gradient, objective, prox_gradient_residual
+
+objective_nonincrease_fraction = nonincrease_fraction  # applied to per-signal LASSO objectives (L+1, B)
 
 
 def ci_values(trajectory: list[torch.Tensor], y: torch.Tensor, dictionary: torch.Tensor, rho: float, eta: float,
@@ -48,8 +52,3 @@ def layer_objectives(trajectory: list[torch.Tensor], y: torch.Tensor, dictionary
                      rho: float) -> torch.Tensor:
     """Per-signal LASSO objective per layer ``F(x_l^b)`` -> (L+1, B)."""
     return objective(torch.stack(trajectory), y, dictionary, rho)
-
-
-def objective_nonincrease_fraction(per_signal: torch.Tensor) -> float:
-    """Share of (signal, layer) pairs whose value decreased (or stayed equal) from layer l-1 to l; (L+1, B) input."""
-    return (per_signal[1:] <= per_signal[:-1]).float().mean().item()

@@ -1,0 +1,162 @@
+"""The GLOW-Prox inpainting task family (``surf.families.base.TaskFamily``), trained by the shared ``MetaTrainer``.
+
+A *task* is a batch of ``inpainting.batch_size`` images of its split's pool with their masks and observations, keyed
+by ``(seed, split, index)``. Per task the Lagrangian terms are (robust unrolling, TSP 2024):
+
+* objective: ``mean_b ||x_L - x||^2`` (the authors' ``||x^ - x||_F^2 / B``, x the clean image);
+* slacks from CI (``constraints.kind = gradient_norm``: the x- and the z-gradient of F, two constraints per layer)
+  or CII (``distance``: ``||x_l - x*||``) through the shared ``descent_constraints`` (difference / ratio /
+  normalized), for layers ``free_layers + 1 .. L`` (the authors leave layer 1 free: ``x_0 = y`` has a zero data
+  gradient, so CI cannot hold there); ``constraints.kind = none`` is standard unrolling (CI values logged only);
+* optional training noise (``noise_injection``): the authors' ``x_l <- clamp(x_l + s_l n / ||n||, 0, 1)`` on
+  ``x_0..x_{L-2}`` with ``s_l = level / (l + 1)^decay``, keyed by task.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+from surf.config import Config
+from surf.constrained.constraints import descent_constraints
+from surf.families.base import Pretraining, TaskTerms
+from surf.families.inpainting.data import InpaintingBatch, MaskSpec, image_pools, observe_batch
+from surf.families.inpainting.measures import ci_per_image, cii_per_image, layer_objective, layer_psnr
+from surf.models.glow_prox import GlowProx, GlowProxTrajectory
+from surf.models.perturbation import injection_scales, noise_hook
+from surf.problems.inpainting import dct_inpaint, psnr
+from surf.problems.proximal import Perturb
+from surf.utils.device import configure_threads, resolve_device
+from surf.utils.seeding import torch_generator
+
+DEQUANTIZE = 1.0 / 32.0  # density pretraining: uniform noise of this width on the (few-level) pixel values
+
+
+class InpaintingFamily:
+    """Image pools, masks, the GLOW-Prox model and per-task Lagrangian terms from one validated Config."""
+
+    def __init__(self, cfg: Config, pools: dict[str, torch.Tensor] | None = None) -> None:
+        self.cfg, self.ic = cfg, cfg.inpainting
+        self.device = resolve_device(cfg.device)
+        self.pools = pools if pools is not None else image_pools(cfg)
+        self.shape = tuple(self.pools["train"].shape[1:])
+        pixels = 1
+        for size in self.shape:
+            pixels *= size
+        self.threads = configure_threads(cfg.threads, self.ic.batch_size * pixels * self.ic.flow_hidden)
+        self.spec = MaskSpec.of(self.ic)
+
+    @property
+    def constrained_layers(self) -> int:
+        return self.ic.layers - self.ic.free_layers
+
+    @property
+    def num_constraints(self) -> int:
+        """Per constrained layer: one (CII) or two (CI on the x- and the z-gradient, also logged when unconstrained)."""
+        return self.constrained_layers * (1 if self.cfg.constraints.kind == "distance" else 2)
+
+    def describe(self) -> str:
+        c, h, w = self.shape
+        ic = self.ic
+        flows = "one shared flow" if ic.shared_flow else "a flow per layer"
+        return (f"GLOW-Prox, {ic.layers} layers, {flows} ({ic.flow_levels} level(s) x {ic.flow_depth} blocks, "
+                f"{ic.flow_hidden} hidden), {ic.images} {c}x{h}x{w}, mask {self.spec.describe()}")
+
+    def build_model(self) -> nn.Module:
+        """GLOW-Prox with actnorm initialized on a keyed batch of meta-train images (Glow's data-dependent init)."""
+        ic, train = self.ic, self.pools["train"]
+        picks = torch.randperm(len(train), generator=torch_generator(self.cfg.seed, "inpainting", "actnorm"))[:256]
+        return GlowProx(self.shape, ic.layers, ic.flow_levels, ic.flow_depth, ic.flow_hidden, ic.shared_flow,
+                        ic.step_init, ic.prox_init, init_images=train[picks]).to(self.device)
+
+    def batch(self, split: str, count: int, key: tuple, spec: MaskSpec | None = None,
+              noise: float | None = None) -> InpaintingBatch:
+        """``count`` images of ``split`` drawn by ``key`` with masks of ``spec`` and observation noise ``noise``."""
+        pool = self.pools[split]
+        picks = torch.randint(len(pool), (count,), generator=torch_generator(self.cfg.seed, "inpainting", *key))
+        return self._observe(key, pool[picks], spec, noise)
+
+    def fixed_batch(self, split: str, count: int, spec: MaskSpec | None = None,
+                    noise: float | None = None) -> InpaintingBatch:
+        """The first ``count`` images of ``split``'s (shuffled) pool, each once: the evaluation set."""
+        return self._observe(("fixed", split, count), self.pools[split][:count], spec, noise)
+
+    def _observe(self, key: tuple, clean: torch.Tensor, spec: MaskSpec | None, noise: float | None) -> InpaintingBatch:
+        noise = self.ic.noise_std if noise is None else noise
+        batch = observe_batch(key, clean, spec or self.spec, noise, self.cfg.seed)
+        return InpaintingBatch(key, batch.clean.to(self.device), batch.mask.to(self.device), batch.y.to(self.device))
+
+    def task(self, split: str, index: int, relabel: bool = False) -> InpaintingBatch:
+        """Batch ``index`` of ``split`` (``relabel`` unused)."""
+        return self.batch(split, self.ic.batch_size, ("task", split, index))
+
+    @functools.cache  # noqa: B019 (one family object per run; the tuned weights are part of its state)
+    def classical_rho(self, iters: int, accelerated: bool) -> float:
+        """The DCT-l1 weight (of ``inpainting.classical_rho``) with the best mean PSNR after ``iters`` ISTA / FISTA
+        iterations on validation images: the classical prior's one hyper-parameter, tuned like the baselines."""
+        val = self.fixed_batch("val", min(len(self.pools["val"]), 256))
+        scores = {rho: psnr(dct_inpaint(val.y, val.mask, rho, iters, accelerated)[-1], val.clean).mean().item()
+                  for rho in self.ic.classical_rho}
+        return max(scores, key=scores.get)
+
+    @torch.no_grad()
+    def reference(self, batch: InpaintingBatch) -> torch.Tensor:
+        """CII's ``x*``: the clean image, or a long DCT-FISTA solve (``inpainting.reference = classical``)."""
+        if self.ic.reference == "clean":
+            return batch.clean
+        rho = self.classical_rho(self.ic.reference_iters, True)
+        return dct_inpaint(batch.y, batch.mask, rho, self.ic.reference_iters)[-1]
+
+    def per_image_values(self, traj: GlowProxTrajectory, batch: InpaintingBatch) -> torch.Tensor:
+        """Per-image constraint values (R, L+1, B): CI's x- and z-gradient norms (R = 2) or CII's distance (R = 1)."""
+        if self.cfg.constraints.kind == "distance":
+            return cii_per_image(traj.x, self.reference(batch))[None]
+        return ci_per_image(traj, batch.y, batch.mask, self.ic.sigma)
+
+    def slacks(self, values: torch.Tensor) -> torch.Tensor:
+        """Slacks of the constrained layers from values (R, L+1[, B]) -> (R * (L - free)[, B]), layer-major per row.
+
+        A free layer's value never enters (``a_0`` of the x-gradient is 0 at ``x_0 = y``: its ratio would be inf).
+        """
+        ccfg = self.cfg.constraints
+        kept = values[:, self.ic.free_layers:].movedim(1, 0)  # (L + 1 - free, R[, B])
+        slacks = descent_constraints(kept, ccfg.form, ccfg.epsilon).movedim(0, 1)  # (R, L - free[, B])
+        return slacks.reshape(-1, *slacks.shape[2:])
+
+    def injection(self, batch: InpaintingBatch) -> Perturb | None:
+        """The authors' training noise (``inpainting.noise_injection``), or None."""
+        if self.ic.noise_injection <= 0:
+            return None
+        scales = injection_scales(self.ic.noise_injection, self.ic.noise_decay, self.ic.layers, first=0)
+        return noise_hook(self.cfg.seed, ("inpainting", "inject", *batch.key), scales, unit_norm=True, clamp=(0, 1))
+
+    def task_terms(self, model: nn.Module, batch: InpaintingBatch) -> TaskTerms:
+        """Unroll on the task's observations: loss at x_L, descent slacks, per-layer PSNR and objective."""
+        traj = model(batch.y, batch.mask, self.injection(batch) if model.training else None)
+        loss = (traj.x[-1] - batch.clean).flatten(1).pow(2).sum(-1).mean()
+        if self.cfg.constraints.kind == "none":  # standard unrolling: log the CI values only
+            with torch.no_grad():
+                values = self.per_image_values(traj, batch).mean(-1)
+        else:
+            values = self.per_image_values(traj, batch).mean(-1)  # batch means of per-image norms (R, L+1)
+        with torch.no_grad():
+            metrics = {"psnr": layer_psnr(traj.x, batch.clean).mean(-1),
+                       "objective": layer_objective(traj, batch.y, batch.mask, self.ic.sigma).mean(-1)}
+        return TaskTerms(loss, self.slacks(values), values.detach(), metrics)
+
+    def pretraining(self, model: nn.Module) -> Pretraining | None:
+        """Maximum-likelihood fit of every flow to dequantized meta-train images (``inpainting.pretrain_steps``)."""
+        if self.ic.pretrain_steps == 0:
+            return None
+        pixels = float(torch.tensor(self.shape).prod())
+
+        def loss(step: int) -> torch.Tensor:
+            clean = self.batch("train", self.ic.batch_size, ("pretrain", step)).clean
+            gen = torch_generator(self.cfg.seed, "inpainting", "dequantize", step)
+            x = clean + DEQUANTIZE * torch.rand(clean.shape, generator=gen).to(clean.device)
+            return -torch.stack([flow.log_prob(x).mean() for flow in model.flows]).mean() / pixels  # nats / pixel
+
+        params = [p for flow in model.flows for p in flow.parameters()]
+        return Pretraining(params, loss, self.ic.pretrain_steps, self.ic.pretrain_lr)

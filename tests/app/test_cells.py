@@ -1,0 +1,87 @@
+"""A sweep cell on disk is finished (summary written last) or run again; its lock knows host and process, and a lock
+whose holder died — on this host or, by its heartbeat, on another — is taken over."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from surf.app import cells
+from surf.app.cells import cell_lock, cell_state, lock_path, run_cell
+from surf.app.registry import config_from_dict
+from surf.training.rundir import RunDir
+from surf.utils.errors import ConfigError
+from tests.app.test_sweep import TINY
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_lock_names_host_and_process_and_is_released(tmp_path):
+    cell = tmp_path / "cell"
+    with cell_lock(cell):
+        assert lock_path(cell).read_text() == f"{socket.gethostname()} {os.getpid()}"
+        with pytest.raises(ConfigError, match=f"being run by process {os.getpid()} on {socket.gethostname()}"):
+            with cell_lock(cell):
+                pass
+    assert not lock_path(cell).exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("holder", ["dead_pid", "old_format_dead_pid", "other_host_silent"])
+def test_stale_locks_are_taken_over(tmp_path, holder):
+    cell = tmp_path / "cell"
+    lock = lock_path(cell)
+    text = {"dead_pid": f"{socket.gethostname()} {dead_pid()}", "old_format_dead_pid": str(dead_pid()),
+            "other_host_silent": "node-7 1"}[holder]
+    lock.write_text(text)
+    if holder == "other_host_silent":  # its node died: nobody refreshed the lock for longer than STALE_S
+        old = time.time() - cells.STALE_S - 1
+        os.utime(lock, (old, old))
+    with cell_lock(cell):
+        assert lock.read_text().endswith(str(os.getpid()))
+
+
+def test_live_lock_of_another_host_blocks(tmp_path):
+    cell = tmp_path / "cell"
+    lock_path(cell).write_text("node-7 1")  # refreshed just now by its heartbeat
+    with pytest.raises(ConfigError, match="being run by process 1 on node-7"):
+        with cell_lock(cell):
+            pass
+    assert lock_path(cell).read_text() == "node-7 1"
+
+
+def test_heartbeat_refreshes_the_lock(tmp_path, monkeypatch):
+    monkeypatch.setattr(cells, "HEARTBEAT_S", 0.05)
+    cell = tmp_path / "cell"
+    with cell_lock(cell):
+        os.utime(lock_path(cell), (0, 0))
+        time.sleep(0.5)
+        assert time.time() - lock_path(cell).stat().st_mtime < 5
+
+
+def test_summary_is_written_last_and_an_unfinished_cell_is_rerun(tmp_path, monkeypatch):
+    """A process killed while plotting leaves no summary: the cell is not taken for finished, and runs again."""
+    cfg = config_from_dict(TINY)
+    cell = tmp_path / "store" / "cell"
+    write_summary = RunDir.write_summary
+
+    def killed_while_plotting(self, summary):
+        assert any(self.plots.iterdir())  # every plot is on disk before the summary
+        raise KeyboardInterrupt  # stands for the kill just before the summary
+
+    monkeypatch.setattr(RunDir, "write_summary", killed_while_plotting)
+    with pytest.raises(KeyboardInterrupt):
+        run_cell(cfg, cell)
+    assert cell_state(cell, trained=True) == "resume" and not lock_path(cell).exists()
+    monkeypatch.setattr(RunDir, "write_summary", write_summary)
+    assert run_cell(cfg, cell) == "resume"
+    assert cell_state(cell, trained=True) == "finished"
+    assert run_cell(cfg, cell) == "finished"

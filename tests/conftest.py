@@ -22,12 +22,27 @@ TINY = [
 ]
 
 
-def run_tiny(out: Path, extra: list[str] = (), resume: bool = False, config: Path = QUICKSTART) -> int:
-    """``surf run`` of the quickstart config shrunk by TINY (plus ``extra`` overrides) into ``out``."""
+def run_config(config: Path, out: Path, overrides: list[str], resume: bool = False) -> int:
+    """``surf run CONFIG --out OUT -o ...`` in this process."""
     args = ["run", str(config), "--out", str(out), "--quiet"]
-    for item in TINY + list(extra):
+    for item in overrides:
         args += ["-o", item]
     return main(args + (["--resume"] if resume else []))
+
+
+def as_overrides(values: dict, section: str = "") -> list[str]:
+    """``{key: value}`` (a nested mapping is a config section) as ``-o`` overrides with JSON values."""
+    prefix = f"{section}." if section else ""
+    out = []
+    for key, value in values.items():
+        nested = isinstance(value, dict)
+        out += as_overrides(value, f"{prefix}{key}") if nested else [f"{prefix}{key}={json.dumps(value)}"]
+    return out
+
+
+def run_tiny(out: Path, extra: list[str] = (), resume: bool = False) -> int:
+    """``surf run`` of the quickstart config shrunk by TINY (plus ``extra`` overrides) into ``out``."""
+    return run_config(QUICKSTART, out, TINY + list(extra), resume)
 
 
 @pytest.fixture(scope="session")

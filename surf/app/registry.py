@@ -27,6 +27,7 @@ from surf.families.inpainting.family import InpaintingFamily
 from surf.families.sparse.family import SparseCodingFamily
 from surf.graphs.gso import GSOS
 from surf.graphs.topology import list_topologies
+from surf.models.features import FEATURES as STEP_FEATURES
 from surf.reporting.inpainting import format_table as inpainting_table
 from surf.reporting.inpainting import write_image_grid
 from surf.reporting.inpainting import write_plots as inpainting_plots
@@ -95,8 +96,11 @@ def check_names(cfg: Config) -> Config:
         if value not in registry:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(registry)} (see `surf list`)")
     check_baseline_names(cfg.eval, cfg.model.server)
-    if cfg.trainer.scenario:
-        load_scenario(cfg.trainer.scenario)
+    for name, _ in cfg.trainer.scenario_mixture():
+        load_scenario(name)
+    unknown = [f for f in cfg.model.features if f not in STEP_FEATURES]
+    if unknown:
+        raise ConfigError(f"model.features: unknown feature '{unknown[0]}' (valid: {', '.join(STEP_FEATURES)})")
     return cfg
 
 
@@ -142,6 +146,7 @@ def catalogue() -> dict[str, dict[str, str]]:
         "data sources (data.source)": SOURCES,
         "baselines (eval.baselines, eval.long_baselines, surf stress --baselines)": baselines,
         "stress scenarios (surf stress --scenario, trainer.scenario)": list_scenarios(),
+        "compact-step features (model.features)": STEP_FEATURES,
         "runtimes": RUNTIMES,
         "configs (simulations/)": {str(p.relative_to(REPO)): "" for p in sorted((REPO / "simulations").glob("*.yaml"))},
     }

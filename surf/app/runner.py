@@ -5,18 +5,21 @@ config into a run directory, and re-evaluate a trained run under config override
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import torch
 
 from surf.app.registry import build_family, family_entry
 from surf.config import Config
-from surf.evaluation.summary import Summary, Training
+from surf.evaluation.baselines import tune_classical_start
+from surf.evaluation.summary import Summary, Training, WarmStart
 from surf.families.base import TaskFamily
 from surf.training.rundir import RunDir
 from surf.training.trainer import MetaTrainer
 from surf.utils.faults import pause_point
-from surf.utils.io import git_sha
+from surf.utils.io import atomic_write, git_sha
+from surf.utils.typed import build
 
 
 def train_twin(family: TaskFamily, run: RunDir, progress: bool) -> torch.nn.Module:
@@ -32,6 +35,24 @@ def train_twin(family: TaskFamily, run: RunDir, progress: bool) -> torch.nn.Modu
     return trainer.model
 
 
+def warm_start(family: TaskFamily, trainer: MetaTrainer, run: RunDir, resume: bool) -> WarmStart | None:
+    """``model.warm_start=heavy_ball``: tune heavy-ball DGD on the validation tasks (as the evaluation tunes its
+    baseline), make every layer that method (``UnrolledDGD.start_from_heavy_ball``), record it in
+    ``warm_start.json`` and write the step-0 checkpoint, so ``--resume`` and Ray Train workers start from exactly
+    this model. On ``--resume`` the recorded start is read back (the checkpoint already holds the model)."""
+    if family.cfg.model.warm_start == "none":
+        return None
+    if resume:
+        return build(WarmStart, json.loads(run.warm_start.read_text()))
+    start = tune_classical_start(family)
+    trainer.model.start_from_heavy_ball(start.step, start.momentum)
+    atomic_write(run.warm_start, json.dumps(dataclasses.asdict(start), indent=2) + "\n")
+    trainer.checkpoint(run.checkpoints)
+    print(f"surf: warm start at heavy-ball DGD tuned on validation tasks: step {start.step:g}, momentum "
+          f"{start.momentum:g} ({start.gradient_steps} gradient steps x {start.mixing_rounds} mixing rounds)")
+    return start
+
+
 def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> Summary:
     """Meta-train ``cfg`` into run directory ``out`` (or continue its last checkpoint), evaluate, write everything."""
     entry = family_entry(cfg)
@@ -44,10 +65,11 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
     run.prepare(cfg, resume)
     trainer = MetaTrainer(family, log=run.append_metrics)
     if resume:
-        restored = (run.checkpoints / "last.pt").exists()
+        restored = (run.checkpoints / "last.pt").exists()  # else it was killed before its first checkpoint
         if restored:
             trainer.load(run.checkpoints / "last.pt")
-        run.truncate_metrics(trainer.step if restored else -1)
+        run.truncate_metrics(trainer.completed_step())
+    start = warm_start(family, trainer, run, resume and restored)
     print(f"surf: run directory {run.path} ({family.device}, {sum(p.numel() for p in trainer.model.parameters()):,} "
           f"parameters, {family.describe()})")
     if cfg.trainer.workers > 1:  # data-parallel on Ray Train (docs/distributed.md); same run directory
@@ -59,8 +81,10 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
     twin = train_twin(family, run, progress) if entry.wants_twin(cfg) else None
     pause_point("evaluate")
     summary = entry.evaluate(family, trainer.model, twin)
-    summary.training = Training(steps=trainer.step, best_val_loss=trainer.best_val,
-                                duals=trainer.duals.value.tolist())
+    summary.training = Training(
+        steps=trainer.step, best_val_loss=trainer.best_validation.get("val_loss", trainer.best_val),
+        duals=trainer.duals.value.tolist(), select_by=cfg.trainer.select_by, best_step=trainer.best_step,
+        best_validation=trainer.best_validation, start_validation=trainer.start_validation, warm_start=start)
     summary.git_sha = git_sha()
     entry.write_plots(summary, run.read_metrics(), run.plots)
     entry.write_figures(family, trainer.model, twin, run.plots)

@@ -10,11 +10,13 @@ A sweep file::
       constraints.kind: [gradient_norm, none]
       seed: [0, 1]
     include: [{model.variant: paper}] # extra trained cells (overrides on base + set)
+    seeds: [0, 1, 2]                  # every trained cell (matrix and include) once per seed (optional)
     eval_matrix:                      # eval-only cells: each trained model re-evaluated under these overrides,
       eval.n_async: [2, 4]            # the same code path as ``surf eval RUN_DIR -o ...`` (nothing retrained)
     eval_include: [{topology.name: ring}]
 
-Trained cells live in a store shared by all sweeps (default ``runs/trained``) as ``<cell name>-<config hash>``, so
+Trained cells live in a store shared by all sweeps (default ``runs/trained``) as ``<cell name>-<config hash>`` (a
+cell that sets ``name`` is named by it and its seed only), so
 two sweeps that need the same trained model train it once. Eval cells live in ``<trained cell>/eval/<name>``.
 A cell whose ``summary.json`` exists is skipped; a trained cell with a checkpoint but no summary is resumed
 (``surf run --resume``); anything else left by an interrupted cell is cleared and the cell restarts
@@ -41,7 +43,8 @@ from surf.utils.errors import ConfigError
 from surf.utils.io import atomic_write
 from surf.utils.naming import cell_name
 
-SWEEP_KEYS = ("name", "figure", "description", "base", "set", "matrix", "include", "eval_matrix", "eval_include")
+SWEEP_KEYS = ("name", "figure", "description", "base", "set", "matrix", "include", "seeds", "eval_matrix",
+              "eval_include")
 
 
 @dataclass
@@ -103,6 +106,24 @@ def _expand(matrix: dict[str, list], include: list[dict], where: str) -> list[di
     return unique
 
 
+def _trained_name(overrides: dict[str, Any]) -> str:
+    """A trained cell's name: from its overrides, or only its ``name`` (and seed) when it sets one (ablation cells
+    are labelled by their config name; the store directory still carries the config hash)."""
+    if isinstance(overrides.get("name"), str):
+        return cell_name({key: overrides[key] for key in ("name", "seed") if key in overrides})
+    return cell_name(overrides)
+
+
+def _with_seeds(cells: list[dict[str, Any]], seeds: Any, where: str) -> list[dict[str, Any]]:
+    """Every cell once per seed of ``seeds`` (``seed`` last in its overrides); the cells unchanged without it."""
+    if seeds is None:
+        return cells
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                            for s in seeds):
+        raise ConfigError(f"{where}: 'seeds' must be a non-empty list of integers, e.g. [0, 1, 2]")
+    return [{**{k: v for k, v in cell.items() if k != "seed"}, "seed": seed} for cell in cells for seed in seeds]
+
+
 def _base_raw(spec: dict, sweep_path: Path) -> dict:
     """The base config mapping: inline, or read from a path relative to the sweep file (name = its stem)."""
     base = spec.get("base", {})
@@ -139,9 +160,10 @@ class Sweep:
         base = _base_raw(spec, self.path)
         common = spec.get("set", {}) or {}
         self.cells: list[Cell] = []
-        for overrides in _expand(spec.get("matrix", {}) or {}, spec.get("include", []) or [], str(self.path)):
-            cfg = self._resolve(base, {**common, **overrides, **forced}, "cell " + cell_name(overrides))
-            name = cell_name(overrides)
+        trained = _expand(spec.get("matrix", {}) or {}, spec.get("include", []) or [], str(self.path))
+        for overrides in _with_seeds(trained, spec.get("seeds"), str(self.path)):
+            name = _trained_name(overrides)
+            cfg = self._resolve(base, {**common, **overrides, **forced}, "cell " + name)
             if any(cell.cfg == cfg for cell in self.cells):
                 continue  # the same resolved config as an earlier cell: one run
             self.cells.append(Cell(name, overrides, cfg, self._trained_dir(name, cfg)))

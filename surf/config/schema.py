@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from surf.utils.errors import ConfigError
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
 
 @dataclass
 class TopologyConfig:
@@ -58,6 +64,9 @@ class ModelConfig:
     local_gradient: str = "batch"  # batch (fresh mini-batch B_l, paper) | full (agent's whole training set)
     hidden: int = 16  # width of the coordinate-wise MLP
     step_init: float = 0.3  # initial learned step alpha_l (untrained model = DGD with this step)
+    momentum_init: float = 0.0  # initial heavy-ball momentum beta_l (untrained model = heavy-ball DGD with it)
+    warm_start: str = "none"  # none | heavy_ball: start at heavy-ball DGD tuned on validation tasks
+    features: list[str] = field(default_factory=list)  # extra step features: tracking, neighbor_gradient, adam
     recompute: bool = False  # keep only each local step's inputs; recompute it in the backward (10,000+ agents)
     # paper variant
     batchnorm: bool = False  # authors' code: parameter-free BatchNorm across agents
@@ -68,13 +77,16 @@ class ModelConfig:
 class ConstraintConfig:
     """Layer-wise descent constraints (paper eq. 3-5)."""
 
-    kind: str = "gradient_norm"  # gradient_norm (CI, SURF) | distance (CII) | none (standard unrolling)
+    kind: str = "gradient_norm"  # gradient_norm (CI, SURF) | distance (CII) | energy | loss | window | none
     form: str = "difference"  # difference (paper) | ratio (authors' code) | normalized
     epsilon: float = 0.01
     gradient_on: str = "batch"  # batch (paper: B_l) | next_batch (authors' code) | full (all local training data)
     dual_lr: float = 0.01
     dual_max: float | None = None  # optional cap on lambda
     optimum_l2: float = 1e-3  # L2 weight of the pooled problem whose optimum CII measures distance to
+    energy_weight: float | None = None  # c of the energy f(W_l) + c ||W_l - W_l-1||^2; None = beta / (2 alpha) of
+    #   the model's classical start (docs/learned_optimizer.md)
+    window_reduce: str = "mean"  # window: a_l = mean | max of the gradient norms at W_l and W_l-1
 
 
 @dataclass
@@ -91,8 +103,36 @@ class TrainerConfig:
     workers: int = 1  # data-parallel Ray Train workers (docs/distributed.md); each draws tasks_per_step tasks a step
     device: str | None = None  # auto | cpu | cuda for the run, over the top-level device; None = use that one
     max_failures: int = 1  # with workers > 1: restarts from the last checkpoint after a worker dies
-    scenario: str | None = None  # robust training: a stress scenario applied to meta-train/val tasks (`surf list`)
-    scenario_severity: float | None = None  # its severity; None = the scenario's representative severity
+    scenario: str | list[str] | None = None  # robust training: stress scenario(s) on meta-train/val tasks; a list
+    #   is a mixture: each task draws one of them (keyed by the task)
+    scenario_severity: float | list[Any] | None = None  # a value, a range [lo, hi] drawn per task, or None = the
+    #   representative severity; with a list of scenarios: a list with one such entry per scenario
+    select_by: str = "loss"  # model selection on validation tasks: lowest loss | highest accuracy (step 0 included)
+
+    def scenario_mixture(self) -> list[tuple[str, Any]]:
+        """``(scenario, severity)`` per member of ``scenario`` (one for a name, several for a list; none without):
+        severity a number, a ``[lo, hi]`` range or None (the scenario's representative). A structural mistake is a
+        one-line ConfigError."""
+        if not self.scenario:
+            if self.scenario_severity is not None:
+                raise ConfigError("trainer.scenario_severity needs trainer.scenario (the scenario it applies to)")
+            return []
+        names = [self.scenario] if isinstance(self.scenario, str) else list(self.scenario)
+        severities = [self.scenario_severity] if isinstance(self.scenario, str) else self.scenario_severity
+        if severities is None:
+            severities = [None] * len(names)
+        if not isinstance(severities, list) or len(severities) != len(names):
+            raise ConfigError(f"trainer.scenario_severity={self.scenario_severity!r}: with a list of {len(names)} "
+                              "scenarios give a list with one severity (a value, [lo, hi] or null) per scenario")
+        for name, severity in zip(names, severities, strict=True):
+            if isinstance(severity, list) and not (
+                    len(severity) == 2 and all(_is_number(v) for v in severity) and severity[0] <= severity[1]):
+                raise ConfigError(f"trainer.scenario_severity of '{name}': {severity!r} is not a range [lo, hi] "
+                                  "with lo <= hi")
+            if not isinstance(severity, list) and severity is not None and not _is_number(severity):
+                raise ConfigError(f"trainer.scenario_severity of '{name}': expected a number, [lo, hi] or null, got "
+                                  f"{severity!r}")
+        return list(zip(names, severities, strict=True))
 
 
 @dataclass
@@ -208,7 +248,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "model.variant": ("compact", "paper"),
     "model.local_gradient": ("batch", "full"),
-    "constraints.kind": ("gradient_norm", "distance", "none"),
+    "model.warm_start": ("none", "heavy_ball"),
+    "constraints.kind": ("gradient_norm", "distance", "energy", "loss", "window", "none"),
+    "constraints.window_reduce": ("mean", "max"),
+    "trainer.select_by": ("loss", "accuracy"),
     "constraints.form": ("difference", "ratio", "normalized"),
     "constraints.gradient_on": ("batch", "next_batch", "full"),
     "eval.async_mode": ("stale", "zero"),

@@ -98,9 +98,39 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("eval.dgd_steps must be a non-empty list of positive step sizes")
     if any(not 0.0 <= b < 1.0 for b in cfg.eval.momentum_grid):
         raise ConfigError("eval.momentum_grid values must be in [0, 1)")
+    _validate_learned_optimizer(cfg)
     _validate_sparse_coding(cfg.sparse_coding)
     _validate_inpainting(cfg.inpainting)
     return cfg
+
+
+def _validate_learned_optimizer(cfg: Config) -> None:
+    """Warm start, extra step features, the classifier-only descent measures, model selection and the robust-training
+    mixture (docs/learned_optimizer.md). Feature names are checked by ``surf.app.registry`` (the models' registry)."""
+    model, classifier = cfg.model, cfg.family == "decentralized"
+    if model.warm_start == "heavy_ball":
+        needs = {"family=decentralized": classifier, "model.variant=compact": model.variant == "compact",
+                 "model.local_gradient=full": model.local_gradient == "full", "model.hops >= 1": model.hops >= 1,
+                 "model.server=false": not model.server}
+        missing = [name for name, ok in needs.items() if not ok]
+        if missing:
+            raise ConfigError(f"model.warm_start=heavy_ball starts from full-gradient heavy-ball DGD on a graph: it "
+                              f"needs {', '.join(missing)}")
+    if model.features and model.variant != "compact":
+        raise ConfigError(f"model.features={model.features} are inputs of the compact step: set model.variant=compact")
+    if len(set(model.features)) != len(model.features):
+        raise ConfigError(f"model.features={model.features} lists a feature twice")
+    if not 0.0 <= model.momentum_init < 1.0:
+        raise ConfigError(f"model.momentum_init={model.momentum_init} must be in [0, 1)")
+    kind = cfg.constraints.kind
+    if kind in ("energy", "loss", "window") and not classifier:
+        raise ConfigError(f"constraints.kind={kind} is a measure of the decentralized classifier; use gradient_norm, "
+                          "distance or none")
+    if cfg.constraints.energy_weight is not None and cfg.constraints.energy_weight < 0:
+        raise ConfigError(f"constraints.energy_weight={cfg.constraints.energy_weight} must be >= 0 (or null)")
+    if cfg.trainer.select_by == "accuracy" and not classifier:
+        raise ConfigError("trainer.select_by=accuracy needs family=decentralized (select by loss otherwise)")
+    cfg.trainer.scenario_mixture()  # structure of the robust-training scenarios and their severities
 
 
 def _validate_sparse_coding(sc: SparseCodingConfig) -> None:

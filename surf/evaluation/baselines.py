@@ -15,9 +15,10 @@ import torch
 from surf.baselines.registry import Settings, communication, grid_product, run_baseline, spec
 from surf.config import Config
 from surf.data.batches import initial_weights
-from surf.evaluation.summary import Communication, Comparison
+from surf.evaluation.summary import Communication, Comparison, WarmStart
 from surf.families.classifier.family import ClassifierFamily
 from surf.graphs.comm import directed_edges
+from surf.graphs.gso import shift_power
 from surf.models.udgd import SERVER
 from surf.scenarios.perturbations import Context
 from surf.scenarios.scenario import BoundScenario
@@ -49,11 +50,12 @@ def context(family: ClassifierFamily, task: Any, repetition: int) -> Context:
 
 def baseline_curves(family: ClassifierFamily, name: str, task: Any, rounds: int, grid: dict[str, torch.Tensor],
                     batch: int | None, drops: BoundScenario | None = None, repetition: int = 0,
-                    curve: bool = True) -> Any:
+                    curve: bool = True, mixing: int = 1) -> Any:
     """One baseline on one task for every grid setting, under ``drops`` (repetition ``repetition``) if given;
-    per-round metrics, or the last round's only (``curve=False``)."""
+    per-round metrics, or the last round's only (``curve=False``). ``mixing`` = K > 1: every round mixes with S^K
+    (K rounds of plain S mixing per gradient step, on clean tasks: the K-hop analogue of a gossip method)."""
     cfg = family.cfg
-    shift = family.shift_for(task)
+    shift = family.shift_for(task) if mixing == 1 else shift_power(family.shift_for(task), mixing)
     schedule, mode = None, cfg.eval.async_mode
     if drops is not None:
         compiled = drops.schedule(context(family, task, repetition), shift)
@@ -65,21 +67,23 @@ def baseline_curves(family: ClassifierFamily, name: str, task: Any, rounds: int,
 
 
 def _mean_curves(family: ClassifierFamily, name: str, tasks: list, rounds: int, grid: dict[str, torch.Tensor],
-                 batch: int | None, drops: BoundScenario | None = None, curve: bool = True
+                 batch: int | None, drops: BoundScenario | None = None, curve: bool = True, mixing: int = 1
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean held-out accuracy and loss over tasks for each grid setting: (G, rounds + 1) each, or (G, 1)."""
     acc, loss = 0.0, 0.0
     for task in tasks:
-        curves = baseline_curves(family, name, task, rounds, grid, batch, drops, curve=curve)
+        curves = baseline_curves(family, name, task, rounds, grid, batch, drops, curve=curve, mixing=mixing)
         acc, loss = acc + curves.accuracy, loss + curves.loss
     return acc / len(tasks), loss / len(tasks)
 
 
-def tune_baseline(family: ClassifierFamily, name: str, rounds: int) -> dict[str, float]:
-    """The grid setting maximizing mean final held-out accuracy on the (clean) validation tasks."""
+def tune_baseline(family: ClassifierFamily, name: str, rounds: int, mixing: int = 1) -> dict[str, float]:
+    """The grid setting maximizing mean final held-out accuracy on the (clean) validation tasks (``mixing``: see
+    :func:`baseline_curves`)."""
     grid = grid_product(baseline_grid(family.cfg, name))
     tasks = [family.task("val", i) for i in range(family.cfg.trainer.val_tasks)]
-    accuracy, _ = _mean_curves(family, name, tasks, rounds, grid, family.cfg.data.batch_size, curve=False)
+    accuracy, _ = _mean_curves(family, name, tasks, rounds, grid, family.cfg.data.batch_size, curve=False,
+                               mixing=mixing)
     best = int(torch.nan_to_num(accuracy[:, -1], nan=-1.0).argmax())
     return {k: float(v[best]) for k, v in grid.items()}
 
@@ -134,10 +138,26 @@ def evaluate_baseline(family: ClassifierFamily, name: str, tasks: list, relabell
                       communication=communication_cost(family, name, rounds, tasks))
 
 
-def tune_dgd(family: ClassifierFamily, rounds: int, momentum: bool) -> tuple[float, float]:
-    """(step, momentum) of DGD / heavy-ball DGD tuned on the validation tasks."""
-    chosen = tune_baseline(family, "dgd_momentum" if momentum else "dgd", rounds)
+def tune_dgd(family: ClassifierFamily, rounds: int, momentum: bool, mixing: int = 1) -> tuple[float, float]:
+    """(step, momentum) of DGD / heavy-ball DGD tuned on the validation tasks (``mixing``: S^K per gradient step)."""
+    chosen = tune_baseline(family, "dgd_momentum" if momentum else "dgd", rounds, mixing)
     return chosen["step"], chosen.get("momentum", 0.0)
+
+
+def tune_classical_start(family: ClassifierFamily) -> WarmStart:
+    """The heavy-ball DGD a model of L layers x K hops starts from (``model.warm_start=heavy_ball``), tuned on the
+    validation tasks with ``eval.dgd_steps`` x ``eval.momentum_grid`` exactly as the evaluation tunes its baseline:
+
+        W_l = S^K W_{l-1} - alpha grad f(W_{l-1}) + beta (W_{l-1} - W_{l-2}),    l = 1..L.
+
+    K = 1: L rounds of heavy-ball DGD, the same call (and so the same alpha, beta) as the ``dgd_momentum`` baseline
+    at the model's rounds. K > 1: its K-hop analogue, K rounds of plain S mixing per gradient step (multi-consensus
+    heavy-ball; Berahas et al. 2019, NEAR-DGD^t), tuned the same way at L gradient steps of L x K rounds.
+    """
+    model = family.cfg.model
+    step, momentum = tune_dgd(family, model.layers, momentum=True, mixing=model.hops)
+    return WarmStart(method="heavy_ball", step=step, momentum=momentum, gradient_steps=model.layers,
+                     mixing_rounds=model.hops)
 
 
 def evaluate_baselines(family: ClassifierFamily, tasks: list, relabelled: list, rounds: int,

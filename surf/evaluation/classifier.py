@@ -14,7 +14,7 @@ import torch
 from surf.evaluation.baselines import context, evaluate_baselines, message_shape
 from surf.evaluation.summary import Communication, Descent, Summary
 from surf.families.classifier.family import ClassifierFamily
-from surf.families.classifier.measures import gradient_norms
+from surf.families.classifier.measures import constraint_values, declared_quantity, energy_weight, full_data_measures
 from surf.graphs.comm import unrolled_cost
 from surf.models.udgd import UnrolledDGD
 from surf.problems.softmax import agent_accuracies, agent_losses
@@ -29,14 +29,24 @@ def method_name(family: ClassifierFamily) -> str:
     return "unrolling" if family.cfg.constraints.kind == "none" else "surf"
 
 
+def _decrease_fraction(values: torch.Tensor) -> float:
+    """Share of (trajectory, layer) pairs whose value strictly decreased from layer l-1 to l; (T, L+1) input."""
+    return (values[:, 1:] < values[:, :-1]).float().mean().item()
+
+
 @torch.no_grad()
 def evaluate_unrolled(family: ClassifierFamily, model: UnrolledDGD, tasks: list,
                       drops: BoundScenario | None = None) -> dict:
-    """Per-layer held-out accuracy/loss and full-local-gradient norm, averaged over tasks and drop repetitions."""
+    """Per-layer held-out accuracy/loss, full-local-gradient norm and training loss, averaged over tasks and drop
+    repetitions, and the descent of every quantity: the run's declared one (its constraint: kind, form, epsilon)
+    and, on the agents' full local data, the gradient norm, the loss, the energy and the window."""
     model.eval()
     cfg, agents = family.cfg, family.data_agents()
+    constraints = cfg.constraints
+    weight = energy_weight(constraints, model.classical_start)
     repeats = cfg.eval.async_repeats if drops is not None else 1
-    acc, loss, norms, finals = [], [], [], []
+    acc, loss, finals, declared, slacks = [], [], [], [], []
+    measured: dict[str, list[torch.Tensor]] = {}
     for task in tasks:
         shift = family.shift_for(task)
         for rep in range(repeats):
@@ -46,14 +56,23 @@ def evaluate_unrolled(family: ClassifierFamily, model: UnrolledDGD, tasks: list,
             w = torch.stack(trajectory.weights)
             acc.append([_masked_mean(a, agents) for a in agent_accuracies(w, task.x_test, task.y_test)])
             loss.append([_masked_mean(v, agents) for v in agent_losses(w, task.x_test, task.y_test)])
-            norms.append(gradient_norms(trajectory, task, "full", cfg.seed, agents))
+            for name, values in full_data_measures(trajectory, task, constraints, weight, agents).items():
+                measured.setdefault(name, []).append(values)
+            values, slack = constraint_values(trajectory, task, constraints, cfg.seed, weight, agents)
+            declared.append(values)
+            slacks.append(slack)
             finals.append(acc[-1][-1])
-    norms_t = torch.stack(norms)
+    curves = {name: torch.stack(values) for name, values in measured.items()}
     return {
         "accuracy": torch.tensor(acc).mean(0).tolist(),
         "loss": torch.tensor(loss).mean(0).tolist(),
-        "grad_norm": norms_t.mean(0).tolist(),
-        "grad_norm_decrease_fraction": (norms_t[:, 1:] < norms_t[:, :-1]).float().mean().item(),
+        "grad_norm": curves["gradient_norm"].mean(0).tolist(),
+        "train_loss": curves["loss"].mean(0).tolist(),
+        "declared": torch.stack(declared).mean(0).tolist(),
+        "grad_norm_decrease_fraction": _decrease_fraction(curves["gradient_norm"]),
+        "declared_decrease_fraction": _decrease_fraction(torch.stack(declared)),
+        "constraint_satisfied_fraction": (torch.stack(slacks) <= 0).float().mean().item(),
+        "decrease_fractions": {name: _decrease_fraction(values) for name, values in curves.items()},
         "final_accuracy_std": torch.tensor(finals).std().item() if len(finals) > 1 else 0.0,
     }
 
@@ -69,7 +88,7 @@ def evaluate(family: ClassifierFamily, model: UnrolledDGD, n_async: int | None =
     other = evaluate_unrolled(family, model, relabelled, drops)
     baselines = evaluate_baselines(family, tasks, relabelled, max(model.rounds, 1), drops)
     edges, floats = message_shape(family, tasks)
-    curves = ("accuracy", "loss", "grad_norm")
+    curves = ("accuracy", "loss", "grad_norm", "train_loss", "declared")
     final = {"accuracy": plain["accuracy"][-1], "loss": plain["loss"][-1],
              "accuracy_relabelled": other["accuracy"][-1], "accuracy_std": plain["final_accuracy_std"]}
     if "centralized" in baselines:
@@ -77,9 +96,14 @@ def evaluate(family: ClassifierFamily, model: UnrolledDGD, n_async: int | None =
     return Summary(
         family=cfg.family, kind="run", method=method_name(family), layers=cfg.model.layers, rounds=model.rounds,
         final=final, per_layer={k: plain[k] for k in curves}, per_layer_relabelled={k: other[k] for k in curves},
-        descent=Descent(grad_norm_decrease_fraction=plain["grad_norm_decrease_fraction"]),
+        descent=Descent(grad_norm_decrease_fraction=plain["grad_norm_decrease_fraction"],
+                        constraint_satisfied_fraction=plain["constraint_satisfied_fraction"],
+                        declared_quantity=declared_quantity(cfg.constraints.kind),
+                        declared_decrease_fraction=plain["declared_decrease_fraction"],
+                        decrease_fractions=plain["decrease_fractions"]),
         eval={"test_tasks": cfg.eval.test_tasks, "n_async": n_async, "async_mode": cfg.eval.async_mode,
               "async_repeats": cfg.eval.async_repeats if n_async > 0 else 1},
         comparisons=baselines,
-        communication=Communication(**unrolled_cost(cfg.model.layers, cfg.model.hops, edges, floats).as_dict()),
+        communication=Communication(**unrolled_cost(cfg.model.layers, cfg.model.hops, edges, floats,
+                                                    model.vectors_per_message).as_dict()),
     )

@@ -5,8 +5,8 @@ Every method sees the same meta-test tasks, the same W_0 and, per (task, repetit
 validation tasks at the unrolled model's number of communication rounds, then stressed with those settings, as the
 learned model was trained once and is not retrained. Reported per method and severity: mean ± std of the final
 held-out accuracy over (task, repetition) pairs, the std of the task-averaged accuracy over repetitions, and for
-learned models the fraction of (task, repetition, layer) triples whose descent constraint (the run's form and
-epsilon, on the full-local-data gradient norm as measured) still holds.
+learned models the fractions of (task, repetition, layer) triples whose descent constraint (the run's declared
+quantity, form and epsilon) still holds and whose declared quantity strictly decreased.
 
 The (severity, task, repetition) units are independent and every draw in one is keyed by it, so they can run in any
 order and anywhere: ``surf stress --workers N`` splits them into chunks over Ray workers (a ``Mapper``) and merges the
@@ -24,21 +24,22 @@ import torch
 
 from surf.baselines.registry import BASELINES, run_baseline
 from surf.config import Config
-from surf.constrained.constraints import descent_constraints
 from surf.data.batches import initial_weights
 from surf.evaluation.baselines import baseline_settings, choose_hyper, context
 from surf.evaluation.summary import MatrixCell, MatrixRow, StressMatrix, StressMethod, StressResult
 from surf.families.classifier.family import ClassifierFamily
-from surf.families.classifier.measures import gradient_norms
+from surf.families.classifier.measures import constraint_values, declared_quantity, energy_weight
 from surf.models.udgd import UnrolledDGD
 from surf.problems.softmax import agent_accuracies
 from surf.scenarios.scenario import BoundScenario, Scenario, ScenarioSchedule
+from surf.scenarios.training import training_label
 from surf.utils.errors import ConfigError
 
 SHARED = ("seed", "num_agents", "data", "topology")  # what runs compared on the same tasks must agree on
 CHUNKS_PER_WORKER = 8  # units are split into this many chunks per worker: idle workers take the next one
 Unit = tuple[int, int, int]  # (severity index, meta-test task, repetition)
-UnitResult = tuple[dict[str, float], dict[str, torch.Tensor]]  # accuracy per method, descent holds per learned model
+UnitResult = tuple[dict[str, float], dict[str, tuple[torch.Tensor, torch.Tensor]]]  # accuracy per method; per
+#   learned model (its constraint held, its declared quantity decreased) per layer
 
 
 class Mapper(Protocol):
@@ -64,10 +65,7 @@ class Learned:
 
     @property
     def trained_on(self) -> str:
-        scenario, severity = self.cfg.trainer.scenario, self.cfg.trainer.scenario_severity
-        if not scenario:
-            return "clean"
-        return scenario if severity is None else f"{scenario}@{severity:g}"
+        return training_label(self.cfg.trainer)
 
 
 # ---------------------------------------------------------------- baselines: the one place that calls them
@@ -156,7 +154,9 @@ class StressBench:
                     results.update(part)
                     bar.update(len(part))
         methods = {m.label: StressMethod(kind=m.method, mean=[], std=[], std_over_repeats=[], trained_on=m.trained_on,
-                                         constraint_satisfied_fraction=[]) for m in self.learned}
+                                         constraint_satisfied_fraction=[], declared_decrease_fraction=[],
+                                         declared_quantity=declared_quantity(m.cfg.constraints.kind))
+                   for m in self.learned}
         methods.update({name: StressMethod(kind="baseline", mean=[], std=[], std_over_repeats=[],
                                            hyper=self.tuned[name]["hyper"], batch=self.tuned[name]["batch"])
                         for name in self.tuned})
@@ -171,8 +171,9 @@ class StressBench:
                 per_repeat = values.mean(0)
                 row.std_over_repeats.append(per_repeat.std().item() if per_repeat.numel() > 1 else 0.0)
                 if row.constraint_satisfied_fraction is not None:
-                    holds = torch.cat([results[key][1][label] for key in keys])
+                    holds, decreased = (torch.cat([results[key][1][label][j] for key in keys]) for j in (0, 1))
                     row.constraint_satisfied_fraction.append(holds.float().mean().item())
+                    row.declared_decrease_fraction.append(decreased.float().mean().item())
         return StressResult(
             scenario=scenario.name, description=scenario.description, severity_name=scenario.severity_name,
             severities=severities, repeats=repeats, test_tasks=self.test_tasks, async_mode=scenario.async_mode,
@@ -182,7 +183,8 @@ class StressBench:
     def run_units(self, bound: list[BoundScenario], units: list[Unit],
                   advance: Callable[[int], Any] | None = None) -> dict[Unit, UnitResult]:
         """Per (severity index, task, repetition): every method's final accuracy and, per learned model, whether
-        its descent constraint held at each layer (units of one severity and task share their task and graph)."""
+        its descent constraint held and whether its declared quantity strictly decreased at each layer (units of one
+        severity and task share their task and graph)."""
         results: dict[Unit, UnitResult] = {}
         at_severity = at_task = None
         for s, i, rep in units:
@@ -200,9 +202,9 @@ class StressBench:
             for m in self.learned:
                 trajectory = m.model(task, shift, cfg.seed, schedule, b.async_mode)
                 accuracy[m.label] = _mean_accuracy(trajectory.weights[-1], task, agents)
-                c = m.cfg.constraints
-                norms = gradient_norms(trajectory, task, c.gradient_on, cfg.seed, agents)
-                holds[m.label] = descent_constraints(norms, c.form, c.epsilon) <= 0
+                weight = energy_weight(m.cfg.constraints, m.model.classical_start)
+                values, slacks = constraint_values(trajectory, task, m.cfg.constraints, cfg.seed, weight, agents)
+                holds[m.label] = (slacks <= 0, values[1:] < values[:-1])
             accuracy.update(run_baselines(family, self.tuned, task, shift, schedule, self.rounds,
                                           self.rounds_per_step, b.async_mode))
             results[(s, i, rep)] = accuracy, holds

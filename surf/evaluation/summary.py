@@ -4,7 +4,8 @@ the ``stress.json`` / ``matrix.json`` results of ``surf stress``.
 Each writer builds these dataclasses; the JSON Schema in ``docs/summary.schema.json`` is generated from them
 (``python -m surf.evaluation.summary``) and every writer is validated against it in the tests. Distinct quantities
 have distinct names: ``grad_norm_decrease_fraction`` (the full-local-gradient norm strictly decreased from layer
-l-1 to l), ``constraint_satisfied_fraction`` (the run's own descent constraint held, slack <= 0),
+l-1 to l), ``declared_decrease_fraction`` (the quantity the run's constraint is on strictly decreased),
+``constraint_satisfied_fraction`` (the run's own descent constraint held, slack <= 0),
 ``objective_nonincrease_fraction`` (the objective did not increase) and ``distance_nonincrease_fraction`` (the
 distance to the reference did not increase: for images, the PSNR did not decrease). Summaries written before the
 schema had a version (v1) are upgraded on reading by :func:`load_summary`.
@@ -45,6 +46,9 @@ class Descent:
     constraint_satisfied_fraction: float | None = None
     objective_nonincrease_fraction: float | None = None
     distance_nonincrease_fraction: float | None = None  # distance to the reference did not grow (PSNR did not fall)
+    declared_quantity: str | None = None  # what the run's constraint is on (constraints.kind; unrolling: gradient_norm)
+    declared_decrease_fraction: float | None = None  # that quantity strictly decreased from layer l-1 to l
+    decrease_fractions: dict[str, float] = field(default_factory=dict)  # every quantity on full local data, strictly
 
 
 @dataclass
@@ -62,12 +66,29 @@ class Comparison:
 
 
 @dataclass
+class WarmStart:
+    """The classical method a model's layers were initialized to (``model.warm_start``), tuned on validation tasks."""
+
+    method: str  # heavy_ball
+    step: float  # alpha of every layer
+    momentum: float  # beta of every layer
+    gradient_steps: int  # L: one per layer
+    mixing_rounds: int  # K: rounds of plain S mixing per gradient step (taps h_K = 1)
+    preset: str = "tuned on validation tasks"
+
+
+@dataclass
 class Training:
     """Meta-training that produced the model."""
 
     steps: int
-    best_val_loss: float
+    best_val_loss: float  # validation loss of the selected model
     duals: list[float]  # lambda_l at the last step
+    select_by: str = "loss"  # trainer.select_by: the validation criterion of model selection (step 0 included)
+    best_step: int | None = None  # meta-step of the selected model (0 = the untrained, e.g. warm-started, model)
+    best_validation: dict[str, float] = field(default_factory=dict)  # its validation metrics (val_loss, ...)
+    start_validation: dict[str, float] = field(default_factory=dict)  # the untrained model's, at step 0
+    warm_start: WarmStart | None = None
 
 
 @dataclass
@@ -139,6 +160,8 @@ class StressMethod:
     std_over_repeats: list[float]  # std of the task-averaged accuracy over repetitions
     trained_on: str | None = None  # learned models: the scenario they were meta-trained under
     constraint_satisfied_fraction: list[float] | None = None  # learned models: their descent constraint held
+    declared_quantity: str | None = None  # learned models: what their constraint is on
+    declared_decrease_fraction: list[float] | None = None  # learned models: that quantity strictly decreased
     hyper: dict[str, float] | None = None  # baselines: tuned on clean validation tasks
     batch: int | None = None
 

@@ -25,6 +25,18 @@ class TaskTerms:
     layer_metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (L+1,) detached, e.g. accuracy
     tasks: int = 1  # tasks these terms average (a batch of tasks unrolled side by side)
 
+    @staticmethod
+    def combine(terms: list[TaskTerms]) -> TaskTerms:
+        """Several units' terms as one unit of all their tasks: task-weighted means, the task counts summed."""
+        total = sum(t.tasks for t in terms)
+
+        def mean(get: Callable[[TaskTerms], torch.Tensor]) -> torch.Tensor:
+            return sum(t.tasks * get(t) for t in terms) / total
+
+        metrics = {name: mean(lambda t, name=name: t.layer_metrics[name]) for name in terms[0].layer_metrics}
+        return TaskTerms(mean(lambda t: t.objective), mean(lambda t: t.slacks), mean(lambda t: t.values), metrics,
+                         total)
+
 
 @dataclass
 class Pretraining:

@@ -7,7 +7,8 @@ A message is one agent sending its vectors to one neighbour over one directed li
 
 Gossip methods (DGD, heavy-ball, DSGD, DFedAvgM, EXTRA) send one vector over every directed edge of the graph per
 round (E = number of off-diagonal nonzeros of S); DIGing sends two (x and the tracked gradient y). U-DGD uses K
-rounds per layer, one vector per edge per hop. Server-client methods upload from the participating clients only
+rounds per layer, one vector per edge per hop, plus one per communicated step feature (gradient tracking, the
+neighbour-averaged gradient). Server-client methods upload from the participating clients only
 and broadcast to every client (SCAFFOLD: model and control variate each way). Centralized training communicates
 nothing. The counts are the nominal ones: agents dropped by a scenario send less.
 """
@@ -68,9 +69,10 @@ def gossip_cost(rounds: int, edges: int, floats: int, vectors: int = 1) -> CommC
     return CommCost(rounds, (Leg(edges, vectors),), floats)
 
 
-def unrolled_cost(layers: int, hops: int, edges: int, floats: int) -> CommCost:
-    """U-DGD: K rounds per layer (one per hop of the graph filter), one vector over every directed edge."""
-    return gossip_cost(layers * hops, edges, floats)
+def unrolled_cost(layers: int, hops: int, edges: int, floats: int, vectors: int = 1) -> CommCost:
+    """U-DGD: K rounds per layer (one per hop of the graph filter) over every directed edge; each message carries the
+    model plus one vector per communicated step feature (``surf.models.features``: ``vectors`` in all)."""
+    return gossip_cost(layers * hops, edges, floats, vectors)
 
 
 def server_cost(rounds: int, clients: int, per_round: int, floats: int, vectors: int = 1) -> CommCost:

@@ -119,3 +119,14 @@ def shift_operator(graph: nx.Graph, gso: str, laplacian_alpha: float | None = No
         raise ConfigError(f"unknown gso '{gso}' (valid: {', '.join(GSOS)})")
     n = graph.number_of_nodes()
     return GSOS[gso](graph_edges(graph), n, laplacian_alpha, graph.graph.get("family") == "star")
+
+
+def shift_power(shift: torch.Tensor, hops: int) -> torch.Tensor:
+    """``S^K`` for K >= 1 in the layout of S: K rounds of plain S mixing as one operator (what a multi-consensus
+    method applies per gradient step); ``S`` itself, the same tensor, for K = 1."""
+    if hops < 1:
+        raise ValueError(f"shift_power needs hops >= 1, got {hops}")
+    power = shift
+    for _ in range(hops - 1):
+        power = power @ shift
+    return power

@@ -6,7 +6,9 @@
 * ``CompactStep``: label-blind and permutation-equivariant: ``alpha_l g - beta_l delta - rms(g) * MLP_l(features)``
   where g is the agent's local gradient, delta its previous update, and the tiny MLP acts on every coordinate of W_i
   with shared weights (features: normalized g, delta, consensus gap H(W)-W, and w). Its size does not depend on d,
-  C, batch size or N; untrained (MLP output zero) it is DGD with heavy-ball momentum beta_l.
+  C, batch size or N; untrained (MLP output zero) it is DGD with heavy-ball momentum beta_l. Optional extra features
+  (``model.features``: gradient tracking, neighbour-averaged gradient, Adam-like normalization) are
+  ``surf.models.features``.
 """
 
 from __future__ import annotations
@@ -48,23 +50,25 @@ class PaperStep(nn.Module):
 
 
 class CompactStep(nn.Module):
-    """Label-blind local step: ``alpha g - beta delta - rms(g) * MLP(g~, delta~, gap~, w~)`` per coordinate."""
-
-    num_inputs = 4
+    """Label-blind local step: ``alpha g - beta delta - rms(g) * MLP(g~, delta~, gap~, w~, extra~)`` per coordinate,
+    ``extra`` the optional features of ``model.features`` (``surf.models.features``)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self.num_inputs = 4 + len(cfg.features)
         self.step = nn.Parameter(torch.tensor(float(cfg.step_init)))
-        self.momentum = nn.Parameter(torch.tensor(0.0))
+        self.momentum = nn.Parameter(torch.tensor(float(cfg.momentum_init)))
         self.mlp = nn.Sequential(nn.Linear(self.num_inputs, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, 1))
-        nn.init.zeros_(self.mlp[2].weight)  # untrained model = DGD with learned step (prototype finding)
+        nn.init.zeros_(self.mlp[2].weight)  # untrained model = heavy-ball DGD with step_init, momentum_init
         nn.init.zeros_(self.mlp[2].bias)
 
-    def forward(self, w: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
-        return self.step * grad - self.momentum * delta - self._correction(w, grad, delta, gap)
+    def forward(self, w: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor, gap: torch.Tensor,
+                extra: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        return self.step * grad - self.momentum * delta - self._correction(w, grad, delta, gap, extra)
 
-    def _correction(self, w: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
-        """``rms(g) * MLP(g/rms(g), delta/rms(delta), gap/rms(gap), w/rms(w))`` coordinate-wise."""
-        raw = torch.stack([grad, delta, gap, w])  # (4, N, d+1, C)
-        scales = rms(raw)  # (4, N, 1, 1): every feature's per-agent rms in one pass
+    def _correction(self, w: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor, gap: torch.Tensor,
+                    extra: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``rms(g) * MLP(g/rms(g), delta/rms(delta), gap/rms(gap), w/rms(w), ...)`` coordinate-wise."""
+        raw = torch.stack([grad, delta, gap, w, *extra])  # (F, N, d+1, C)
+        scales = rms(raw)  # (F, N, 1, 1): every feature's per-agent rms in one pass
         return coordinate_mlp(raw / scales, self.mlp[0], self.mlp[2]) * scales[0]

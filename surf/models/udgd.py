@@ -4,7 +4,12 @@ Layer l:  ``W_l = sum_{k=0..K} h_{k,l} S^k W_{l-1}  -  step_l(W_{l-1}, B_l)``   
 
 The graph filter is ``surf.graphs.filter.GraphFilter`` (K communication rounds); ``step_l`` is the local learned
 update every agent applies with its own data (``surf.models.steps``: the paper's raw-batch layer or the compact,
-label-blind one). Star / server mode (eq. 13): node 0 holds no data, has no k=0 term and no local step.
+label-blind one, with optional extra features ``surf.models.features``). Star / server mode (eq. 13): node 0 holds no
+data, has no k=0 term and no local step.
+
+The model remembers its *classical start* ``(alpha, beta)`` (a buffer saved with it): ``model.step_init`` /
+``model.momentum_init``, or the tuned heavy-ball DGD it was warm-started from
+(:meth:`UnrolledDGD.start_from_heavy_ball`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from torch.utils.checkpoint import checkpoint
 from surf.config import ModelConfig
 from surf.data.batches import batch_indices, gather_batch, initial_weights
 from surf.graphs.network import Network, NetworkStep, Schedule
+from surf.models.features import extra_vectors, initial_state, layer_features
 from surf.models.steps import CompactStep, PaperStep
 from surf.problems.softmax import agent_gradients
 
@@ -60,11 +66,41 @@ class UnrolledDGD(nn.Module):
             init[:, min(1, taps - 1)] = 1.0  # start at plain S mixing (identity mixing when K = 0)
             self.taps = nn.Parameter(init)
             self.steps = nn.ModuleList(CompactStep(cfg) for _ in range(layers))
+        self.register_buffer("classical_start", torch.tensor([float(cfg.step_init), float(cfg.momentum_init)]))
+
+    @torch.no_grad()
+    def start_from_heavy_ball(self, step: float, momentum: float) -> None:
+        """Make every layer heavy-ball DGD with K consensus rounds per gradient step (the MLP output zero):
+
+            W_l = S^K W_{l-1} - step g(W_{l-1}) + momentum (W_{l-1} - W_{l-2})          (eq. 10 with S^K)
+
+        i.e. taps ``h_K = 1``, every other tap 0. With K = 1 this is heavy-ball DGD itself, round for round.
+        """
+        if not all(isinstance(s, CompactStep) for s in self.steps):
+            raise ValueError("a heavy-ball start needs the compact model (model.variant=compact)")
+        self.taps.zero_()
+        self.taps[:, -1] = 1.0
+        for layer in self.steps:
+            layer.step.fill_(step)
+            layer.momentum.fill_(momentum)
+            nn.init.zeros_(layer.mlp[2].weight)
+            nn.init.zeros_(layer.mlp[2].bias)
+        self.classical_start.copy_(torch.tensor([step, momentum]))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
+        """Checkpoints written before the classical start was saved: keep the one from the config."""
+        state_dict.setdefault(prefix + "classical_start", self.classical_start.clone())
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     @property
     def rounds(self) -> int:
         """Communication rounds of one forward pass: K per layer."""
         return self.cfg.layers * self.cfg.hops
+
+    @property
+    def vectors_per_message(self) -> int:
+        """Model-shaped vectors in every message: the model plus one per communicated feature."""
+        return 1 + extra_vectors(self.cfg.features)
 
     def forward(
         self,
@@ -79,17 +115,18 @@ class UnrolledDGD(nn.Module):
         trajectory = Trajectory(weights=[w])
         network = Network(shift, schedule, async_mode)
         server = self._server_mask(task)
-        delta = torch.zeros_like(w)
+        delta, state = torch.zeros_like(w), initial_state(self.cfg.features, w)
         for layer in range(self.cfg.layers):
             idx = batch_indices(task, seed, layer + 1, self.batch_size)
             trajectory.batches.append(idx)
             step = network.step(layer + 1)
             trajectory.active.append(step.active)
-            proposed, gradient = self._layer(layer, w, delta, task, idx, step, server)
+            proposed, gradient, new_state = self._layer(layer, w, delta, state, task, idx, step, server)
             if gradient is not None:
                 trajectory.full_gradients.append(gradient)
             new = step.keep(proposed, w)
-            delta, w = new - w, new
+            delta, w = step.keep(new - w, delta), new  # a dropped agent keeps its whole state: W and delta
+            state = {name: step.keep(value, state[name]) for name, value in new_state.items()}  # dropped: frozen
             trajectory.weights.append(w)
         return trajectory
 
@@ -98,21 +135,26 @@ class UnrolledDGD(nn.Module):
         layer: int,
         w: torch.Tensor,
         delta: torch.Tensor,
+        state: dict[str, torch.Tensor],
         task: Task,
         idx: torch.Tensor,
         network: NetworkStep,
         server: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
         taps = self.taps[layer]
         if server is not None:  # eq. 13: the server has no k=0 term
             no_self = torch.ones(taps.shape[0], w.shape[0], device=w.device)
             no_self[0] = (~server).to(no_self.dtype)
             taps = taps.unsqueeze(1) * no_self
         filtered = network.filter(w, taps)  # eq. 12, K rounds
-        update, gradient = self.local_step(layer, w, delta, filtered, task.x_train, task.y_train, idx)
+        extra, grad = (), None
+        if self.cfg.features:  # the gradient first: the features send it (or what it updates) with the model
+            grad = agent_gradients(w, *self._local_data(task.x_train, task.y_train, idx))
+            extra, state = layer_features(self.cfg.features, state, grad, network, self.cfg.hops, layer + 1)
+        update, gradient = self.local_step(layer, w, delta, filtered, task.x_train, task.y_train, idx, extra, grad)
         if server is not None:  # eq. 13: the server applies no local step
             update = update * (~server).view(-1, 1, 1)
-        return filtered - update, gradient  # eq. 11
+        return filtered - update, gradient, state  # eq. 11
 
     def local_step(
         self,
@@ -123,21 +165,24 @@ class UnrolledDGD(nn.Module):
         x_train: torch.Tensor,
         y_train: torch.Tensor,
         idx: torch.Tensor,
+        extra: tuple[torch.Tensor, ...] = (),
+        grad: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The learned update ``step_l`` of layer ``layer`` (0-based) for any set of agents' rows (eq. 11), and the
         agents' full local gradient at ``w`` when the step used it (None otherwise).
 
         Everything here is agent-local: the agents' own models ``w`` and previous updates ``delta``, their filter
-        outputs ``filtered`` (for the consensus gap), their own data and mini-batch indices ``idx`` (rows, B).
+        outputs ``filtered`` (for the consensus gap), their own data and mini-batch indices ``idx`` (rows, B), and
+        the layer's ``extra`` features with the gradient ``grad`` they were computed from (``model.features``).
         The vectorized engine calls it on all N rows at once, a Flower node on the rows of its own agents.
         """
         step = self.steps[layer]
         if isinstance(step, PaperStep):
             return step(w, *gather_batch(x_train, y_train, idx)), None
-        full = self.cfg.local_gradient == "full"
-        data = (x_train, y_train) if full else gather_batch(x_train, y_train, idx)
+        data = self._local_data(x_train, y_train, idx)
+        precomputed = () if grad is None else (grad, *extra)  # features needed the gradient before the filter
         agents = max(1, CHUNK_FLOATS // (w[0].numel() * self.cfg.hidden))  # per chunk: its hidden layer in cache
-        chunks = zip(*(torch.split(t, agents) for t in (w, delta, filtered, *data)), strict=True)
+        chunks = zip(*(torch.split(t, agents) for t in (w, delta, filtered, *data, *precomputed)), strict=True)
         if self.cfg.recompute and torch.is_grad_enabled():  # keep only the inputs; rebuild the step in backward
             results = [checkpoint(_compact_update, step, *chunk, use_reentrant=False) for chunk in chunks]
         else:
@@ -146,7 +191,12 @@ class UnrolledDGD(nn.Module):
             update, grad = results[0]
         else:
             update, grad = (torch.cat(parts) for parts in zip(*results, strict=True))
-        return update, grad if full else None
+        return update, grad if self.cfg.local_gradient == "full" else None
+
+    def _local_data(self, x_train: torch.Tensor, y_train: torch.Tensor, idx: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the compact step's gradient is computed on: the agent's whole training set or its mini-batch."""
+        return (x_train, y_train) if self.cfg.local_gradient == "full" else gather_batch(x_train, y_train, idx)
 
     def _server_mask(self, task: Task) -> torch.Tensor | None:
         if not self.cfg.server:
@@ -156,7 +206,8 @@ class UnrolledDGD(nn.Module):
 
 
 def _compact_update(step: CompactStep, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor,
-                    x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The compact step's update from the agents' gradient on (x, y), and that gradient."""
-    grad = agent_gradients(w, x, y)
-    return step(w, grad, delta, filtered - w), grad
+                    x: torch.Tensor, y: torch.Tensor, *precomputed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The compact step's update from the agents' gradient on (x, y), and that gradient; ``precomputed`` = (the
+    gradient, the extra features) when the step's features needed the gradient first."""
+    grad, extra = (precomputed[0], precomputed[1:]) if precomputed else (agent_gradients(w, x, y), ())
+    return step(w, grad, delta, filtered - w, extra), grad

@@ -8,14 +8,35 @@ from pathlib import Path
 
 from surf.evaluation.summary import Summary
 from surf.reporting import paper_numbers as paper
-from surf.reporting.sweep_data import Entry, Group, acc, acc_rel, best_baseline, graph_info, mean_curve, task_std
+from surf.reporting.sweep_data import (
+    Entry,
+    Group,
+    Stat,
+    acc,
+    acc_rel,
+    best_baseline,
+    graph_info,
+    mean_curve,
+    task_std,
+)
 from surf.reporting.sweep_plots import plot_per_layer_groups, plot_rounds, plot_scalar, plot_topology
 
 
-def pm(mean: float, std: float, n: int = 1) -> str:
-    if std != std:  # nan: no spread available
-        return f"{mean:.3f}"
-    return f"{mean:.3f} ± {std:.3f}" + (f" (n={n})" if n > 1 else "")
+def pm(stat: Stat) -> str:
+    """``mean ± 95 % CI half-width`` over seeds (the mean alone with one seed)."""
+    return f"{stat.mean:.3f}" if stat.ci != stat.ci else f"{stat.mean:.3f} ± {stat.ci:.3f}"
+
+
+def signed(stat: Stat | None) -> str:
+    """A paired difference ``+0.014 ± 0.006`` (points of accuracy as fractions), marked ✓ when its CI is above 0."""
+    if stat is None:
+        return "—"
+    text = f"{stat.mean:+.3f}" if stat.ci != stat.ci else f"{stat.mean:+.3f} ± {stat.ci:.3f}"
+    return text + (" ✓" if stat.above_zero else "")
+
+
+def spread(stat: Stat) -> str:
+    return "—" if stat.spread != stat.spread else f"{stat.spread:.3f}"
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -31,25 +52,41 @@ def baseline_names(groups: list[Group]) -> list[str]:
     return names
 
 
+def baseline_accuracy(name: str, key: str = "accuracy"):
+    """The getter of baseline ``name``'s final accuracy (plain, or ``accuracy_relabelled``) in a summary."""
+    return lambda s: s.comparisons[name].final[key]
+
+
 def baseline_cell(g: Group, name: str) -> str:
-    """``plain / relabelled (R rounds)`` for baseline ``name``, averaged over the group's seeds."""
+    """``plain / relabelled (R rounds); Δ`` for baseline ``name`` over the group's seeds, Δ = the model minus the
+    baseline on the same seed (plain)."""
     if not all(name in e.summary.comparisons for e in g.entries):
         return "—"
-    plain = g.stat(lambda s: s.comparisons[name].final["accuracy"])
-    rel = g.stat(lambda s: s.comparisons[name].final["accuracy_relabelled"])
-    return f"{pm(*plain)} / {rel[0]:.3f} ({g.first.summary.comparisons[name].steps} r)"
+    plain = g.stat(baseline_accuracy(name))
+    rel = g.stat(baseline_accuracy(name, "accuracy_relabelled"))
+    difference = g.paired(acc, baseline_accuracy(name))
+    return f"{pm(plain)} / {rel.mean:.3f} ({g.first.summary.comparisons[name].steps} r); Δ {signed(difference)}"
+
+
+def declared_descent(g: Group) -> str:
+    """``quantity decrease %`` of the run's declared descent quantity, mean over seeds (— when not measured)."""
+    if any(e.summary.descent.declared_decrease_fraction is None for e in g.entries):
+        return "—"
+    share = g.stat(lambda s: s.descent.declared_decrease_fraction)
+    return f"{g.first.summary.descent.declared_quantity} {100 * share.mean:.1f}"
 
 
 def overview(groups: list[Group]) -> list[str]:
     names = baseline_names(groups)
-    header = ["trained cell", "evaluated as", "method", "rounds", "accuracy: paper protocol (plain)",
-              "honest (relabelled)", "descent %"] + [f"{n}: plain / relabelled" for n in names]
+    header = ["trained cell", "evaluated as", "method", "rounds", "seeds", "accuracy: paper protocol (plain)",
+              "honest (relabelled)", "task spread", "grad-norm descent %", "declared descent %"] + \
+             [f"{n}: plain / relabelled; model − {n} (paired)" for n in names]
     rows = []
     for g in groups:
-        s = g.first.summary
-        rows.append([g.label, g.cond_label, s.method, s.rounds, pm(*g.stat(acc, task_std)),
-                     pm(*g.stat(acc_rel)), f"{100 * g.stat(lambda x: x.descent.grad_norm_decrease_fraction)[0]:.1f}"]
-                    + [baseline_cell(g, n) for n in names])
+        s, plain = g.first.summary, g.stat(acc, task_std)
+        rows.append([g.label, g.cond_label, s.method, s.rounds, plain.n, pm(plain), pm(g.stat(acc_rel)),
+                     spread(plain), f"{100 * g.stat(lambda x: x.descent.grad_norm_decrease_fraction).mean:.1f}",
+                     declared_descent(g)] + [baseline_cell(g, n) for n in names])
     return table(header, rows)
 
 
@@ -108,7 +145,7 @@ def section_fig2(groups: list[Group], plots: Path) -> list[str]:
         shown = graph if g.cond_label.startswith("topology.name") else f"{graph} ({g.cond_label})"
         long = best_baseline(s, 10 * s.rounds, relabelled=True)
         verdict = "—" if long is None else ("yes" if acc_rel(s) >= long[1] else f"no ({long[0]} {long[1]:.3f})")
-        rows.append([shown, pm(*g.stat(acc, task_std)), pm(*g.stat(acc_rel)), paper_value(ref.get("surf")),
+        rows.append([shown, pm(g.stat(acc)), pm(g.stat(acc_rel)), paper_value(ref.get("surf")),
                      *[_with_paper(g, n, ref) for n in names],
                      verdict])
     lines += table(["graph", f"SURF @{groups[0].first.summary.rounds} plain", "relabelled", "paper SURF",
@@ -149,7 +186,7 @@ def _scalar_section(groups: list[Group], title: str, x_name: str, get_x, ref_for
     rows = []
     for g in sorted(groups, key=lambda g: (g.first.summary.method, get_x(g.first))):
         s, x = g.first.summary, get_x(g.first)
-        rows.append([s.method, g.label, x, pm(*g.stat(acc, task_std)), pm(*g.stat(acc_rel)),
+        rows.append([s.method, g.label, x, pm(g.stat(acc)), pm(g.stat(acc_rel)),
                      paper_value(ref_for(s.method, x, "surf")),
                      *[_with_paper(g, n, ref_for(s.method, x, None)) if paper_key else baseline_cell(g, n)
                        for n in names]])
@@ -188,7 +225,7 @@ def section_fig4(groups: list[Group], plots: Path) -> list[str]:
     for protocol, get in (("plain", acc), ("relabelled", acc_rel)):
         drops = {}
         for method in ("surf", "unrolling"):
-            points = {n_async(g.first): g.stat(get)[0] for g in groups if g.first.summary.method == method}
+            points = {n_async(g.first): g.stat(get).mean for g in groups if g.first.summary.method == method}
             if len(points) > 1:
                 drops[method] = (points[min(points)] - points[max(points)], min(points), max(points))
         if len(drops) < 2:
@@ -231,19 +268,22 @@ def section_topology(groups: list[Group], plots: Path) -> list[str]:
         surf_bytes = s.rounds * info["bytes_per_round"]
         long_comm = None if long is None else s.comparisons[long[0]].communication
         long_bytes = None if long is None else (long_comm.bytes if long_comm else 10 * surf_bytes)
-        points.append({"graph": g.first.config["topology"]["name"], **info, "surf": acc_rel(s),
-                       "surf_plain": acc(s), "surf_bytes": surf_bytes, "best": best, "long": long,
-                       "long_bytes": long_bytes})
+        heavy_ball = (g.paired(acc_rel, baseline_accuracy("dgd_momentum", "accuracy_relabelled"))
+                      if all("dgd_momentum" in e.summary.comparisons for e in g.entries) else None)
+        points.append({"graph": g.first.config["topology"]["name"], **info, "surf": g.stat(acc_rel).mean,
+                       "surf_plain": g.stat(acc).mean, "surf_bytes": surf_bytes, "best": best, "long": long,
+                       "long_bytes": long_bytes, "seeds": len(g.entries), "heavy_ball": heavy_ball})
     points.sort(key=lambda p: p["spectral_gap"])
-    rows = [[p["graph"], f"{p['spectral_gap']:.4f}", int(p["num_edges"]), f"{p['surf_bytes'] / 1e6:.2f}",
-             f"{p['surf_plain']:.3f}", f"{p['surf']:.3f}",
+    rows = [[p["graph"], f"{p['spectral_gap']:.4f}", int(p["num_edges"]), f"{p['surf_bytes'] / 1e6:.2f}", p["seeds"],
+             f"{p['surf_plain']:.3f}", f"{p['surf']:.3f}", signed(p["heavy_ball"]),
              "—" if p["best"] is None else f"{p['best'][0]} {p['best'][1]:.3f}",
              "—" if p["long"] is None else f"{p['long'][0]} {p['long'][1]:.3f}"] for p in points]
     path = plots / "topology.png"
     plot_topology(points, path)
     return ["## Topology comparison (model trained on the paper's 3-regular graph, not retrained)", "",
-            *table(["graph", "spectral gap", "edges", "SURF MB sent", "SURF plain", "SURF relabelled",
-                    "best tuned baseline, same rounds (relabelled)", "best tuned, 10× rounds (relabelled)"], rows),
+            *table(["graph", "spectral gap", "edges", "SURF MB sent", "seeds", "SURF plain", "SURF relabelled",
+                    "SURF − heavy-ball (paired, relabelled)", "best tuned baseline, same rounds (relabelled, first "
+                    "seed)", "best tuned, 10× rounds (relabelled, first seed)"], rows),
             "", "Bytes: float32 messages of the d × C model on every directed edge per round (SURF and DGD-type "
             "baselines send the same per round; a baseline's own `communication` entry is used where present).",
             "", f"![topology]({path.relative_to(plots.parent)})", ""]

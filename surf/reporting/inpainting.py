@@ -10,36 +10,25 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from surf.evaluation.summary import Descent, Summary  # noqa: E402
+from surf.evaluation.summary import Summary  # noqa: E402
+from surf.reporting.comparisons import descents, layer_table, plot_layers, plot_robustness, shift_tables  # noqa: E402
 from surf.reporting.run_plots import plot_constraints, plot_training  # noqa: E402
-
-
-def curves(summary: Summary) -> dict[str, dict[str, list[float]]]:
-    """Every method's per-layer curves: the evaluated model first, then its comparisons."""
-    return {summary.method: summary.per_layer, **{n: c.per_step for n, c in summary.comparisons.items()}}
-
-
-def descents(summary: Summary) -> dict[str, Descent]:
-    return {summary.method: summary.descent, **{n: c.descent for n, c in summary.comparisons.items()}}
 
 
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+TEXTS = {"layers": "noise on layer outputs 1..L-1", "input": "noise on the initial image x_0"}
+
+
 def format_table(summary: Summary) -> str:
     """Per-layer PSNR and SSIM of every method, descent shares, then robustness and out-of-distribution finals."""
-    per = curves(summary)
-    names = list(per)
-    width = max(12, *(len(n) + 1 for n in names))
-    header = f"{'layer':>5} " + " ".join(f"{n:>{width}}" for n in names)
     ev = summary.eval
     lines = [f"surf: inpainting, meta-test per layer ({ev['test_images']} images {ev['image_shape']}, mask "
-             f"{ev['mask']}, equal iterations)"]
-    for metric, text, digits in (("psnr", "PSNR (dB) vs the clean image", 2), ("ssim", "SSIM", 3)):
-        lines += [f"{text}:", header]
-        for layer in range(summary.layers + 1):
-            lines.append(f"{layer:>5} " + " ".join(f"{per[n][metric][layer]:>{width}.{digits}f}" for n in names))
+             f"{ev['mask']}, equal iterations)",
+             *layer_table(summary, "psnr", "PSNR (dB) vs the clean image", 2),
+             *layer_table(summary, "ssim", "SSIM", 3)]
     lines.append("per (image, layer) pair: " + "; ".join(
         f"{n}: PSNR non-decreasing {_percent(d.distance_nonincrease_fraction)}, objective non-increasing "
         f"{_percent(d.objective_nonincrease_fraction)}"
@@ -48,48 +37,15 @@ def format_table(summary: Summary) -> str:
         for n, d in descents(summary).items()))
     lines.append(f"long classical solve ({summary.reference['classical_long_iters']:.0f} FISTA iterations): PSNR "
                  f"{summary.reference['classical_long_psnr']:.2f} dB")
-    for kind, text in (("layers", "noise on layer outputs 1..L-1"), ("input", "noise on the initial image x_0")):
-        rob = summary.robustness[kind]
-        lines.append(f"robustness, {text}: final PSNR (dB) at std " + " ".join(f"{d:g}" for d in rob.strengths))
-        for name, points in rob.methods.items():
-            lines.append(f"  {name:{width}s} " + " ".join(f"{p['final_psnr']:>7.2f}" for p in points))
-    if summary.ood:
-        lines.append("out of distribution: final PSNR (dB)")
-        lines.append(f"  {'shift':>18} " + " ".join(f"{n:>{width}}" for n in names))
-        for row in summary.ood:
-            label = f"{row.shift}={row.value:g}"
-            lines.append(f"  {label:>18} " + " ".join(f"{row.methods[n]['final_psnr']:>{width}.2f}" for n in names))
-    return "\n".join(lines)
+    return "\n".join(lines + shift_tables(summary, "final_psnr", "dB", TEXTS))
 
 
 def write_plots(summary: Summary, rows: list[dict], folder: Path) -> list[Path]:
     """per_layer.png (PSNR, SSIM), robustness.png (final PSNR vs noise), constraints.png, training.png."""
-    folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "per_layer.png", folder / "robustness.png", folder / "constraints.png", folder / "training.png"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, rep in curves(summary).items():
-        axes[0].plot(rep["psnr"], "o-", ms=3, label=name)
-        axes[1].plot(rep["ssim"], "o-", ms=3, label=name)
-    axes[0].axhline(summary.reference["classical_long_psnr"], ls=":", color="gray", label="long DCT-FISTA")
-    axes[0].set(xlabel="layer / iteration", ylabel="PSNR (dB)")
-    axes[1].set(xlabel="layer / iteration", ylabel="SSIM")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(paths[0], dpi=110)
-    plt.close(fig)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, (kind, text) in zip(axes, (("layers", "noise on layer outputs"), ("input", "noise on x_0")), strict=True):
-        rob = summary.robustness[kind]
-        for name, points in rob.methods.items():
-            ax.plot(rob.strengths, [p["final_psnr"] for p in points], "o-", label=name)
-        ax.set(xlabel="noise std per pixel", ylabel="final PSNR (dB)", title=text)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(paths[1], dpi=110)
-    plt.close(fig)
+    plot_layers(summary, [("psnr", "PSNR (dB)", "linear"), ("ssim", "SSIM", "linear")], paths[0],
+                {0: (summary.reference["classical_long_psnr"], "long DCT-FISTA")})
+    plot_robustness(summary, "final_psnr", "final PSNR (dB)", TEXTS, "noise std per pixel", paths[1])
     plot_constraints(rows, paths[2])
     plot_training(rows, paths[3])
     return [p for p in paths if p.exists()]

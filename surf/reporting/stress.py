@@ -23,10 +23,13 @@ def _fmt(value: Any) -> str:
 
 
 def stress_table(result: StressResult) -> str:
-    """Markdown table: mean ± std of final accuracy per method and severity, constraint-holds fractions."""
+    """Markdown table: mean ± std of final accuracy per method and severity, constraint-holds fractions and the
+    shares of (task, repetition, layer) triples where each learned model's declared quantity decreased."""
     methods = result.methods
     learned = [label for label, row in methods.items() if row.constraint_satisfied_fraction is not None]
-    header = [result.severity_name, *methods, *(f"constraint holds ({label})" for label in learned)]
+    declared = [label for label in learned if methods[label].declared_decrease_fraction]
+    header = [result.severity_name, *methods, *(f"constraint holds ({label})" for label in learned),
+              *(f"{methods[label].declared_quantity} decreased ({label})" for label in declared)]
     lines = [f"### {result.scenario}: {result.description}", "",
              f"{result.test_tasks} meta-test tasks x {result.repeats} repetitions, {result.rounds} "
              f"communication rounds, async_mode={result.async_mode}; final held-out accuracy, mean ± std over "
@@ -35,6 +38,7 @@ def stress_table(result: StressResult) -> str:
     for s, severity in enumerate(result.severities):
         cells = [f"{row.mean[s]:.3f} ± {row.std[s]:.3f}" for row in methods.values()]
         cells += [f"{100 * methods[m].constraint_satisfied_fraction[s]:.1f} %" for m in learned]
+        cells += [f"{100 * methods[m].declared_decrease_fraction[s]:.1f} %" for m in declared]
         lines.append("| " + " | ".join([_fmt(severity), *cells]) + " |")
     return "\n".join(lines) + "\n"
 

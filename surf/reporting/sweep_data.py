@@ -1,14 +1,25 @@
 """A sweep's results as data: every finished (trained cell, condition) entry with its typed summary and resolved
-config, grouped over seeds, and the statistics the report tables read."""
+config, grouped over seeds, and the statistics the report tables read.
+
+Over the seeds of a group (n runs that differ only by ``seed``) a quantity is reported as its mean and the
+half-width of its 95 % confidence interval, ``t_{0.975, n-1} s / sqrt(n)`` (s the sample std over seeds; t = 12.706,
+4.303, 3.182 for n = 2, 3, 4). The *task spread* is separate: the std over meta-test tasks (x drop repetitions) of
+one run, averaged over seeds. A paired comparison (a model against a baseline on the same seed: the same tasks,
+W_0 and drops) is the mean of the per-seed differences with their own 95 % CI; "the CI is above 0" means
+``mean - half-width > 0``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from scipy.stats import t as student_t
 
 from surf.config import from_dict
 from surf.data.tasks import TaskSampler
@@ -28,6 +39,35 @@ class Entry:
     config: dict
 
 
+@dataclass(frozen=True)
+class Stat:
+    """A quantity over the seeds of a group: mean, half-width of its 95 % CI (nan with one seed), number of seeds,
+    and the task spread (mean over seeds of the std over meta-test tasks; nan when not measured)."""
+
+    mean: float
+    ci: float
+    n: int
+    spread: float = float("nan")
+
+    @property
+    def above_zero(self) -> bool:
+        """The whole 95 % CI is above 0 (with one seed: never established)."""
+        return self.n > 1 and self.mean - self.ci > 0
+
+
+def t_quantile(n: int) -> float:
+    """``t_{0.975, n-1}``: the two-sided 95 % quantile of Student's t with n - 1 degrees of freedom (n >= 2)."""
+    return float(student_t.ppf(0.975, n - 1))
+
+
+def mean_ci(values: list[float]) -> Stat:
+    """Mean and 95 % CI half-width ``t_{0.975, n-1} s / sqrt(n)`` of per-seed values (ci = nan when n = 1)."""
+    n = len(values)
+    if n == 1:
+        return Stat(values[0], float("nan"), 1)
+    return Stat(statistics.fmean(values), t_quantile(n) * statistics.stdev(values) / math.sqrt(n), n)
+
+
 @dataclass
 class Group:
     """Entries that differ only by seed."""
@@ -40,15 +80,31 @@ class Group:
     def first(self) -> Entry:
         return self.entries[0]
 
-    def stat(self, get, task_std=None) -> tuple[float, float, int]:
-        """(mean, std, n): std over seeds, or ``task_std(summary)`` (std over tasks) when there is one seed."""
-        values = [get(e.summary) for e in self.entries]
-        if len(values) > 1:
-            return statistics.fmean(values), statistics.stdev(values), len(values)
-        return values[0], (task_std(self.first.summary) if task_std else float("nan")), 1
+    def stat(self, get: Callable[[Summary], float], spread: Callable[[Summary], float] | None = None) -> Stat:
+        """``get`` over the seeds (mean, 95 % CI), with the mean task spread ``spread(summary)`` if given."""
+        result = mean_ci([get(e.summary) for e in self.entries])
+        if spread is None:
+            return result
+        return Stat(result.mean, result.ci, result.n, statistics.fmean(spread(e.summary) for e in self.entries))
+
+    def paired(self, get: Callable[[Summary], float], reference: Callable[[Summary], float]) -> Stat:
+        """``get - reference`` on the same seed (the same summary: same tasks, W_0 and drops), over the seeds."""
+        return mean_ci([get(e.summary) - reference(e.summary) for e in self.entries])
+
+
+def paired_across(a: Group, b: Group, get: Callable[[Summary], float]) -> Stat | None:
+    """``get`` of group a minus group b, matched by seed (e.g. a model under drops minus the same model clean);
+    None when they share no seed."""
+    seeds = {e.config["seed"]: e for e in b.entries}
+    pairs = [(e, seeds[e.config["seed"]]) for e in a.entries if e.config["seed"] in seeds]
+    return mean_ci([get(x.summary) - get(y.summary) for x, y in pairs]) if pairs else None
 
 
 def _label(overrides: dict) -> str:
+    """A group's label: the cell's ``name`` override when it sets one (ablation cells), else its overrides without
+    the seed."""
+    if isinstance(overrides.get("name"), str):
+        return overrides["name"]
     rest = {k: v for k, v in overrides.items() if k != "seed"}
     return cell_name(rest) if rest else "base"
 

@@ -1,17 +1,19 @@
-"""PNG plots of a sweep report (``surf report``): per-layer curves, accuracy vs rounds / a scalar / topology."""
+"""PNG plots of a sweep report (``surf report``): per-layer curves, accuracy vs rounds / a scalar / topology, and the
+ablation's accuracy per cell clean and under drops."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from surf.reporting.sweep_data import acc, acc_rel, mean_curve, task_std  # noqa: E402
+from surf.reporting.sweep_data import acc, acc_rel, mean_curve  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -66,8 +68,8 @@ def plot_rounds(groups: list, path: Path, relative_to: float | None = None) -> N
 
 
 def plot_scalar(groups: list, get_x: Callable, x_name: str, path: Path, ref_for: Callable) -> None:
-    """Final accuracy ± std vs a scalar (alpha, n_async) per method, plain and relabelled; the paper's dotted;
-    the baselines evaluated with the first method, thin."""
+    """Final accuracy ± 95 % CI over seeds vs a scalar (alpha, n_async) per method, plain and relabelled; the paper's
+    dotted; the baselines evaluated with the first method, thin."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     by_method: dict[str, list] = {}
     for g in groups:
@@ -76,10 +78,10 @@ def plot_scalar(groups: list, get_x: Callable, x_name: str, path: Path, ref_for:
     for method, items in by_method.items():
         items.sort(key=lambda g: get_x(g.first))
         xs = [get_x(g.first) for g in items]
-        stats = [g.stat(acc, task_std) for g in items]
-        bar = ax.errorbar(xs, [m for m, _, _ in stats], yerr=[0 if s != s else s for _, s, _ in stats], fmt="o-",
+        stats = [g.stat(acc) for g in items]
+        bar = ax.errorbar(xs, [s.mean for s in stats], yerr=[0 if s.ci != s.ci else s.ci for s in stats], fmt="o-",
                           capsize=3, label=f"{method} plain")
-        ax.plot(xs, [g.stat(acc_rel)[0] for g in items], "s--", color=bar[0].get_color(),
+        ax.plot(xs, [g.stat(acc_rel).mean for g in items], "s--", color=bar[0].get_color(),
                 label=f"{method} relabelled")
         ref = [(x, ref_for(method, x, "surf")) for x in xs]
         ref = [(x, v) for x, v in ref if v is not None]
@@ -116,4 +118,30 @@ def plot_topology(points: list[dict], path: Path) -> None:
         ax.set(xlabel=xlabel, ylabel="held-out accuracy", xscale="log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_ablation(by_label: dict[str, dict[int, Any]], drops: int, reference: str, path: Path) -> None:
+    """Final held-out accuracy (plain) per ablation cell, clean and under ``drops`` dropped agents, ± 95 % CI over
+    seeds; the ``reference`` baseline (tuned heavy-ball DGD) as vertical lines, clean solid and dropped dashed."""
+    labels = list(by_label)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.5))
+    ys = range(len(labels))
+    for offset, n, name in ((-0.18, 0, "clean"), (0.18, drops, f"{drops} dropped")):
+        if n == 0 and name != "clean":
+            continue
+        stats = [by_label[label][n].stat(acc) if n in by_label[label] else None for label in labels]
+        points = [(s.mean, 0.0 if s.ci != s.ci else s.ci, y + offset) for s, y in zip(stats, ys, strict=True) if s]
+        if points:
+            means, cis, at = zip(*points, strict=True)
+            ax.errorbar(means, at, xerr=cis, fmt="o", capsize=3, label=name)
+        base = next((by_label[label][n] for label in labels if n in by_label[label]), None)
+        if base is not None and all(reference in e.summary.comparisons for e in base.entries):
+            level = base.stat(lambda s: s.comparisons[reference].final["accuracy"]).mean
+            ax.axvline(level, ls="-" if n == 0 else "--", color="gray", lw=1, label=f"{reference} ({name})")
+    ax.set_yticks(list(ys), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="final held-out accuracy (plain)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     _save(fig, path)

@@ -1,7 +1,8 @@
 """``surf report SWEEP_DIR``: aggregate a sweep (``sweep.json``) into ``report.md`` and ``plots/*.png``.
 
-Cells that differ only by ``seed`` are grouped: mean ± std over seeds; with a single seed the ± is the std over the
-meta-test tasks (and drop repetitions) of that run. Every accuracy is given on the plain meta-test tasks (the
+Cells that differ only by ``seed`` are grouped: mean ± the half-width of the 95 % confidence interval over seeds
+(t-distribution, ``surf.reporting.sweep_data``), the task spread (std over meta-test tasks) in its own column, and
+paired differences to the baselines on the same seed. Every accuracy is given on the plain meta-test tasks (the
 paper's protocol: the tasks share the training classes) and on their relabelled twins (the honest protocol).
 Baselines are whatever the evaluation reported (``Summary.comparisons``); the paper's numbers
 (``surf.reporting.paper_numbers``) sit beside ours where the sweep declares the figure it reproduces (``figure:``).
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from surf.reporting import paper_numbers as paper
+from surf.reporting.ablation import section_ablation
 from surf.reporting.figures import SECTIONS, overview
 from surf.reporting.sweep_data import group, load_entries
 from surf.utils.errors import ConfigError
@@ -27,16 +29,21 @@ def write_report(sweep_dir: Path) -> Path:
     plots = sweep_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     seeds = sorted({e.config["seed"] for e in entries})
-    lines = [f"# Sweep `{index['name']}`" + (f" (paper {index['figure']})" if index.get("figure") else ""), "",
+    lines = [f"# Sweep `{index['name']}`" + (f" ({index['figure']})" if index.get("figure") else ""), "",
              f"Reproduce: `surf sweep {index['sweep_file']} && surf report {sweep_dir}`. Seeds: {seeds}. "
-             "± = std over seeds when there are several, otherwise over the meta-test tasks (× drop repetitions).",
+             "Mean over seeds ± half-width of its 95 % CI (Student t, n − 1 degrees of freedom; no ± with one seed). "
+             "Task spread = std over the meta-test tasks (× drop repetitions) of one run, averaged over seeds. "
+             "Δ = paired difference (same seed: same tasks, W_0 and drops) with its 95 % CI; ✓ = CI above 0.",
              "Plain = the paper's protocol (meta-test tasks share the training classes); relabelled = the honest "
              "protocol (leak-free held-out samples, relabelled meta-test tasks).", ""]
     if missing:
         lines += [f"**Unfinished cells ({len(missing)}), not in the tables:** " + ", ".join(missing), ""]
-    section = SECTIONS.get(index.get("figure") or "")
+    figure = index.get("figure") or ""
+    section = SECTIONS.get(figure)
     if section:
         lines += [f"Paper values: {paper.SOURCE}.", "", *section(groups, plots)]
+    elif figure == "ablation":
+        lines += section_ablation(groups, plots)
     lines += ["## All cells", "", *overview(groups), ""]
     path = sweep_dir / "report.md"
     atomic_write(path, "\n".join(lines))

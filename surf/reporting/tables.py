@@ -17,8 +17,18 @@ def format_table(summary: Summary) -> str:
     for layer in range(layers + 1):
         lines.append(f"{layer:>5} {layer * rounds_per_layer:>6} {per['accuracy'][layer]:>9.4f} "
                      f"{rel['accuracy'][layer]:>10.4f} {per['loss'][layer]:>9.4f} {per['grad_norm'][layer]:>10.4f}")
-    lines.append(f"full-gradient norm decreased in {100 * summary.descent.grad_norm_decrease_fraction:.1f}% of "
+    descent = summary.descent
+    lines.append(f"full-gradient norm decreased in {100 * descent.grad_norm_decrease_fraction:.1f}% of "
                  "(task, layer) pairs")
+    if descent.declared_decrease_fraction is not None:
+        others = ", ".join(f"{name} {100 * v:.1f}%" for name, v in descent.decrease_fractions.items())
+        lines.append(f"declared quantity ({descent.declared_quantity}) decreased in "
+                     f"{100 * descent.declared_decrease_fraction:.1f}% of pairs, constraint held in "
+                     f"{100 * descent.constraint_satisfied_fraction:.1f}% (on full local data: {others})")
+    if summary.training is not None and summary.training.warm_start is not None:
+        start = summary.training.warm_start
+        lines.append(f"warm start: {start.method} (step {start.step:g}, momentum {start.momentum:g}, {start.preset}); "
+                     f"selected model: step {summary.training.best_step} by validation {summary.training.select_by}")
     comm = summary.communication
     if comm:
         lines.append(f"communication: {comm.rounds} rounds, {comm.messages:,} messages, {format_bytes(comm.bytes)}")

@@ -110,7 +110,7 @@ class DistributedMetaTrainer(MetaTrainer):
         if candidates:
             self.load_state(max(candidates, key=lambda state: state["step"]))
             if self.rank == 0:
-                self.run.truncate_metrics(self.step)
+                self.run.truncate_metrics(self.completed_step())
         else:
             for tensor in self.model.state_dict().values():
                 dist.broadcast(tensor, src=0)

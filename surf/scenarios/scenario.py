@@ -247,30 +247,3 @@ def dropped_agents_scenario(n_async: int, async_mode: str) -> BoundScenario:
     scenario = Scenario(name=f"dropped:{n_async}", severity_name="n_async", severities=(n_async,),
                         async_mode=async_mode, perturbations=({"kind": AsyncAgents.kind, "n": SEVERITY},))
     return scenario.bind(n_async)
-
-
-@dataclass
-class TrainingScenario:
-    """The scenario applied to meta-training and validation tasks (robust training, ``trainer.scenario``)."""
-
-    bound: BoundScenario
-    seed: int
-    protect: int | None = None
-    gso: str = "row_normalized"
-
-    @classmethod
-    def from_config(cls, cfg: Config, protect: int | None) -> TrainingScenario | None:
-        if not cfg.trainer.scenario:
-            return None
-        scenario = load_scenario(cfg.trainer.scenario)
-        severity = cfg.trainer.scenario_severity
-        bound = scenario.bind(scenario.representative if severity is None else severity)
-        if bound.overrides:
-            raise ConfigError(f"trainer.scenario={scenario.name!r} changes the config ({', '.join(bound.overrides)}); "
-                              "set those values in the training config instead")
-        return cls(bound, cfg.seed, protect, cfg.topology.gso)
-
-    def apply(self, task: Any, shift: torch.Tensor) -> tuple[Any, Schedule | None]:
-        """The perturbed task and its schedule (repetition 0; every training task has its own key)."""
-        ctx = Context(self.seed, task.key, 0, task.num_agents, self.protect, self.gso)
-        return self.bound.task(ctx, task), self.bound.schedule(ctx, shift)

@@ -15,7 +15,8 @@ from surf.utils.io import atomic_write, git_sha, load_checkpoint
 
 
 class RunDir:
-    """``config.yaml``, ``metrics.jsonl``, ``summary.json``, ``checkpoints/`` and ``plots/`` under one folder."""
+    """``config.yaml``, ``metrics.jsonl``, ``summary.json``, ``checkpoints/``, ``plots/`` and, for a warm-started
+    model, ``warm_start.json`` under one folder."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -23,6 +24,7 @@ class RunDir:
         self.metrics = self.path / "metrics.jsonl"
         self.summary = self.path / "summary.json"
         self.checkpoints = self.path / "checkpoints"
+        self.warm_start = self.path / "warm_start.json"  # the classical method the model started from, if any
         self.plots = self.path / "plots"
 
     def prepare(self, cfg: Config, resume: bool) -> None:

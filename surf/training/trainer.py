@@ -7,7 +7,8 @@ Per meta-step: draw ``tasks_per_step`` meta-train tasks, unroll, form the Lagran
 
 take one Adam step on Theta, then one projected dual step ``lambda <- [lambda + eta c]_+`` (eq. 5); both come from
 ``surf.constrained.formulation.DescentFormulation``. With ``constraints.kind = none`` this is standard
-(unconstrained) unrolling. The model with the lowest validation loss is kept. A data-parallel runtime
+(unconstrained) unrolling. The model with the lowest validation loss (or, ``trainer.select_by=accuracy``, the
+highest validation accuracy) is kept; the untrained model at step 0 takes part. A data-parallel runtime
 (``surf.runtime.ray_train``) subclasses the trainer and overrides only
 ``reduce_gradients`` / ``reduce_means`` (all-reduce), ``rank`` / ``world_size`` (which tasks a worker draws) and
 ``checkpoint`` (where a checkpoint goes), so every runtime shares this loop.
@@ -32,6 +33,11 @@ from surf.utils.errors import TrainingError
 from surf.utils.faults import pause_point
 from surf.utils.io import atomic_save, load_checkpoint
 from surf.utils.seeding import derive_seed
+
+
+def _scalars(validation: dict) -> dict[str, float]:
+    """The scalar entries of a validation row (``val_loss``, ``val_accuracy``, ...), without per-layer lists."""
+    return {key: value for key, value in validation.items() if isinstance(value, float | int)}
 
 
 def _layer_sums(terms: list[TaskTerms]) -> dict[str, torch.Tensor]:
@@ -63,8 +69,11 @@ class MetaTrainer:
         self.formulation = DescentFormulation(self.cfg.constraints, exp.num_constraints)
         self.step = 0
         self.step_seconds = 0.0  # time spent drawing tasks and in meta-steps (this process; for throughput)
-        self.best_val = math.inf
+        self.best_val = math.inf  # the selection criterion (trainer.select_by), lower is better
         self.best_state: dict | None = None
+        self.best_step: int | None = None
+        self.best_validation: dict[str, float] = {}  # the selected model's validation metrics
+        self.start_validation: dict[str, float] = {}  # the untrained (e.g. warm-started) model's, at step 0
         self.log = log or (lambda row: None)
         self.interrupts = Interrupts()  # installed while train() runs
 
@@ -169,9 +178,10 @@ class MetaTrainer:
         last_val: dict = {}
         bar = tqdm(total=tcfg.steps, initial=self.step, desc="meta-training", disable=not progress, unit="step")
         with self.interrupts as interrupts:
-            if self.step == 0 and self.best_state is None:  # a fresh run: pretrain (if any), validate at step 0
+            if self.completed_step() < 0:  # a fresh run: pretrain (if any), validate the untrained model at step 0
                 self.pretrain()
                 last_val = self._validate_and_select()
+                self.start_validation = _scalars(last_val)
                 self.log({"step": 0, **last_val})
             while self.step < tcfg.steps and not interrupts.requested:
                 start = time.perf_counter()
@@ -194,6 +204,11 @@ class MetaTrainer:
             self.model.load_state_dict(self.best_state)
         return last_val
 
+    def completed_step(self) -> int:
+        """The last step whose unit (update, validation, log row) this state holds; -1 before the step-0 validation
+        (a fresh run, or a checkpoint written before it, such as the warm start's)."""
+        return self.step if self.best_state is not None else -1
+
     def _pause(self, point: str) -> None:
         pause_point(point, self.step, stop=lambda: self.interrupts.requested is not None)
 
@@ -205,10 +220,15 @@ class MetaTrainer:
             self.log({"step": 0, "pretrain_steps": len(losses), "pretrain_loss": losses[-1] if losses else None})
 
     def _validate_and_select(self) -> dict:
+        """Validate and keep the model if it is the best so far by ``trainer.select_by``: the lowest validation loss
+        or the highest final validation accuracy. Step 0 (the untrained model) takes part, so the selected model is
+        never worse by that criterion than the one training started from, on these validation tasks (under the
+        training scenario, if any)."""
         self._pause("validate")
         result = self.validate()
-        if result["val_loss"] < self.best_val:
-            self.best_val = result["val_loss"]
+        criterion = -result["val_accuracy"] if self.cfg.trainer.select_by == "accuracy" else result["val_loss"]
+        if criterion < self.best_val:
+            self.best_val, self.best_step, self.best_validation = criterion, self.step, _scalars(result)
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         return result
 
@@ -221,6 +241,9 @@ class MetaTrainer:
             "step": self.step,
             "best_val": self.best_val,
             "best_state": self.best_state,
+            "best_step": self.best_step,
+            "best_validation": self.best_validation,
+            "start_validation": self.start_validation,
         }
 
     def save(self, path: Path) -> None:
@@ -239,6 +262,9 @@ class MetaTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.duals.load_state_dict(state["duals"])
         self.step, self.best_val, self.best_state = state["step"], state["best_val"], state["best_state"]
+        self.best_step = state.get("best_step")  # absent from checkpoints written before model-selection records
+        self.best_validation = state.get("best_validation", {})
+        self.start_validation = state.get("start_validation", {})
 
 
 class Interrupts:

@@ -15,8 +15,10 @@ from surf.utils.errors import ConfigError
 
 
 def atomic_write(path: Path, content: str | bytes) -> None:
-    """Write ``content`` (text or bytes) to ``path`` through ``path.tmp`` and an atomic rename."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write ``content`` (text or bytes) to ``path`` through a temporary file of this process and an atomic rename
+    (two processes writing the same file, e.g. a shared sweep's index, never trip over each other's temporary
+    file)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     if isinstance(content, bytes):
         tmp.write_bytes(content)
     else:
@@ -25,9 +27,10 @@ def atomic_write(path: Path, content: str | bytes) -> None:
 
 
 def atomic_save(obj: Any, path: Path, before_rename: Callable[[], None] | None = None) -> None:
-    """``torch.save(obj)`` to ``path`` through ``path.tmp`` and an atomic rename (``before_rename``: a test hook)."""
+    """``torch.save(obj)`` to ``path`` through a temporary file of this process and an atomic rename
+    (``before_rename``: a test hook)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     if before_rename is not None:
         before_rename()

@@ -14,6 +14,8 @@ from surf.utils.errors import ConfigError
     ("data.source=cifar", "data.source='cifar' is not one of digits, gaussian, npz"),
     ("data.partition=shards", "data.partition='shards' is not one of"),
     ("trainer.scenario=stormy", "unknown scenario 'stormy'"),
+    ("trainer.scenario=[fig4_async,stormy]", "unknown scenario 'stormy'"),
+    ("model.features=[momentum]", "model.features: unknown feature 'momentum' (valid: tracking"),
 ])
 def test_registry_names_are_checked(override, message):
     cfg = from_dict({}, [override])  # structurally valid: the config layer knows no registry

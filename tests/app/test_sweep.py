@@ -51,6 +51,38 @@ def test_matrix_expansion_and_include(tmp_path):
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()  # parsing writes nothing
 
 
+def test_seeds_cross_every_trained_cell_and_names_label_cells(tmp_path):
+    path = write_sweep(tmp_path, seeds=[0, 2], matrix={"model.layers": [2, 3]},
+                       include=[{"name": "deep", "model.layers": 4, "seed": 7}], eval_matrix={"eval.n_async": [1]})
+    sweep = Sweep(path, tmp_path / "out", tmp_path / "store")
+    assert [c.name for c in sweep.cells] == ["model.layers-2__seed-0", "model.layers-2__seed-2",
+                                             "model.layers-3__seed-0", "model.layers-3__seed-2",
+                                             "name-deep__seed-0", "name-deep__seed-2"]
+    assert [c.cfg.seed for c in sweep.cells] == [0, 2, 0, 2, 0, 2]  # 'seeds' wins over a cell's own seed
+    assert sweep.cells[4].cfg.name == "deep" and sweep.cells[4].cfg.model.layers == 4
+    assert all(len(c.evals) == 1 for c in sweep.cells)
+    with pytest.raises(ConfigError, match="'seeds' must be a non-empty list of integers"):
+        Sweep(write_sweep(tmp_path, seeds=[]), tmp_path / "out", tmp_path / "store")
+
+
+def test_figure_sweeps_resolve_with_the_candidate_as_the_quickstart(tmp_path):
+    """The lead ships the winner by editing quickstart.yaml: every sweep built on it must still resolve (e.g. the
+    paper-variant and star cells pin a default start, which a heavy-ball warm start cannot serve)."""
+    import shutil
+
+    from tests.conftest import REPO
+
+    folder = tmp_path / "simulations"
+    shutil.copytree(REPO / "simulations", folder)
+    candidate = yaml.safe_load((folder / "learned_optimizer.yaml").read_text())
+    (folder / "quickstart.yaml").write_text(yaml.safe_dump({**candidate, "name": "quickstart"}))
+    for path in sorted(folder.glob("*.yaml")):
+        spec = yaml.safe_load(path.read_text())
+        if spec.get("base") in ("quickstart.yaml", "learned_optimizer.yaml"):
+            sweep = Sweep(path, tmp_path / "out", tmp_path / "store")
+            assert len({c.cfg.seed for c in sweep.cells}) == 3, path.name
+
+
 def test_cell_names_are_stable_and_filesystem_safe():
     overrides = {"topology.params": {"p": 0.1}, "eval.dgd_steps": [0.1, 1], "data.path": "a b/c.npz"}
     name = cell_name(overrides)

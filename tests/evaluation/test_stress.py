@@ -36,6 +36,7 @@ def test_stress_writes_table_plot_and_matches_the_plain_evaluation(runs, capsys)
     assert set(result["methods"]) == {"clean", "dgd", "dgd_momentum"}
     surf = result["methods"]["clean"]
     assert len(surf["mean"]) == 3 and all(0.0 <= f <= 1.0 for f in surf["constraint_satisfied_fraction"])
+    assert surf["declared_quantity"] == "gradient_norm" and len(surf["declared_decrease_fraction"]) == 3
     summary = json.loads((runs / "clean" / "summary.json").read_text())
     assert surf["mean"][0] == pytest.approx(summary["final"]["accuracy"], abs=1e-6)  # severity 0 = plain run
     dgd = summary["comparisons"]["dgd"]["final"]["accuracy"]
@@ -68,8 +69,8 @@ def test_robust_training_and_matrix(runs):
     assert cfg.trainer.scenario == "bernoulli"
     exp = ClassifierFamily(cfg)
     task = exp.task("train", 0)
-    _, schedule = exp.training_scenario.apply(task, exp.shift_for(task))
-    assert schedule is not None and not bool(schedule(1).active.all())
+    _, schedule, mode = exp.training_scenario.apply(task, exp.shift_for(task))
+    assert schedule is not None and not bool(schedule(1).active.all()) and mode == "stale"
     out = runs / "matrix"
     args = ["stress", str(runs / "clean"), str(runs / "robust"), "--matrix", "--scenario", "clean", "bernoulli",
             "--repeats", "2", "--tasks", "1", "--out", str(out), "--quiet"]

@@ -70,4 +70,5 @@ def test_current_summaries_round_trip_and_newer_ones_are_refused(tmp_path):
 def test_descent_quantities_have_distinct_names():
     names = [f.name for f in dataclasses.fields(Descent)]
     assert names == ["grad_norm_decrease_fraction", "constraint_satisfied_fraction", "objective_nonincrease_fraction",
-                     "distance_nonincrease_fraction"]
+                     "distance_nonincrease_fraction", "declared_quantity", "declared_decrease_fraction",
+                     "decrease_fractions"]

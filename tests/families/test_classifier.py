@@ -30,6 +30,13 @@ def test_fixed_graph_is_shared_by_all_tasks():
      "topology.resample_per_task=true"],
     ["trainer.scenario=bernoulli", "trainer.scenario_severity=0.3", "model.local_gradient=full"],
     ["trainer.scenario=time_varying", "trainer.scenario_severity=0.5"],
+    # a mixture whose tasks 0..2 draw stale and zero members (unrolled apart, then averaged), the new descent
+    # quantities, a warm start's momentum and the extra features (state per agent, messages on their own channels)
+    ["trainer.scenario=[fig4_async,fig4_async_zero]", "trainer.scenario_severity=[[1,3],[1,3]]",
+     "constraints.kind=energy", "model.momentum_init=0.5", "model.local_gradient=full",
+     "model.features=[tracking,neighbor_gradient,adam]"],
+    ["constraints.kind=window", "constraints.window_reduce=max", "constraints.gradient_on=full"],
+    ["constraints.kind=loss", "model.server=true", "model.hops=1", "topology.name=star"],
 ])
 def test_tasks_side_by_side_equal_the_mean_of_separate_tasks(extra):
     """One unroll of a TaskBatch (block-diagonal graph, concatenated schedules) = each task unrolled alone."""

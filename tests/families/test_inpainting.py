@@ -16,7 +16,7 @@ from surf.families.inpainting.family import InpaintingFamily
 from surf.models.glow_prox import GlowProxTrajectory
 from surf.training.trainer import MetaTrainer
 from surf.utils.errors import ConfigError
-from tests.conftest import assert_valid
+from tests.conftest import as_overrides, assert_valid, run_config
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"batch_size": 8, "test_images": 12, "layers": 3, "flow_depth": 1, "flow_hidden": 8, "examples": 2,
@@ -115,14 +115,8 @@ def test_training_goes_through_the_shared_trainer_and_pretraining_lowers_the_nll
 
 
 def _run(tmp_path: Path, name: str, extra=()) -> int:
-    args = ["run", str(REPO / "simulations" / "inpainting.yaml"), "--out", str(tmp_path / name), "--quiet"]
-    for key, value in TINY.items():
-        args += ["-o", f"inpainting.{key}={json.dumps(value)}"]
-    for key, value in TRAINER.items():
-        args += ["-o", f"trainer.{key}={value}"]
-    for item in extra:
-        args += ["-o", item]
-    return main(args)
+    overrides = as_overrides({"inpainting": TINY, "trainer": TRAINER}) + list(extra)
+    return run_config(REPO / "simulations" / "inpainting.yaml", tmp_path / name, overrides)
 
 
 def test_tiny_inpainting_run_end_to_end(tmp_path, capsys):

@@ -27,7 +27,7 @@ from surf.problems.lasso import (
     step_size,
 )
 from surf.utils.errors import ConfigError
-from tests.conftest import assert_valid
+from tests.conftest import as_overrides, assert_valid, run_config
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {
@@ -185,15 +185,7 @@ def test_sparse_training_goes_through_the_shared_meta_trainer(monkeypatch):
 
 
 def _run(tmp_path: Path, name: str, extra: list[str] = ()) -> int:
-    args = ["run", str(REPO / "simulations" / "lista.yaml"), "--out", str(tmp_path / name), "--quiet"]
-    for section, values in TINY.items():
-        if isinstance(values, dict):
-            args += [x for key, v in values.items() for x in ("-o", f"{section}.{key}={json.dumps(v)}")]
-        else:
-            args += ["-o", f"{section}={values}"]
-    for item in extra:
-        args += ["-o", item]
-    return main(args)
+    return run_config(REPO / "simulations" / "lista.yaml", tmp_path / name, as_overrides(TINY) + list(extra))
 
 
 def test_tiny_sparse_run_end_to_end(tmp_path, capsys):

@@ -6,15 +6,14 @@ from __future__ import annotations
 import torch
 
 from surf.config import Config
-from surf.constrained.constraints import descent_constraints
 from surf.data.tasks import Task, TaskBatch, TaskSampler
 from surf.families.base import TaskTerms
-from surf.families.classifier.measures import constraint_values, gradient_norms
+from surf.families.classifier.measures import constraint_values, energy_weight
 from surf.graphs.batch import block_diagonal, concat_schedules
 from surf.graphs.topology import build_topology
 from surf.models.udgd import SERVER, UnrolledDGD
 from surf.problems.softmax import agent_accuracies, agent_losses
-from surf.scenarios.scenario import TrainingScenario
+from surf.scenarios.training import TrainingScenario
 from surf.utils.device import configure_threads, resolve_device
 
 SHIFT_CACHE = 64  # per-task graphs kept when topology.resample_per_task
@@ -80,17 +79,26 @@ class ClassifierFamily:
 
         A :class:`TaskBatch` is unrolled once, its tasks side by side on a block-diagonal graph; its terms are the
         means over its tasks of each task's terms (slacks per task first, as for separate tasks). With
-        ``trainer.scenario`` (robust training) the scenario perturbs every task and its network.
+        ``trainer.scenario`` (robust training) each task's scenario (drawn per task) perturbs it and its network;
+        tasks whose scenarios send different messages for silent agents (stale | zero) are unrolled apart.
         """
-        cfg, agents = self.cfg, self.data_agents()
         parts = task.parts if isinstance(task, TaskBatch) else [task]
         shifts = [self.shift_for(part) for part in parts]
-        schedules: list = [None] * len(parts)
-        mode = "stale"
-        if self.training_scenario is not None:
-            parts, schedules = (list(x) for x in zip(*(self.training_scenario.apply(p, s)
-                                                       for p, s in zip(parts, shifts, strict=True)), strict=True))
-            mode = self.training_scenario.bound.async_mode
+        if self.training_scenario is None:
+            return self._unroll(model, parts, shifts, [None] * len(parts), "stale")
+        applied = [self.training_scenario.apply(part, shift) for part, shift in zip(parts, shifts, strict=True)]
+        by_mode: dict[str, list[int]] = {}
+        for i, (_, _, mode) in enumerate(applied):
+            by_mode.setdefault(mode, []).append(i)
+        terms = [self._unroll(model, [applied[i][0] for i in group], [shifts[i] for i in group],
+                              [applied[i][1] for i in group], mode) for mode, group in by_mode.items()]
+        return terms[0] if len(terms) == 1 else TaskTerms.combine(terms)
+
+    def _unroll(self, model: torch.nn.Module, parts: list[Task], shifts: list[torch.Tensor], schedules: list,
+                mode: str) -> TaskTerms:
+        """The terms of ``parts`` unrolled together (side by side when several) under one async mode. Standard
+        unrolling (``constraints.kind=none``) logs the gradient norms without a graph for them."""
+        cfg, agents = self.cfg, self.data_agents()
         if len(parts) > 1:
             task, shift, schedule = TaskBatch(parts), block_diagonal(shifts), concat_schedules(schedules, shifts)
         else:
@@ -104,12 +112,9 @@ class ClassifierFamily:
             loss = agent_losses(stacked, task.x_test, task.y_test).view(-1, tasks, per_task)
         if agents is not None:
             losses, accuracy, loss = losses[:, agents], accuracy[..., agents], loss[..., agents]
-        if cfg.constraints.kind == "none":  # standard unrolling: log the gradient norms only
-            with torch.no_grad():
-                values = gradient_norms(trajectory, task, cfg.constraints.gradient_on, cfg.seed, agents)
-            slacks = descent_constraints(values, cfg.constraints.form, cfg.constraints.epsilon)
-        else:
-            values, slacks = constraint_values(trajectory, task, cfg.constraints, cfg.seed, agents)
+        weight = energy_weight(cfg.constraints, model.classical_start)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.constraints.kind != "none"):
+            values, slacks = constraint_values(trajectory, task, cfg.constraints, cfg.seed, weight, agents)
         if tasks > 1:  # (L+1, T) values, (L, T) slacks: each task's own, then their mean
             values, slacks = values.mean(-1), slacks.mean(-1)
         metrics = {"accuracy": accuracy.mean((-2, -1)), "loss": loss.mean((-2, -1))}

@@ -37,6 +37,9 @@ def check_decentralizable(exp: ClassifierFamily) -> None:
                           "vectorized engine (surf eval) for star mode")
     if model.hops < 1:
         raise ConfigError("model.hops=0 has no communication to relay; use surf eval")
+    if model.features:
+        raise ConfigError(f"model.features={model.features} (extra messages and per-agent feature state) are not "
+                          "relayed by the Flower runtime yet; use the vectorized engine (surf eval)")
 
 
 def _schedule(exp: ClassifierFamily, tasks: list, rounds_per_step: int) -> object | None:

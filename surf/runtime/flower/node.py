@@ -104,18 +104,15 @@ class Shard:
 
     def _commit(self, state: dict[str, torch.Tensor], lost: set[int], layer: int) -> None:
         """Before step ``layer + 1``: apply the pending model unless the relay lost it, and record the metrics up to
-        ``layer``. ``delta`` is the change step ``layer`` made; it is 0 when the agents sat that step out (the relay
-        lost their model, or the node missed the step), exactly how the engine treats a dropped agent."""
-        changed = False
+        ``layer``. Agents whose model was not delivered (scheduled out of that step, or the relay lost it, or the node
+        missed the steps since) keep their whole state, W and delta, as in the engine (``UnrolledDGD.forward``) and
+        every baseline."""
         if "w_new" in state:
             pending, step = state.pop("w_new"), int(state.pop("pending"))
-            if step not in lost:
-                changed = step == layer
-                new = pending
-                state["delta"] = new - state["w"] if changed else torch.zeros_like(new)
-                state["w"] = new
-        if not changed:
-            state["delta"] = torch.zeros_like(state["w"])
+            moved = state["active"] & (step not in lost)  # (agents, T)
+            keep = moved.view(*moved.shape, 1, 1)
+            state["delta"] = torch.where(keep, pending - state["w"], state["delta"])
+            state["w"] = torch.where(keep, pending, state["w"])
         self._record_until(state, layer)
 
     # ------------------------------------------------------------------ one hop

@@ -264,11 +264,11 @@ def deploy_locally(exp: ClassifierFamily, run_dir: Path, nodes: int, num_tasks: 
                    timeout: float = 7200.0, echo: Callable[[str], None] = say) -> Summary:
     """``surf deploy --runtime flower-deployment``: the run's jobs on a local SuperLink with ``nodes`` SuperNodes,
     each reading its data file (``partition``, or one written for this deployment). Returns the summary; the working
-    folder (app, logs, Flower state) is removed on success and kept, and named, on failure."""
+    folder (app, logs, Flower state) is removed, except after a failed deployment, when it is kept and named."""
     if partition is not None:
         check_partition(exp, Path(partition), nodes)
     workdir = Path(tempfile.mkdtemp(prefix="surf-flower-"))
-    done = False
+    failed = False
     try:
         files = [share_path(Path(partition).resolve(), s) for s in range(nodes)] if partition is not None else \
             [p.resolve() for p in write_partition(exp, nodes, num_tasks, workdir / "partition")]
@@ -282,14 +282,15 @@ def deploy_locally(exp: ClassifierFamily, run_dir: Path, nodes: int, num_tasks: 
         with LocalDeployment(workdir, files, echo) as deployment:
             deployment.start()
             deployment.run(run_config, status, timeout)
-        summary = load_summary(status / "summary.json")
-        done = True
-        return summary
+        return load_summary(status / "summary.json")
+    except DeploymentError:
+        failed = True
+        raise
     finally:
-        if done:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
+        if failed:
             echo(f"surf: the deployment's logs are in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def check_partition(exp: ClassifierFamily, folder: Path, nodes: int) -> None:

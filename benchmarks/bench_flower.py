@@ -1,13 +1,21 @@
 """Flower runtime: wall time per communication round vs a bare Flower round, scale, and peak memory.
 
 Everything in one invocation runs in ONE Flower simulation (one Ray start), so the SURF rounds and the bare rounds
-(empty messages to every node, empty replies) share the machine state:
+(empty messages to every node, empty replies) share the machine state and are reported side by side. A SURF round
+forwards one packed Array per (source node, destination node) and carries all --tasks meta-test tasks. Run alone on
+the machine (nothing else running), from the repository root, on a trained quickstart run:
 
-    PYTHONPATH=. python benchmarks/bench_flower.py --run-dir runs/quickstart --agents 100 --per-node 1 10
-    PYTHONPATH=. python benchmarks/bench_flower.py --run-dir runs/quickstart --agents 1000 --per-node 10
+    PYTHONPATH=. python benchmarks/bench_flower.py --run-dir runs/quickstart --agents 100 --per-node 10 1 \
+        --out bench_flower_100.json
+    PYTHONPATH=. python benchmarks/bench_flower.py --run-dir runs/quickstart --agents 1000 --per-node 10 \
+        --out bench_flower_1000.json
+    PYTHONPATH=. python benchmarks/bench_flower.py --run-dir runs/quickstart --agents 10000 --per-node 10 \
+        --bare-rounds 5 --out bench_flower_10000.json
 
-Peak memory is sampled every 0.2 s as the summed resident memory (VmRSS) of this process and all its descendants
-(Ray's GCS, raylet and the ClientApp actors) and reported with the driver's own peak (VmHWM).
+Goals (issue 14): with 10 agents per node a SURF round costs at most 1.5x a bare round at 100 agents and 2x at 1,000;
+10,000 agents complete the quickstart model. ``vs_bare`` and ``goal_met`` report them. Peak memory is sampled every
+0.2 s as the summed resident memory (VmRSS) of this process and all its descendants (Ray's GCS, raylet and the
+ClientApp actors) and reported with the driver's own peak (VmHWM).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+GOALS = {(100, 10): 1.5, (1000, 10): 2.0}  # (agents, agents per node) -> most a SURF round may cost vs bare
 
 
 def _descendants(pid: int) -> list[int]:
@@ -83,13 +93,14 @@ def main() -> None:
     check_decentralizable(exp)
     cfg = exp.cfg
     keys = [("test", i, False) for i in range(args.tasks)]
-    shift = exp.shift_for(exp.task(*keys[0][:2])).to_dense().cpu()
+    shift = exp.shift_for(exp.task(*keys[0][:2])).cpu()  # sparse: a dense 10,000^2 S would take 400 MB
     theta = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     config_yaml = yaml.safe_dump(to_dict(cfg))
     jobs = []
     for per_node in args.per_node:
-        jobs.append(Job(f"bare-{per_node}", "", shift, "echo", [], per_node, steps=args.bare_rounds))
-        jobs.append(Job(f"surf-{per_node}", config_yaml, shift, "surf", keys, per_node, theta=theta,
+        nodes = -(-args.agents // per_node)
+        jobs.append(Job(f"bare-{per_node}", "", shift, "echo", [], nodes, steps=args.bare_rounds))
+        jobs.append(Job(f"surf-{per_node}", config_yaml, shift, "surf", keys, nodes, theta=theta,
                         steps=cfg.model.layers, hops=cfg.model.hops))
     sampler = MemorySampler()
     sampler.start()
@@ -105,7 +116,7 @@ def main() -> None:
         # the first bare round also waits for the Ray actors to start: leave it out
         timed = rounds[1:] if job.method == "echo" else rounds
         per_round = sum(r["seconds"] for r in timed) / len(timed)
-        rows.append({"job": job.name, "nodes": -(-args.agents // job.agents_per_node), "rounds": len(timed),
+        rows.append({"job": job.name, "nodes": job.nodes, "rounds": len(timed),
                      "seconds_per_round": per_round, "job_seconds": result.seconds,
                      "messages": ledger["messages"], "bytes": ledger["bytes"],
                      "final_accuracy": None if result.accuracy is None else result.accuracy[-1].mean().item()})
@@ -113,6 +124,9 @@ def main() -> None:
         bare = next(r for r in rows if r["job"] == f"bare-{per_node}")
         surf = next(r for r in rows if r["job"] == f"surf-{per_node}")
         surf["vs_bare"] = surf["seconds_per_round"] / bare["seconds_per_round"]
+        goal = GOALS.get((args.agents, per_node))
+        surf["goal"], surf["goal_met"] = goal, None if goal is None else surf["vs_bare"] <= goal
+        surf["completed"] = surf["final_accuracy"] is not None
     report = {"agents": args.agents, "tasks": args.tasks, "actors": args.actors, "wall_seconds": wall,
               "peak_rss_tree_gib": sampler.peak_kib / 2**20,
               "peak_rss_driver_gib": _rss_kib(os.getpid(), "VmHWM") / 2**20,

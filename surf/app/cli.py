@@ -14,8 +14,15 @@ from surf.utils.errors import ConfigError, SurfError
 REPO = Path(__file__).resolve().parent.parent
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes are one line naming the fix (``--help`` shows the usage), exit code 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"surf: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="surf", description="Decentralized learning with learned optimizers")
+    parser = _Parser(prog="surf", description="Decentralized learning with learned optimizers")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="meta-train an unrolled optimizer and evaluate it on meta-test tasks")
     run.add_argument("config", help="YAML config, e.g. simulations/quickstart.yaml")
@@ -30,13 +37,31 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="write summary.json and plots here (default: print only)")
     dep = sub.add_parser("deploy", help="evaluate a trained run with agents as Flower clients on the graph")
     dep.add_argument("run_dir")
-    dep.add_argument("--runtime", choices=["flower"], default="flower", help="agent runtime (default flower)")
-    dep.add_argument("--agents-per-node", type=int, default=1, metavar="M", help="agents per Flower node")
+    dep.add_argument("--runtime", default="flower", metavar="NAME",
+                     help="flower (simulation engine, default) or flower-deployment (local SuperLink + SuperNodes)")
+    dep.add_argument("--agents-per-node", type=int, default=1, metavar="M",
+                     help="flower: at most M agents per node (agents split evenly)")
+    dep.add_argument("--nodes", type=int, metavar="M", help="flower-deployment: number of SuperNodes")
+    dep.add_argument("--partition", metavar="DIR", help="flower-deployment: node data files from `surf partition` "
+                     "(default: written for this deployment)")
+    dep.add_argument("--baselines", nargs="*", metavar="NAME", default=["dgd", "dgd_momentum", "dsgd"],
+                     help="baselines relayed after SURF: any of dgd dgd_momentum dsgd (none: SURF only)")
+    dep.add_argument("--rejoin", default="resume", metavar="resume|out",
+                     help="flower-deployment: a restarted SuperNode resumes with its last state, or is kept out")
+    dep.add_argument("--deploy-timeout", type=float, default=7200.0, metavar="S",
+                     help="flower-deployment: give up after S seconds")
     dep.add_argument("--scenario", metavar="dropped:K", help="K agents dropped per layer (= -o eval.n_async=K)")
     dep.add_argument("--tasks", type=int, help="meta-test tasks (default eval.test_tasks), plus relabelled twins")
-    dep.add_argument("--round-timeout", type=float, help="seconds a relay round waits; late nodes are dropped")
+    dep.add_argument("--round-timeout", type=float, metavar="S",
+                     help="a node that has not answered S s after the first reply of a round is dropped")
     dep.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     dep.add_argument("--out", help="run directory (default runs/<name>_flower)")
+    part = sub.add_parser("partition", help="cut a run's meta-test tasks into one data file per Flower node")
+    part.add_argument("run_dir")
+    part.add_argument("--nodes", type=int, required=True, metavar="M", help="number of nodes (agents split evenly)")
+    part.add_argument("--out", required=True, metavar="DIR", help="folder for node_0.npz ... node_<M-1>.npz")
+    part.add_argument("--tasks", type=int, help="meta-test tasks (default eval.test_tasks)")
+    part.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     sw = sub.add_parser("sweep", help="run every cell of a sweep config (matrix of overrides); skips finished cells")
     sw.add_argument("config", help="sweep YAML, e.g. simulations/fig4_async.yaml")
     sw.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
@@ -96,13 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"run": cmd_run, "eval": cmd_eval, "sweep": cmd_sweep, "report": cmd_report, "stress": cmd_stress,
-                    "deploy": cmd_deploy, "features": cmd_features, "list": cmd_list}
+                    "deploy": cmd_deploy, "partition": cmd_partition, "features": cmd_features, "list": cmd_list}
         return commands[args.command](args)
     except SurfError as exc:
         print(f"surf: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("surf: interrupted; the last checkpoint was saved, continue with --resume", file=sys.stderr)
+        after = "the last checkpoint was saved, continue with --resume" if args.command in ("run", "sweep") else \
+            "every process it started was stopped"
+        print(f"surf: interrupted; {after}", file=sys.stderr)
         return 130
 
 
@@ -162,26 +189,45 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from surf.app.registry import load_trained
+    from surf.app.registry import DEPLOY_RUNTIMES, load_trained
     from surf.reporting.run_plots import plot_relay_traffic, write_plots
     from surf.reporting.tables import format_runtime, format_table
-    from surf.runtime.flower.deploy import deploy
     from surf.training.rundir import RunDir
     from surf.utils.io import git_sha
 
     overrides = list(args.override)
+    if args.runtime not in DEPLOY_RUNTIMES:
+        raise ConfigError(f"--runtime {args.runtime!r} is not one of {', '.join(DEPLOY_RUNTIMES)} (see `surf list`)")
     if args.scenario:
         kind, _, count = args.scenario.partition(":")
         if kind != "dropped" or not count.isdigit():
             raise ConfigError(f"--scenario {args.scenario!r}: expected dropped:K (K agents dropped per layer)")
         overrides.append(f"eval.n_async={count}")
+    unknown = sorted(set(args.baselines) - {"dgd", "dgd_momentum", "dsgd"})
+    if unknown:
+        raise ConfigError(f"--baselines {unknown[0]!r} is not one of dgd, dgd_momentum, dsgd")
+    if args.rejoin not in ("resume", "out"):
+        raise ConfigError(f"--rejoin {args.rejoin!r}: use resume (with its last state) or out (kept out)")
     family, model = load_trained(args.run_dir, overrides)
     if family.cfg.family != "decentralized":
         raise ConfigError(f"surf deploy runs the decentralized family; {args.run_dir} is '{family.cfg.family}'")
-    out = RunDir(args.out or REPO / "runs" / f"{family.cfg.name}_flower")
+    out = RunDir(args.out or REPO / "runs" / f"{family.cfg.name}_{args.runtime.replace('-', '_')}")
     if out.path.exists() and any(out.path.iterdir()):
         raise ConfigError(f"run directory {out.path} is not empty; choose another --out")
-    summary = deploy(family, model, args.agents_per_node, args.tasks or family.cfg.eval.test_tasks, args.round_timeout)
+    tasks, baselines = args.tasks or family.cfg.eval.test_tasks, tuple(args.baselines)
+    if args.runtime == "flower":
+        from surf.runtime.flower.deploy import deploy
+
+        summary = deploy(family, model, args.agents_per_node, tasks, args.round_timeout, baselines=baselines)
+    else:
+        from surf.runtime.flower.deploy import check_request
+        from surf.runtime.flower.launcher import deploy_locally
+
+        if args.nodes is None:
+            raise ConfigError("--runtime flower-deployment needs --nodes M (the number of SuperNodes)")
+        check_request(family, args.nodes, tasks)
+        summary = deploy_locally(family, Path(args.run_dir), args.nodes, tasks, args.partition and Path(args.partition),
+                                 args.round_timeout or 60.0, baselines, args.rejoin, args.deploy_timeout)
     summary.git_sha = git_sha()
     out.prepare(family.cfg, resume=False)
     out.write_summary(summary.to_dict())
@@ -190,6 +236,20 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                        out.plots / "relay_traffic.png")
     print(format_table(summary))
     print(format_runtime(summary.runtime))
+    return 0
+
+
+def cmd_partition(args: argparse.Namespace) -> int:
+    from surf.app.registry import build_family, trained_config
+    from surf.runtime.flower.deploy import check_request
+    from surf.runtime.flower.partition import write_partition
+
+    family = build_family(trained_config(args.run_dir, args.override))
+    tasks = args.tasks or family.cfg.eval.test_tasks
+    check_request(family, args.nodes, tasks)
+    paths = write_partition(family, args.nodes, tasks, Path(args.out))
+    print(f"surf: wrote {len(paths)} node data files to {args.out} ({tasks} meta-test tasks); start SuperNode s with "
+          f"--node-config 'data=\"{Path(args.out).resolve()}/node_<s>.npz\"'")
     return 0
 
 

@@ -76,8 +76,13 @@ FAMILIES: dict[str, FamilyEntry] = {
 RUNTIMES: dict[str, str] = {
     "engine": "the vectorized engine: every agent of every task as one batched tensor (surf run / eval / stress)",
     "flower": "agents (or shards of agents) as Flower ClientApps in Flower's simulation engine (surf deploy)",
+    "flower-deployment": "a local SuperLink and M SuperNodes (separate processes on 127.0.0.1), each node with its "
+                         "own data file (surf deploy --runtime flower-deployment --nodes M)",
     "ray-train": "the meta-trainer data-parallel on Ray Train workers (trainer.workers > 1)",
 }
+
+
+DEPLOY_RUNTIMES = ("flower", "flower-deployment")  # what `surf deploy --runtime` takes
 
 
 def family_entry(cfg: Config) -> FamilyEntry:

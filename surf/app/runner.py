@@ -17,6 +17,7 @@ from surf.evaluation.summary import Summary, Training, WarmStart
 from surf.families.base import TaskFamily
 from surf.training.rundir import RunDir
 from surf.training.trainer import MetaTrainer
+from surf.utils.faults import pause_point
 from surf.utils.io import atomic_write, git_sha
 from surf.utils.typed import build
 
@@ -64,9 +65,11 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
     run.prepare(cfg, resume)
     trainer = MetaTrainer(family, log=run.append_metrics)
     if resume:
-        trainer.load(run.checkpoints / "last.pt")
-        run.truncate_metrics(trainer.step)
-    start = warm_start(family, trainer, run, resume)
+        restored = (run.checkpoints / "last.pt").exists()  # else it was killed before its first checkpoint
+        if restored:
+            trainer.load(run.checkpoints / "last.pt")
+        run.truncate_metrics(trainer.completed_step())
+    start = warm_start(family, trainer, run, resume and restored)
     print(f"surf: run directory {run.path} ({family.device}, {sum(p.numel() for p in trainer.model.parameters()):,} "
           f"parameters, {family.describe()})")
     if cfg.trainer.workers > 1:  # data-parallel on Ray Train (docs/distributed.md); same run directory
@@ -76,6 +79,7 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
     else:
         trainer.train(run.checkpoints, progress=progress)
     twin = train_twin(family, run, progress) if entry.wants_twin(cfg) else None
+    pause_point("evaluate")
     summary = entry.evaluate(family, trainer.model, twin)
     summary.training = Training(
         steps=trainer.step, best_val_loss=trainer.best_validation.get("val_loss", trainer.best_val),

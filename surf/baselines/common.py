@@ -22,7 +22,6 @@ from surf.data.tasks import Task
 from surf.graphs.network import Network, NetworkStep, Schedule
 from surf.problems.softmax import agent_accuracies, agent_gradients, agent_losses
 from surf.utils.errors import ConfigError
-from surf.utils.seeding import torch_generator
 
 State = dict[str, torch.Tensor]
 
@@ -43,7 +42,7 @@ class Problem:
 
     ``batch=None``: the full local gradient; ``batch=B``: a fresh keyed mini-batch of B samples per agent. Round r,
     local step 0 draws exactly SURF's layer-r batch (``batch_indices(task, seed, r, B)``); local step s > 0 draws
-    from the key (seed, "batch", task, r, s). Agents outside ``agents`` (the star graph's server) hold no data.
+    ``batch_indices(task, seed, r, B, s)``. Agents outside ``agents`` (the star graph's server) hold no data.
     """
 
     task: Task
@@ -69,11 +68,7 @@ class Problem:
         return grad * self.has_data
 
     def _indices(self, r: int, s: int) -> torch.Tensor:
-        if s == 0:
-            return batch_indices(self.task, self.seed, r, self.batch)
-        gen = torch_generator(self.seed, "batch", *self.task.key, r, s)
-        idx = torch.randint(0, self.task.x_train.shape[1], (self.task.x_train.shape[0], self.batch), generator=gen)
-        return idx.to(self.task.x_train.device)
+        return batch_indices(self.task, self.seed, r, self.batch, *((s,) if s else ()))
 
     def metrics(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean held-out accuracy and loss over data agents, each (G,); a diverged loss counts as inf."""

@@ -46,6 +46,7 @@ class Task:
     permutation: torch.Tensor | None = None  # class map applied (y_new = permutation[y_old]); None = original
     train_index: torch.Tensor | None = None  # (N, m_train) int64 source row of every training sample (auditing)
     test_index: torch.Tensor | None = None  # (N, m_test) int64 source row of every held-out sample
+    agents: torch.Tensor | None = None  # global ids of the rows when the task holds only some agents (a node's share)
 
     @property
     def num_agents(self) -> int:
@@ -76,6 +77,14 @@ class Task:
             y_pool=permutation[self.y_pool],
             permutation=composed,
         )
+
+    def select(self, agents: torch.Tensor) -> Task:
+        """The share of agents ``agents`` (global ids, rows of this full task): their samples only; keyed per-agent
+        draws (``surf.data.batches``) give them exactly the numbers they get in the full task."""
+        agents = torch.as_tensor(agents, dtype=torch.int64)
+        names = ("x_train", "y_train", "x_test", "y_test", "train_index", "test_index")
+        rows = {name: getattr(self, name)[agents] for name in names if getattr(self, name) is not None}
+        return dataclasses.replace(self, **rows, agents=agents)
 
     def to(self, device: torch.device | str) -> Task:
         """A copy with every tensor on ``device``."""

@@ -56,12 +56,18 @@ def format_bytes(count: float) -> str:
 
 def format_runtime(runtime: Runtime) -> str:
     """Communication and drops of a Flower deployment, one line per method."""
-    lines = [f"flower runtime: {runtime.nodes} nodes x {runtime.agents_per_node} agents, "
-             f"{runtime.ray_actors} Ray actors, {runtime.wall_seconds:.1f} s"]
+    actors = f"{runtime.ray_actors} Ray actors, " if runtime.ray_actors else ""
+    lines = [f"{runtime.name} runtime: {runtime.nodes} nodes x <= {runtime.agents_per_node} agents, {actors}"
+             f"{runtime.wall_seconds:.1f} s"]
     for name, job in runtime.jobs.items():
         com = job["communication"]
         failed = sorted({(d["step"], d["node"]) for d in job["dropped"]})
         lines.append(f"  {name:14s} {com['communication_rounds']:>3} rounds  {com['messages']:>8} messages  "
                      f"{com['bytes'] / 1e6:>9.2f} MB  {com['seconds_per_round']:.3f} s/round  "
                      f"scheduled drops {job['scheduled_drops']}, failed (step, node) {failed or 'none'}")
+        for fault in job.get("faults", []):
+            lines.append(f"    node {fault['node']} {fault['event']} at step {fault['step']} "
+                         f"({fault['seconds']:.1f} s{', ' + fault['reason'] if 'reason' in fault else ''})")
+        if job.get("unreported_agents"):
+            lines.append(f"    agents without a report (their node never came back): {job['unreported_agents']}")
     return "\n".join(lines)

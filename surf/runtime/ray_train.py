@@ -26,8 +26,9 @@ from surf.config import Config
 from surf.families.base import TaskFamily
 from surf.runtime.ray_cluster import start_ray
 from surf.training.rundir import RunDir
-from surf.training.trainer import MetaTrainer
+from surf.training.trainer import CHECKPOINT_KEYS, MetaTrainer
 from surf.utils.errors import ConfigError, TrainingError
+from surf.utils.io import load_checkpoint
 
 STATE_FILE = "state.pt"  # the trainer state inside a Ray Train checkpoint
 FAULT_MARKER = "injected_fault"  # run-directory file: the injected worker failure has happened once
@@ -103,13 +104,13 @@ class DistributedMetaTrainer(MetaTrainer):
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as folder:
-                candidates.append(torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False))
+                candidates.append(load_checkpoint(Path(folder) / STATE_FILE, "cpu", CHECKPOINT_KEYS))
         if (self.run.checkpoints / "last.pt").exists():
-            candidates.append(torch.load(self.run.checkpoints / "last.pt", map_location="cpu", weights_only=False))
+            candidates.append(load_checkpoint(self.run.checkpoints / "last.pt", "cpu", CHECKPOINT_KEYS))
         if candidates:
             self.load_state(max(candidates, key=lambda state: state["step"]))
             if self.rank == 0:
-                self.run.truncate_metrics(self.step)
+                self.run.truncate_metrics(self.completed_step())
         else:
             for tensor in self.model.state_dict().values():
                 dist.broadcast(tensor, src=0)

@@ -11,7 +11,7 @@ import yaml
 from surf.config import Config, to_dict
 from surf.families.base import TaskFamily
 from surf.utils.errors import ConfigError
-from surf.utils.io import atomic_write, git_sha
+from surf.utils.io import atomic_write, git_sha, load_checkpoint
 
 
 class RunDir:
@@ -29,12 +29,18 @@ class RunDir:
 
     def prepare(self, cfg: Config, resume: bool) -> None:
         """Create the folder (fresh run) or check it matches ``cfg`` (resume); write the resolved config."""
-        if resume:
-            if not (self.checkpoints / "last.pt").exists():
-                raise ConfigError(f"--resume: no checkpoint in {self.checkpoints}; start without --resume")
-            saved = yaml.safe_load(self.config.read_text())
+        if resume:  # without checkpoints/last.pt (killed before the first one) the run starts over
+            if not self.config.is_file():
+                raise ConfigError(f"--resume: {self.path} is not a run directory (no config.yaml); start without "
+                                  "--resume")
+            try:
+                saved = yaml.safe_load(self.config.read_text())
+            except yaml.YAMLError:
+                raise ConfigError(f"--resume: {self.config} is corrupt; start a new run without --resume") from None
             if saved != to_dict(cfg):
                 raise ConfigError(f"--resume: config differs from {self.config}; resume with the same config")
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            self.plots.mkdir(parents=True, exist_ok=True)
             return
         if self.path.exists() and any(self.path.iterdir()):
             raise ConfigError(f"run directory {self.path} is not empty; pass --resume or choose another --out")
@@ -48,10 +54,11 @@ class RunDir:
             handle.write(json.dumps(row) + "\n")
 
     def truncate_metrics(self, step: int) -> None:
-        """Drop rows written after the checkpoint at ``step`` (they will be recomputed identically)."""
+        """Drop rows written after the checkpoint at ``step`` (they will be recomputed identically), and a last row
+        a killed process left half-written; ``step=-1`` drops every row (the run starts over)."""
         if not self.metrics.exists():
             return
-        rows = [r for r in self.metrics.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
+        rows = [r for r in self.metrics.read_text().splitlines() if _step_of(r) is not None and _step_of(r) <= step]
         atomic_write(self.metrics, "".join(r + "\n" for r in rows))
 
     def write_summary(self, summary: dict) -> None:
@@ -70,10 +77,18 @@ class RunDir:
         if not path.exists():
             raise ConfigError(f"no trained model at {path}; train first with `surf run CONFIG --out {self.path}`")
         model = family.build_model()
-        state = torch.load(path, map_location=family.device, weights_only=False)
+        state = load_checkpoint(path, family.device, ("model",))
         try:
             model.load_state_dict(state["model"])
         except RuntimeError:
             raise ConfigError("the trained model's shapes do not fit the overridden config (the paper variant "
                               "depends on d, C and batch size; the compact one does not)") from None
         return model.eval()
+
+
+def _step_of(line: str) -> int | None:
+    """The step of a ``metrics.jsonl`` row; None for a blank or half-written one."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -30,6 +30,8 @@ from surf.constrained.formulation import DescentFormulation
 from surf.families.base import TaskFamily, TaskTerms
 from surf.training.pretrain import pretrain
 from surf.utils.errors import TrainingError
+from surf.utils.faults import pause_point
+from surf.utils.io import atomic_save, load_checkpoint
 from surf.utils.seeding import derive_seed
 
 
@@ -44,6 +46,9 @@ def _layer_sums(terms: list[TaskTerms]) -> dict[str, torch.Tensor]:
     for name in terms[0].layer_metrics:
         sums[f"layer_{name}"] = torch.stack([t.tasks * t.layer_metrics[name] for t in terms]).sum(0)
     return sums
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "duals", "step", "best_val", "best_state")
 
 
 def _task_mean(terms: list[TaskTerms], field: str) -> torch.Tensor:
@@ -70,6 +75,7 @@ class MetaTrainer:
         self.best_validation: dict[str, float] = {}  # the selected model's validation metrics
         self.start_validation: dict[str, float] = {}  # the untrained (e.g. warm-started) model's, at step 0
         self.log = log or (lambda row: None)
+        self.interrupts = Interrupts()  # installed while train() runs
 
     @property
     def duals(self) -> DualVariables:
@@ -160,33 +166,51 @@ class MetaTrainer:
         return {"val_loss": loss, **finals, **{f"val_{key}": value for key, value in layers.items()}}
 
     def train(self, checkpoint_dir: Path | None = None, progress: bool = True) -> dict:
-        """Run meta-steps up to ``trainer.steps``, validating and checkpointing; returns the last validation."""
+        """Run meta-steps up to ``trainer.steps``, validating and checkpointing; returns the last validation.
+
+        A step is a unit: the primal-dual update, its validation when one is due and its ``metrics.jsonl`` row. A
+        checkpoint is written only between units, so it never holds a step whose validation was skipped or a
+        half-applied update. SIGINT / SIGTERM only set a flag (:class:`Interrupts`); the loop checks it after every
+        unit, writes ``last.pt`` and raises ``KeyboardInterrupt``. A killed process (SIGKILL) resumes from the last
+        checkpoint, and the rows written after it are dropped on resume and recomputed identically.
+        """
         tcfg = self.cfg.trainer
         last_val: dict = {}
-        if self.step == 0:
-            self.pretrain()
-            last_val = self._validate_and_select()
-            self.start_validation = _scalars(last_val)
-            self.log({"step": 0, **last_val})
         bar = tqdm(total=tcfg.steps, initial=self.step, desc="meta-training", disable=not progress, unit="step")
-        with _interrupt_saves(self, checkpoint_dir):
-            while self.step < tcfg.steps:
+        with self.interrupts as interrupts:
+            if self.completed_step() < 0:  # a fresh run: pretrain (if any), validate the untrained model at step 0
+                self.pretrain()
+                last_val = self._validate_and_select()
+                self.start_validation = _scalars(last_val)
+                self.log({"step": 0, **last_val})
+            while self.step < tcfg.steps and not interrupts.requested:
                 start = time.perf_counter()
                 row = self.primal_dual_step(self.train_tasks(self.step))
                 self.step_seconds += time.perf_counter() - start
+                self._pause("step")
                 if self.step % tcfg.val_every == 0 or self.step == tcfg.steps:
                     last_val = self._validate_and_select()
                     row.update(last_val)
                 self.log(row)
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{self.best_val:.3f}")
-                if self.step % tcfg.checkpoint_every == 0 and self.step < tcfg.steps:
+                if self.step % tcfg.checkpoint_every == 0 or self.step == tcfg.steps:
                     self.checkpoint(checkpoint_dir)
+            if interrupts.requested:
+                self.checkpoint(checkpoint_dir)
+                raise KeyboardInterrupt
         bar.close()
-        self.checkpoint(checkpoint_dir)  # the final state (and best.pt), before loading the best model
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return last_val
+
+    def completed_step(self) -> int:
+        """The last step whose unit (update, validation, log row) this state holds; -1 before the step-0 validation
+        (a fresh run, or a checkpoint written before it, such as the warm start's)."""
+        return self.step if self.best_state is not None else -1
+
+    def _pause(self, point: str) -> None:
+        pause_point(point, self.step, stop=lambda: self.interrupts.requested is not None)
 
     def pretrain(self) -> None:
         """The family's optional pretraining stage (``pretraining(model)``, e.g. a flow's density fit), logged once."""
@@ -200,6 +224,7 @@ class MetaTrainer:
         or the highest final validation accuracy. Step 0 (the untrained model) takes part, so the selected model is
         never worse by that criterion than the one training started from, on these validation tasks (under the
         training scenario, if any)."""
+        self._pause("validate")
         result = self.validate()
         criterion = -result["val_accuracy"] if self.cfg.trainer.select_by == "accuracy" else result["val_loss"]
         if criterion < self.best_val:
@@ -222,18 +247,14 @@ class MetaTrainer:
         }
 
     def save(self, path: Path) -> None:
-        """Atomic checkpoint write (a killed process leaves the previous checkpoint intact)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
-        tmp.replace(path)
+        """Atomic checkpoint writes (temp file + rename: a killed process leaves the previous checkpoint intact)."""
+        atomic_save(self.state(), path, before_rename=lambda: self._pause("checkpoint"))
         if self.best_state is not None:
-            best_tmp = path.parent / "best.tmp"
-            torch.save({"model": self.best_state, "best_val": self.best_val, "step": self.step}, best_tmp)
-            best_tmp.replace(path.parent / "best.pt")
+            atomic_save({"model": self.best_state, "best_val": self.best_val, "step": self.step},
+                        path.parent / "best.pt")
 
     def load(self, path: Path) -> None:
-        self.load_state(torch.load(path, map_location=self.exp.device, weights_only=False))
+        self.load_state(load_checkpoint(path, self.exp.device, CHECKPOINT_KEYS))
 
     def load_state(self, state: dict) -> None:
         """Restore what ``state()`` returned."""
@@ -246,24 +267,30 @@ class MetaTrainer:
         self.start_validation = state.get("start_validation", {})
 
 
-class _interrupt_saves:
-    """Context manager: on Ctrl-C / SIGTERM write the last checkpoint before propagating the interrupt."""
+class Interrupts:
+    """Context manager: SIGINT and SIGTERM set ``requested`` (the training loop stops at its next safe point); a
+    second signal raises ``KeyboardInterrupt`` at once, without saving (the previous checkpoint stays valid).
+    Outside the main thread (a Ray Train worker) signals are left alone."""
 
-    def __init__(self, trainer: MetaTrainer, checkpoint_dir: Path | None) -> None:
-        self.trainer, self.checkpoint_dir = trainer, checkpoint_dir
-        self.previous = None
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __enter__(self) -> None:
-        def on_term(signum: int, frame: object) -> None:
+    def __init__(self) -> None:
+        self.requested: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested is not None:
             raise KeyboardInterrupt
+        self.requested = signum
 
+    def __enter__(self) -> Interrupts:
+        self.requested = None
         try:
-            self.previous = signal.signal(signal.SIGTERM, on_term)
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         except ValueError:  # not in the main thread
-            self.previous = None
+            self.previous = {}
+        return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-        if exc_type is KeyboardInterrupt and self.checkpoint_dir is not None:
-            self.trainer.save(self.checkpoint_dir / "last.pt")
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

@@ -1,9 +1,10 @@
 """Communication accounting from the real Flower messages: per edge and per round, messages and serialized bytes.
 
 An edge is a directed pair of nodes (src -> dst) whose agents are graph neighbours; with one agent per node it is
-an edge of the communication graph. A neighbour's message counts once per receiving node, with the size of the
-serialized Flower ``Array`` the relay forwards (``len(Array.data)``: the array's bytes plus its header).
-Messages between agents of the same node never leave the node and are not counted.
+an edge of the communication graph. An agent's message counts once per receiving node; all the messages from one
+node to one other node in a round travel as one contiguous block of raw float32 rows (inside the one ``Array`` a
+node sends per round, and the one it receives), and the block's size is the edge's bytes for that round: agents x
+T x (d+1) x C x 4. Messages between agents of the same node never leave the node and are not counted.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ class Ledger:
     edges: dict[tuple[int, int, int], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     rounds: list[dict] = field(default_factory=list)  # {"round", "kind", "layer", "hop", "seconds", "uplink_bytes"}
 
-    def add(self, round_index: int, src: int, dst: int, nbytes: int) -> None:
+    def add(self, round_index: int, src: int, dst: int, nbytes: int, messages: int = 1) -> None:
+        """``messages`` agent messages from node src to node dst in one round, packed in ``nbytes`` bytes."""
         entry = self.edges[(round_index, src, dst)]
-        entry[0] += 1
+        entry[0] += messages
         entry[1] += nbytes
 
     def close_round(self, kind: str, layer: int, hop: int, seconds: float, uplink_bytes: int) -> int:

@@ -1,161 +1,297 @@
-"""The SURF ClientApp: a Flower node hosting a shard of agents (``query.setup``, ``train.hop``, ``query.report``).
+"""The SURF ClientApp: a Flower node hosting a shard of agents (``query.hello``, ``query.setup``, ``train.hop``,
+``query.rejoin``, ``query.report``, ``query.echo``).
 
 The node's mutable state (models, previous updates, stale buffers, per-layer metrics) lives in Flower's
-``Context.state`` as an ``ArrayRecord``; the setup message (spec, rows of S, the broadcast parameters Theta) is kept
-there too, so any process can rebuild the node. What is slow to rebuild (data rows, the model module) is cached per
-process. In the simulation every node loads its agents' rows from the keyed task sampler (all runtimes see the same
-tasks); on a real deployment the same ClientApp would read the node's local data.
+``Context.state`` as one packed byte ``Array``; the setup message (spec, rows of S, the broadcast parameters Theta)
+is kept there too, so any process can rebuild the node. Where its data comes from:
+
+* on a real deployment the SuperNode's node config names its data file (``data="DIR/node_3.npz"``, written by
+  ``surf partition``): the node loads its agents' share and its rows of S from it and never builds a full task. It
+  also keeps its state on its own disk next to that file (written atomically after every message), so that a
+  SuperNode restarted after a crash can rejoin with its last state (``query.rejoin``);
+* in the simulation every node cuts its agents' share out of the keyed task sampler of the config (all runtimes see
+  the same tasks; each process builds a task once).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from surf.runtime.flower.node import Outbox, Shard, ShardSpec
+from surf.runtime.flower.node import Inbox, Packed, Shard, ShardSpec
 
-_SHARDS: dict[tuple[str, tuple[int, ...]], Shard] = {}
-_EXPERIMENTS: dict[str, Any] = {}
-_TASKS: dict[tuple[str, tuple], Any] = {}
+_SHARDS: dict[str, Shard] = {}
+_CACHE: dict[tuple, Any] = {}  # parsed configs, task samplers, full tasks (simulation), node data files
 CACHE_SIZE = 4096  # shards kept per process (one per node and job)
-TASK_CACHE = 256  # full tasks kept per process
+TASK_CACHE = 256  # full tasks kept per process (simulation)
+
+
+RAW = "surf.raw"  # stype of an Array holding a tensor's bytes as they are (no numpy header to write and parse)
+
+
+def to_array(value: torch.Tensor) -> Any:
+    """A tensor -> Flower ``Array`` of its raw bytes."""
+    from flwr.app import Array
+
+    raw = value.detach().cpu().contiguous().numpy()
+    return Array(dtype=str(raw.dtype), shape=tuple(raw.shape), stype=RAW, data=raw.tobytes())
+
+
+def from_array(array: Any) -> torch.Tensor:
+    """Inverse of :func:`to_array` (any other Array through numpy)."""
+    if array.stype != RAW:
+        return torch.from_numpy(array.numpy().copy())
+    return torch.from_numpy(np.frombuffer(array.data, dtype=np.dtype(array.dtype)).copy()).reshape(array.shape)
 
 
 def to_record(tensors: dict[str, torch.Tensor]) -> Any:
-    """Tensors -> Flower ArrayRecord (one serialized Array per entry)."""
-    from flwr.app import Array, ArrayRecord
+    """Tensors -> Flower ArrayRecord (one Array per entry)."""
+    from flwr.app import ArrayRecord
 
-    return ArrayRecord({key: Array(value.detach().cpu().contiguous().numpy()) for key, value in tensors.items()})
+    return ArrayRecord({key: to_array(value) for key, value in tensors.items()})
 
 
 def from_record(record: Any) -> dict[str, torch.Tensor]:
     """Flower ArrayRecord -> tensors."""
-    return {key: torch.from_numpy(array.numpy().copy()) for key, array in record.items()}
+    return {key: from_array(array) for key, array in record.items()}
+
+
+def outbox_records(packed: Packed) -> tuple[Any, Any]:
+    """A node's reply: ONE Array with a contiguous block of rows per destination node (raw, flat), and the agents of
+    each block in order. The relay moves the blocks to their destinations without reading them."""
+    from flwr.app import ArrayRecord, ConfigRecord
+
+    order = list(packed)
+    rows = torch.cat([packed[dst][1].reshape(-1) for dst in order]) if order else torch.zeros(0)
+    layout = ConfigRecord({"order": order, **{str(dst): packed[dst][0] for dst in order}})
+    return ArrayRecord({"rows": to_array(rows)}), layout
+
+
+def inbox_blocks(content: Any, row_shape: tuple[int, ...]) -> Inbox:
+    """The hop message's one inbox Array split back into the blocks of its source nodes, with their agents and the
+    tasks in which each counts."""
+    senders, num_tasks = content["senders"], row_shape[0]
+    order = list(senders["order"])
+    counts = [len(senders[str(src)]) for src in order]
+    rows = from_array(content["inbox"]["rows"]).reshape(sum(counts), *row_shape).split(counts)
+    return {src: (list(senders[str(src)]), block,
+                  torch.tensor(list(senders[f"p{src}"]), dtype=torch.bool).view(len(block), num_tasks))
+            for src, block in zip(order, rows, strict=True)}
+
+
+def pack(tensors: dict[str, torch.Tensor]) -> bytes:
+    """Many tensors as one byte string: an 8-byte header length, a JSON layout, the raw bytes (one copy each)."""
+    layout, chunks, offset = {}, [], 0
+    for key, value in tensors.items():
+        raw = value.detach().cpu().contiguous().numpy()
+        layout[key] = [str(raw.dtype), list(raw.shape), offset, raw.nbytes]
+        chunks.append(raw.tobytes())
+        offset += raw.nbytes
+    header = json.dumps(layout).encode()
+    return len(header).to_bytes(8, "little") + header + b"".join(chunks)
+
+
+def unpack(data: bytes) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`pack`."""
+    size = int.from_bytes(data[:8], "little")
+    tensors, start = {}, 8 + size
+    for key, (dtype, shape, offset, nbytes) in json.loads(data[8:start]).items():
+        kind = np.dtype(dtype)
+        values = np.frombuffer(data, dtype=kind, count=nbytes // kind.itemsize, offset=start + offset)
+        tensors[key] = torch.from_numpy(values.copy()).reshape(shape)
+    return tensors
+
+
+def packed_record(tensors: dict[str, torch.Tensor]) -> Any:
+    """Tensors -> an ArrayRecord holding ONE Array (:func:`pack`): one Flower object to copy instead of one per
+    tensor (the node state and Θ travel with every message of the simulation)."""
+    from flwr.app import Array, ArrayRecord
+
+    data = pack(tensors)
+    return ArrayRecord({"packed": Array(dtype="uint8", shape=(len(data),), stype=RAW, data=data)})
 
 
 def save_state(context: Any, state: dict[str, torch.Tensor]) -> None:
-    """The node state -> ``Context.state``: one packed byte Array plus its layout (one serialization per call)."""
-    from flwr.app import Array, ArrayRecord, ConfigRecord
+    """The node state -> ``Context.state`` and, on a deployment, the node's own disk (atomically)."""
+    context.state["model"] = packed_record(state)
+    path = _state_file(context)
+    if path is not None:
+        from surf.utils.io import atomic_write
 
-    layout, chunks, offset = {}, [], 0
-    for key, value in state.items():
-        raw = value.detach().cpu().contiguous().numpy().tobytes()
-        layout[key] = [str(value.dtype).removeprefix("torch."), list(value.shape), offset, len(raw)]
-        chunks.append(raw)
-        offset += len(raw)
-    context.state["model"] = ArrayRecord({"packed": Array(np.frombuffer(b"".join(chunks), dtype=np.uint8))})
-    context.state["layout"] = ConfigRecord({"layout": json.dumps(layout)})
+        atomic_write(path, context.state["model"]["packed"].data)
 
 
 def load_state(context: Any) -> dict[str, torch.Tensor]:
     """Inverse of :func:`save_state`."""
-    packed = context.state["model"]["packed"].numpy()
-    state = {}
-    for key, (dtype, shape, offset, size) in json.loads(context.state["layout"]["layout"]).items():
-        values = np.frombuffer(packed[offset: offset + size].tobytes(), dtype=np.dtype(dtype))
-        state[key] = torch.from_numpy(values.copy()).reshape(shape)
-    return state
+    return unpack(context.state["model"]["packed"].data)
 
 
-def outbox_record(outbox: Outbox) -> Any:
-    return to_record({f"a{agent}": value for agent, value in outbox.items()})
+def _state_file(context: Any) -> Path | None:
+    """Where a deployed node keeps its state of the current job (next to its data file); None in the simulation."""
+    data = context.node_config.get("data")
+    if not data or "spec" not in context.state:
+        return None
+    return Path(str(data) + f".{ShardSpec.from_json(context.state['spec']['spec']).uid}.state")
 
 
-def _experiment(config_yaml: str) -> Any:
-    if config_yaml not in _EXPERIMENTS:
+def _cached(key: tuple, build: Any, limit: int = TASK_CACHE) -> Any:
+    if key not in _CACHE:
+        if len(_CACHE) >= limit:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
+def _config(config_yaml: str) -> Any:
+    def build() -> Any:
         import yaml
 
         from surf.config import from_dict
-        from surf.families.classifier.family import ClassifierFamily
 
         raw = yaml.safe_load(config_yaml)
         raw["device"], raw["threads"] = "cpu", 1
-        _EXPERIMENTS[config_yaml] = ClassifierFamily(from_dict(raw))
-    return _EXPERIMENTS[config_yaml]
+        return from_dict(raw)
+
+    return _cached(("config", config_yaml), build)
 
 
-def _task(config_yaml: str, experiment: Any, key: tuple[str, int, bool]) -> Any:
-    """A full task, built once per process (every shard slices its own rows)."""
-    if (config_yaml, key) not in _TASKS:
-        if len(_TASKS) >= TASK_CACHE:
-            _TASKS.pop(next(iter(_TASKS)))
-        split, index, relabel = key
-        _TASKS[config_yaml, key] = experiment.task(split, index, relabel=relabel).to("cpu")
-    return _TASKS[config_yaml, key]
+def _share(path: str) -> Any:
+    from surf.data.shares import Share
+
+    return _cached(("share", path), lambda: Share.load(path))
 
 
-def _rule(spec: ShardSpec, experiment: Any, theta: dict[str, torch.Tensor] | None) -> Any:
+def node_data(spec: ShardSpec, context: Any, rows: torch.Tensor | None) -> tuple[list, torch.Tensor, str]:
+    """The node's share of the spec's tasks, its rows of S and where they came from."""
+    data = context.node_config.get("data")
+    if data:
+        share = _share(str(data))
+        if share.agents.tolist() != spec.agents or share.columns.tolist() != spec.columns:
+            raise ValueError(f"node data file {data} holds agents {share.agents.tolist()[:4]}..., not the shard the "
+                             "relay assigned")
+        return [share.task(split, index, relabel) for split, index, relabel in spec.tasks], share.rows, str(data)
+
+    def full(key: tuple) -> Any:
+        def build() -> Any:
+            from surf.families.classifier.family import ClassifierFamily
+
+            sampler = _cached(("family", spec.config_yaml), lambda: ClassifierFamily(_config(spec.config_yaml)))
+            return sampler.task(key[0], key[1], relabel=key[2]).to("cpu")
+
+        return _cached(("task", spec.config_yaml, key), build)
+
+    agents = torch.tensor(spec.agents)
+    return [full(key).select(agents) for key in spec.tasks], rows, "task sampler"
+
+
+def _rule(spec: ShardSpec, cfg: Any, tasks: list, theta: dict[str, torch.Tensor] | None) -> Any:
     from surf.runtime.flower.rules import GradientRule, UnrolledRule
 
-    cfg = experiment.cfg
     if spec.method == "surf":
-        model = experiment.build_model()
+        from surf.models.udgd import UnrolledDGD
+
+        model = UnrolledDGD(cfg.model, tasks[0].x_train.shape[-1], tasks[0].num_classes, cfg.data.batch_size)
         model.load_state_dict(theta)
         return UnrolledRule(model)
     return GradientRule(spec.step_size, spec.momentum, spec.steps, spec.method == "dsgd", cfg.data.batch_size)
 
 
 def shard_of(context: Any) -> Shard:
-    """The node's shard, rebuilt from ``Context.state`` when this process has not seen it yet."""
-    spec = ShardSpec.from_json(context.state["spec"]["spec"])
-    key = (spec.uid, tuple(spec.agents))
+    """The node's shard, rebuilt from ``Context.state`` when this process has not seen it yet (cached by its spec,
+    which names the relay run and the agents)."""
+    key = context.state["spec"]["spec"]
     if key not in _SHARDS:
+        spec = ShardSpec.from_json(key)
         if len(_SHARDS) >= CACHE_SIZE:
             _SHARDS.pop(next(iter(_SHARDS)))
-        experiment = _experiment(spec.config_yaml)
-        theta = from_record(context.state["theta"]) if "theta" in context.state else None
-        rows = from_record(context.state["rows"])["rows"]
-        tasks = [_task(spec.config_yaml, experiment, key) for key in spec.tasks]
-        _SHARDS[key] = Shard(spec, rows, _rule(spec, experiment, theta), tasks, experiment.cfg.seed,
-                             experiment.cfg.model.w0_std)
+        cfg = _config(spec.config_yaml)
+        theta = unpack(context.state["theta"]["packed"].data) if "theta" in context.state else None
+        rows = from_record(context.state["rows"])["rows"] if "rows" in context.state else None
+        tasks, rows, source = node_data(spec, context, rows)
+        _SHARDS[key] = Shard(spec, rows, _rule(spec, cfg, tasks, theta), tasks, cfg.seed, cfg.model.w0_std, source)
     return _SHARDS[key]
 
 
-def _setup(message: Any, context: Any) -> Any:
+def _mask(flags: list, rows: int) -> torch.Tensor | None:
+    return torch.tensor(flags, dtype=torch.bool).view(rows, -1) if flags else None
+
+
+def _reply(message: Any, packed: Packed) -> Any:
     from flwr.app import Message, RecordDict
 
+    outbox, layout = outbox_records(packed)
+    return Message(RecordDict({"outbox": outbox, "layout": layout}), reply_to=message)
+
+
+def _hello(message: Any, context: Any) -> Any:
+    """Which agents this node holds (from its data file) and the run they were cut from."""
+    from flwr.app import ConfigRecord, Message, RecordDict
+
+    data = context.node_config.get("data")
+    share = _share(str(data)) if data else None
+    content = {"agents": share.agents.tolist() if share else [], "fingerprint": share.fingerprint if share else ""}
+    return Message(RecordDict({"share": ConfigRecord(content)}), reply_to=message)
+
+
+def _store_setup(content: Any, context: Any) -> None:
+    for key in ("spec", "rows", "theta"):
+        if key in content:
+            context.state[key] = content[key]
+        elif key in context.state:
+            del context.state[key]
+
+
+def _setup(message: Any, context: Any) -> Any:
     torch.set_num_threads(1)
-    content = message.content
-    context.state["spec"] = content["spec"]
-    context.state["rows"] = content["rows"]
-    if "theta" in content:
-        context.state["theta"] = content["theta"]
-    elif "theta" in context.state:
-        del context.state["theta"]
+    _store_setup(message.content, context)
     state: dict[str, torch.Tensor] = {}
-    outbox = shard_of(context).setup(state)
+    shard = shard_of(context)
+    packed = shard.setup(state, _mask(list(message.content["hop"]["quiet"]), len(shard.spec.agents)))
     save_state(context, state)
-    return Message(RecordDict({"outbox": outbox_record(outbox)}), reply_to=message)
+    return _reply(message, packed)
+
+
+def _rejoin(message: Any, context: Any) -> Any:
+    """A restarted SuperNode takes its shard back with the last state it wrote to its own disk."""
+    from flwr.app import ConfigRecord, Message, RecordDict
+
+    torch.set_num_threads(1)
+    _store_setup(message.content, context)
+    path = _state_file(context)
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"no saved state {path} to rejoin with")
+    state = unpack(path.read_bytes())
+    save_state(context, state)
+    return Message(RecordDict({"rejoined": ConfigRecord({"recorded": int(state["recorded"])})}), reply_to=message)
 
 
 def _hop(message: Any, context: Any) -> Any:
-    from flwr.app import Message, RecordDict
-
     shard = shard_of(context)
-    hop = message.content["hop"]
-    num_tasks = len(shard.spec.tasks)
-    inbox = {int(key[1:]): value for key, value in from_record(message.content["inbox"]).items()}
-    present = {int(key[1:]): torch.tensor(list(flags), dtype=torch.bool)
-               for key, flags in message.content["present"].items()}
-    inactive = list(hop["inactive"])
-    inactive_mask = torch.tensor(inactive, dtype=torch.bool).view(-1, num_tasks) if inactive else None
+    hop, own = message.content["hop"], len(shard.spec.agents)
     state = load_state(context)
-    outbox = shard.hop(state, int(hop["layer"]), int(hop["k"]), inbox, present, inactive_mask,
-                       set(hop["dropped"]))
+    inbox = inbox_blocks(message.content, tuple(state["w"].shape[1:]))
+    packed = shard.hop(state, int(hop["layer"]), int(hop["k"]), inbox, _mask(list(hop["inactive"]), own),
+                       _mask(list(hop["quiet"]), own), set(hop["lost"]))
     save_state(context, state)
-    return Message(RecordDict({"outbox": outbox_record(outbox)}), reply_to=message)
+    return _reply(message, packed)
 
 
 def _report(message: Any, context: Any) -> Any:
-    from flwr.app import Message, RecordDict
+    from flwr.app import ConfigRecord, Message, RecordDict
 
+    shard = shard_of(context)
     state = load_state(context)
-    metrics = shard_of(context).finish(state, set(message.content["report"]["dropped"]))
+    metrics = shard.finish(state, set(message.content["report"]["lost"]))
     save_state(context, state)
-    return Message(RecordDict({"metrics": to_record(metrics)}), reply_to=message)
+    task = shard.tasks[0]
+    audit = {"source": shard.source, "agents": len(shard.spec.agents),
+             "shapes": json.dumps({name: list(getattr(task, name).shape)
+                                   for name in ("x_train", "y_train", "x_test", "y_test")})}
+    return Message(RecordDict({"metrics": to_record(metrics), "audit": ConfigRecord(audit)}), reply_to=message)
 
 
 def _echo(message: Any, context: Any) -> Any:
@@ -170,7 +306,9 @@ def client_app(mods: list | None = None) -> Any:
     from flwr.clientapp import ClientApp
 
     app = ClientApp(mods=mods or [])
+    app.query("hello")(_hello)
     app.query("setup")(_setup)
+    app.query("rejoin")(_rejoin)
     app.train("hop")(_hop)
     app.query("report")(_report)
     app.query("echo")(_echo)

@@ -9,11 +9,13 @@ tasks. The summary has the layout of ``surf run`` plus a ``runtime`` section (ac
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import torch
 import yaml
 
 from surf.config import to_dict
+from surf.data.shares import as_csr
 from surf.evaluation.baselines import tune_dgd
 from surf.evaluation.classifier import method_name
 from surf.evaluation.summary import Comparison, Descent, Runtime, Summary
@@ -55,23 +57,32 @@ def _schedule(exp: ClassifierFamily, tasks: list, rounds_per_step: int) -> objec
     return inactive
 
 
-def deploy_jobs(exp: ClassifierFamily, model: UnrolledDGD, agents_per_node: int, num_tasks: int,
-                round_timeout: float | None = None) -> tuple[list[Job], dict]:
-    """The SURF job and the baseline jobs for the first ``num_tasks`` meta-test tasks (plus their relabelled twins)."""
+BASELINES = ("dgd", "dgd_momentum", "dsgd")  # the baselines that run through the relay
+
+
+def deploy_jobs(exp: ClassifierFamily, model: UnrolledDGD, nodes: int, num_tasks: int,
+                round_timeout: float | None = None, baselines: tuple[str, ...] = BASELINES,
+                **options: object) -> tuple[list[Job], dict]:
+    """The SURF job and the ``baselines`` jobs for the first ``num_tasks`` meta-test tasks (plus their relabelled
+    twins) on ``nodes`` shards of agents; ``options`` are further :class:`Job` fields (prime, rejoin, ...)."""
     check_decentralizable(exp)
     cfg = exp.cfg
     keys = [("test", i, relabel) for relabel in (False, True) for i in range(num_tasks)]
-    tasks = [exp.task(split, index, relabel=relabel) for split, index, relabel in keys]
-    shift = exp.shift_for(tasks[0]).to_dense().cpu()
-    common = {"config_yaml": yaml.safe_dump(to_dict(cfg)), "shift": shift, "tasks": keys,
-              "agents_per_node": agents_per_node, "async_mode": cfg.eval.async_mode, "round_timeout": round_timeout}
+    tasks = [SimpleNamespace(key=(split, index)) for split, index, _ in keys]  # the schedule needs the keys only
+    shift = as_csr(exp.shift_for(tasks[0]))
+    common = {"config_yaml": yaml.safe_dump(to_dict(cfg)), "shift": shift, "tasks": keys, "nodes": nodes,
+              "async_mode": cfg.eval.async_mode, "round_timeout": round_timeout, **options}
     theta = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     rounds = model.rounds
     jobs = [Job("surf", method="surf", theta=theta, steps=cfg.model.layers, hops=cfg.model.hops,
                 inactive=_schedule(exp, tasks, 1), **common)]
-    steps = {}
+    steps, tuned = {}, {}
     for name, method, momentum in (("dgd", "dgd", False), ("dgd_momentum", "dgd", True), ("dsgd", "dsgd", False)):
-        step, mu = tune_dgd(exp, rounds, momentum) if name != "dsgd" else (steps["dgd"][0], 0.0)
+        if name not in baselines:
+            continue
+        if momentum not in tuned:
+            tuned[momentum] = tune_dgd(exp, rounds, momentum)
+        step, mu = tuned[momentum] if name != "dsgd" else (tuned[momentum][0], 0.0)
         steps[name] = (step, mu)
         jobs.append(Job(name, method=method, steps=rounds, step_size=step, momentum=mu,
                         inactive=_schedule(exp, tasks, max(cfg.model.hops, 1)), **common))
@@ -84,8 +95,8 @@ def _split(values: torch.Tensor, num_tasks: int) -> tuple[list[float], list[floa
 
 
 def summarize(exp: ClassifierFamily, jobs: list[Job], results: list[JobResult], steps: dict, wall: float,
-              agents_per_node: int, num_actors: int) -> Summary:
-    """A ``surf run``-style summary from the relayed results, plus the runtime's accounting and drops."""
+              runtime: str = "flower", backend: str = "ray", num_actors: int = 0) -> Summary:
+    """A ``surf run``-style summary from the relayed results, plus the runtime's accounting, drops and faults."""
     cfg = exp.cfg
     num_tasks = len(jobs[0].tasks) // 2
     surf = results[0]
@@ -105,30 +116,43 @@ def summarize(exp: ClassifierFamily, jobs: list[Job], results: list[JobResult], 
             preset="tuned on validation tasks (vectorized engine)", description=f"{job.method} through the relay")
     final = {"accuracy": per["accuracy"][-1], "loss": per["loss"][-1], "accuracy_relabelled": rel["accuracy"][-1],
              "accuracy_std": surf.accuracy[-1, :num_tasks].std().item() if num_tasks > 1 else 0.0}
-    runtime = Runtime(
-        name="flower", backend="ray", agents_per_node=agents_per_node, nodes=-(-cfg.num_agents // agents_per_node),
+    nodes = jobs[0].nodes
+    info = Runtime(
+        name=runtime, backend=backend, agents_per_node=-(-cfg.num_agents // nodes), nodes=nodes,
         ray_actors=num_actors, wall_seconds=wall,
         jobs={job.name: {"seconds": result.seconds, "scheduled_drops": result.scheduled_drops,
-                         "dropped": result.dropped, "communication": result.ledger.summary()}
+                         "dropped": result.dropped, "faults": result.faults, "unreported_agents": result.unreported,
+                         "nodes": result.audit, "communication": result.ledger.summary()}
               for job, result in zip(jobs, results, strict=True)})
     return Summary(
         family=cfg.family, kind="deploy", method=method_name(exp), layers=cfg.model.layers,
         rounds=cfg.model.layers * cfg.model.hops, final=final, per_layer=per, per_layer_relabelled=rel,
         descent=Descent(grad_norm_decrease_fraction=(norms[1:] < norms[:-1]).float().mean().item()),
         eval={"test_tasks": num_tasks, "n_async": cfg.eval.n_async, "async_mode": cfg.eval.async_mode},
-        comparisons=comparisons, runtime=runtime)
+        comparisons=comparisons, runtime=info)
+
+
+def check_request(exp: ClassifierFamily, nodes: int, num_tasks: int) -> None:
+    """One-line errors for impossible node or task counts (before anything starts)."""
+    check_decentralizable(exp)
+    if not 1 <= nodes <= exp.cfg.num_agents:
+        raise ConfigError(f"{nodes} nodes for {exp.cfg.num_agents} agents: use --nodes (or --agents-per-node) "
+                          f"between 1 and {exp.cfg.num_agents}")
+    if not 1 <= num_tasks <= exp.cfg.eval.test_tasks:
+        raise ConfigError(f"--tasks={num_tasks} must be in [1, eval.test_tasks={exp.cfg.eval.test_tasks}]")
 
 
 def deploy(exp: ClassifierFamily, model: UnrolledDGD, agents_per_node: int, num_tasks: int,
-           round_timeout: float | None = None, num_actors: int = 2) -> Summary:
+           round_timeout: float | None = None, num_actors: int = 2,
+           baselines: tuple[str, ...] = BASELINES) -> Summary:
     """Run SURF and the baselines through Flower (Ray simulation engine) and summarize."""
     from surf.runtime.flower.simulation import run_jobs
 
     if agents_per_node < 1:
         raise ConfigError(f"--agents-per-node={agents_per_node} must be >= 1")
-    if not 1 <= num_tasks <= exp.cfg.eval.test_tasks:
-        raise ConfigError(f"--tasks={num_tasks} must be in [1, eval.test_tasks={exp.cfg.eval.test_tasks}]")
-    jobs, steps = deploy_jobs(exp, model, agents_per_node, num_tasks, round_timeout)
+    nodes = -(-exp.cfg.num_agents // agents_per_node)
+    check_request(exp, nodes, num_tasks)
+    jobs, steps = deploy_jobs(exp, model, nodes, num_tasks, round_timeout, baselines)
     start = time.perf_counter()
     results = run_jobs(jobs, num_actors=num_actors)
-    return summarize(exp, jobs, results, steps, time.perf_counter() - start, agents_per_node, num_actors)
+    return summarize(exp, jobs, results, steps, time.perf_counter() - start, "flower", "ray", num_actors)

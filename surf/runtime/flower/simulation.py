@@ -27,7 +27,7 @@ def run_jobs(jobs: list[Job], num_actors: int = 2, client_mods: list | None = No
 
     from surf.runtime.flower.client import client_app
 
-    num_nodes = max(-(-job.shift.shape[0] // job.agents_per_node) for job in jobs)
+    num_nodes = max(job.nodes for job in jobs)
     results: list[JobResult] = []
     backend_config = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},

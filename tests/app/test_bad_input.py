@@ -1,0 +1,86 @@
+"""Bad input stays clean: every kind of bad input is one line naming the fix, exit code 2, no traceback and nothing
+written (the table in docs/bad_input.md, row by row). Runs in-process: ``main`` catches only ``SurfError``, so any
+other exception (a traceback) fails the test; ``test_cli.py`` checks a few in a real subprocess."""
+
+import shutil
+
+import pytest
+
+from surf.app.cli import main
+
+Q = "simulations/quickstart.yaml"
+ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scratch folder), text the line must hold
+    "unknown key": (["run", Q, "-o", "trainer.epochs=5"], "unknown key 'trainer.epochs' (valid:"),
+    "wrong type": (["run", Q, "-o", "trainer.steps=abc"], "trainer.steps: expected int"),
+    "wrong type (list)": (["run", Q, "-o", "eval.dgd_steps=fast"], "eval.dgd_steps: expected a list"),
+    "NaN": (["run", Q, "-o", "trainer.lr=.nan"], "trainer.lr=nan must be a finite number"),
+    "inf": (["run", Q, "-o", "model.w0_std=.inf"], "model.w0_std=inf must be a finite number"),
+    "negative size": (["run", Q, "-o", "data.batch_size=-1"], "data.batch_size=-1 must be >= 1"),
+    "negative count": (["run", Q, "-o", "num_agents=-3"], "num_agents=-3 must be >= 1"),
+    "disconnected graph": (["run", Q, "-o", "topology.name=erdos_renyi", "-o", "topology.params={p: 0.01}"],
+                           "disconnected; raise params.p"),
+    "malformed edge list": (["run", Q, "-o", "num_agents=3", "-o", "topology.name=edge_list", "-o",
+                             "topology.params={path: TMP/malformed.txt}"], "expected 'u v [weight]'"),
+    "node id out of range": (["run", Q, "-o", "num_agents=3", "-o", "topology.name=edge_list", "-o",
+                              "topology.params={path: TMP/range.txt}"], "node id 99 >= num_agents=3"),
+    "missing data file": (["run", Q, "-o", "data.source=npz", "-o", "data.path=TMP/missing.npz"],
+                          "data file 'TMP/missing.npz' not found"),
+    "corrupt data file": (["run", Q, "-o", "data.source=npz", "-o", "data.path=TMP/corrupt.npz"],
+                          "is not a readable .npz archive"),
+    "missing config": (["run", "TMP/none.yaml"], "config file 'TMP/none.yaml' not found"),
+    "missing run directory": (["eval", "TMP/norun"], "no trained model in TMP/norun/checkpoints"),
+    "corrupt run directory": (["eval", "TMP/broken_run"], "best.pt is truncated or corrupt"),
+    "resume a non-run folder": (["run", Q, "--resume", "--out", "TMP/plain"], "is not a run directory"),
+    "impossible drop count": (["eval", "RUN", "-o", "eval.n_async=99"], "eval.n_async=99 must be in [0, num_agents"),
+    "negative drop count": (["deploy", "RUN", "--scenario", "dropped:-1"], "expected dropped:K"),
+    "too many dropped (deploy)": (["deploy", "RUN", "--scenario", "dropped:99"], "eval.n_async=99 must be in"),
+    "unknown scenario": (["stress", "RUN", "--scenario", "nope"], "unknown scenario 'nope'"),
+    "unknown runtime": (["deploy", "RUN", "--runtime", "nope"], "--runtime 'nope' is not one of flower"),
+    "unknown data source": (["run", Q, "-o", "data.source=mnist"], "data.source='mnist' is not one of"),
+    "impossible node count": (["partition", "RUN", "--nodes", "99", "--out", "TMP/p"], "99 nodes for 8 agents"),
+    "no node count": (["deploy", "RUN", "--runtime", "flower-deployment"], "needs --nodes M"),
+    "missing node data": (["deploy", "RUN", "--runtime", "flower-deployment", "--nodes", "2", "--partition",
+                           "TMP/empty"], "node_0.npz does not exist"),
+    "corrupt node data": (["deploy", "RUN", "--runtime", "flower-deployment", "--nodes", "2", "--partition",
+                           "TMP/garbage"], "node_0.npz is truncated or not a SURF partition"),
+    "node data of another split": (["deploy", "RUN", "--runtime", "flower-deployment", "--nodes", "2",
+                                    "--partition", "TMP/four"], "node_0.npz was cut for another run or number"),
+    "zero layers": (["run", Q, "-o", "model.layers=0"], "model.layers=0 must be >= 1"),
+    "missing argument": (["run"], "the following arguments are required: config"),
+}
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory, tiny_run):
+    tmp = tmp_path_factory.mktemp("bad")
+    (tmp / "malformed.txt").write_text("0 1\n1 2\nfoo bar\n")
+    (tmp / "range.txt").write_text("0 1\n1 99\n")
+    (tmp / "corrupt.npz").write_bytes(b"garbage")
+    for name in ("empty", "garbage", "plain"):
+        (tmp / name).mkdir()
+    for s in range(2):
+        (tmp / "garbage" / f"node_{s}.npz").write_bytes(b"PK\x03\x04 not really")
+    assert main(["partition", str(tiny_run), "--nodes", "4", "--out", str(tmp / "four"), "--tasks", "1"]) == 0
+    broken = tmp / "broken_run"
+    shutil.copytree(tiny_run, broken)
+    (broken / "checkpoints" / "best.pt").write_bytes(b"\x80\x04 truncated")
+    return tmp
+
+
+@pytest.mark.parametrize("kind", list(ROWS))
+def test_bad_input_is_one_line_exit_2_nothing_written(kind, scratch, tiny_run, capsys):
+    argv, expected = ROWS[kind]
+    argv = [a.replace("TMP", str(scratch)).replace("RUN", str(tiny_run)) if a != "--runtime" else a for a in argv]
+    out = scratch / f"out_{kind.replace(' ', '_')}"
+    if argv[0] in ("run", "deploy", "eval") and "--out" not in argv:
+        argv += ["--out", str(out)]
+    before = sorted(p.name for p in scratch.iterdir())
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("surf: error: "), (code, err)
+    assert expected.replace("TMP", str(scratch)) in err[0]
+    assert not out.exists() and sorted(p.name for p in scratch.iterdir()) == before
+    assert not (scratch / "plain" / "config.yaml").exists()

@@ -1,0 +1,115 @@
+"""Killed runs resume to exactly the uninterrupted result: real SIGKILL, SIGTERM and SIGINT sent to a real process
+at random points of a tiny run (mid-step, during validation, while a checkpoint is being written, during evaluation).
+
+Each signal kills the same run several times in a row; after every kill ``surf run --resume`` continues it, and the
+final ``summary.json``, ``metrics.jsonl`` and ``best.pt`` equal those of the uninterrupted ``tiny_run``. The
+processes come from a fork server that has already imported SURF (a fresh interpreter per run would spend most of
+the test importing torch); ``SURF_PAUSE_AT`` only tells the test where the process is, the signals are real.
+"""
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import sys
+import time
+
+import pytest
+import torch
+
+from surf.app.cli import main
+from surf.utils.faults import PAUSE_AT, PAUSE_FILE
+from tests.conftest import run_tiny
+
+# the tiny run (trainer.steps=4, val_every=2, checkpoint_every=2), point by point in the order it reaches them
+TIMELINE = ["validate:0", "step:1", "step:2", "validate:2", "checkpoint:2", "step:3", "step:4", "validate:4",
+            "checkpoint:4", "evaluate"]
+
+
+def points(sig: signal.Signals) -> list[str]:
+    """A validation, a checkpoint write and a mid-step point drawn at random (seeded by the signal), then evaluation."""
+    rng = random.Random(int(sig))
+    kinds = [[p for p in TIMELINE if p.startswith(kind)] for kind in ("validate", "checkpoint", "step")]
+    return sorted({rng.choice(kind) for kind in kinds} | {"evaluate"}, key=TIMELINE.index)
+
+
+def _child(out: str, resume: bool, pause: str | None, pause_file: str) -> None:
+    if pause:
+        os.environ[PAUSE_AT], os.environ[PAUSE_FILE] = pause, pause_file
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the child exits right after
+    sys.exit(run_tiny(out, resume=resume))
+
+
+@pytest.fixture(scope="module")
+def spawner():
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["surf.app.cli", "surf.app.runner", "tests.conftest", "torch_geometric",
+                                    "surf.graphs.filter", "surf.reporting.run_plots", "matplotlib.pyplot"])
+    return context
+
+
+def run_until(spawner, out, tmp_path, resume, pause=None, sig=None) -> int:
+    """Run (or resume) the tiny run; with ``pause``, send ``sig`` once it is there. Returns the exit code."""
+    pause_file = tmp_path / "paused"
+    pause_file.unlink(missing_ok=True)
+    process = spawner.Process(target=_child, args=(str(out), resume, pause, str(pause_file)))
+    process.start()
+    if pause:
+        deadline = time.monotonic() + 120
+        while not pause_file.exists() and process.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pause_file.exists(), f"the run ended before reaching {pause} (exit code {process.exitcode})"
+        os.kill(process.pid, sig)
+    process.join(180)
+    return process.exitcode
+
+
+def same_best(a, b) -> bool:
+    first, second = (torch.load(p, weights_only=False) for p in (a, b))
+    return first.keys() == second.keys() and first["best_val"] == second["best_val"] and all(
+        torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_killed_run_resumes_to_the_uninterrupted_result(spawner, tiny_run, tmp_path, sig):
+    out = tmp_path / "run"
+    stops = points(sig)
+    assert len(stops) >= 3 and "evaluate" in stops
+    for i, point in enumerate(stops):
+        code = run_until(spawner, out, tmp_path, i > 0, point, sig)
+        graceful = sig != signal.SIGKILL and not (sig == signal.SIGTERM and point == "evaluate")
+        assert code == (130 if graceful else -sig), (point, code)
+        assert not (out / "summary.json").exists()
+    assert run_until(spawner, out, tmp_path, True) == 0
+    summary, reference = (json.loads((d / "summary.json").read_text()) for d in (out, tiny_run))
+    assert {k: v for k, v in summary.items() if k != "git_sha"} == {k: v for k, v in reference.items()
+                                                                   if k != "git_sha"}
+    assert (out / "metrics.jsonl").read_text() == (tiny_run / "metrics.jsonl").read_text()
+    assert same_best(out / "checkpoints" / "best.pt", tiny_run / "checkpoints" / "best.pt")
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(tmp_path, tiny_run, capsys):
+    out = tmp_path / "run"
+    assert run_tiny(out, ["trainer.steps=2"]) == 0
+    last = out / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])  # truncated
+    capsys.readouterr()
+    assert run_tiny(out, ["trainer.steps=2"], resume=True) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"checkpoint {last} is truncated or corrupt" in err[0]
+    (out / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
+    assert main(["eval", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "best.pt is truncated or corrupt" in err[0]
+
+
+def test_half_written_metrics_row_is_dropped_on_resume(tmp_path):
+    from surf.training.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    run.metrics.write_text('{"step": 0}\n{"step": 1}\n{"step": 2}\n{"ste')
+    run.truncate_metrics(1)
+    assert run.read_metrics() == [{"step": 0}, {"step": 1}]
+    run.truncate_metrics(-1)
+    assert run.read_metrics() == []

@@ -24,10 +24,12 @@ from pathlib import Path
 
 from surf.app.runner import reevaluate, train
 from surf.config import Config
+from surf.evaluation.tuning_cache import shared_tuning
 from surf.utils.errors import ConfigError
 
 HEARTBEAT_S = 20.0
 STALE_S = 120.0
+TUNING = ".tuning"  # the store's folder of tuned baseline hyper-parameters (surf.evaluation.tuning_cache)
 
 
 def cell_state(path: Path, trained: bool) -> str:
@@ -136,8 +138,9 @@ def run_cell(cfg: Config, path: Path, trained_from: Path | None = None, progress
             return state
         if state == "todo" and path.exists():
             shutil.rmtree(path)  # interrupted before its first checkpoint: nothing worth keeping
-        if trained:
-            train(cfg, path, resume=state == "resume", progress=progress)
-        else:
-            reevaluate(trained_from, cfg, path)
+        with shared_tuning((trained_from or path).parent / TUNING):  # cells on one store share tuned baselines
+            if trained:
+                train(cfg, path, resume=state == "resume", progress=progress)
+            else:
+                reevaluate(trained_from, cfg, path)
     return state

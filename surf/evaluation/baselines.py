@@ -8,6 +8,7 @@ unrolled model's step ``ceil(r / K)`` at round r, so the same agents are silent 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from surf.baselines.registry import Settings, communication, grid_product, run_b
 from surf.config import Config
 from surf.data.batches import initial_weights
 from surf.evaluation.summary import Communication, Comparison, WarmStart
+from surf.evaluation.tuning_cache import cached_tuning
 from surf.families.classifier.family import ClassifierFamily
 from surf.graphs.comm import directed_edges
 from surf.graphs.gso import shift_power
@@ -80,12 +82,21 @@ def _mean_curves(family: ClassifierFamily, name: str, tasks: list, rounds: int, 
 def tune_baseline(family: ClassifierFamily, name: str, rounds: int, mixing: int = 1) -> dict[str, float]:
     """The grid setting maximizing mean final held-out accuracy on the (clean) validation tasks (``mixing``: see
     :func:`baseline_curves`)."""
-    grid = grid_product(baseline_grid(family.cfg, name))
-    tasks = [family.task("val", i) for i in range(family.cfg.trainer.val_tasks)]
-    accuracy, _ = _mean_curves(family, name, tasks, rounds, grid, family.cfg.data.batch_size, curve=False,
-                               mixing=mixing)
-    best = int(torch.nan_to_num(accuracy[:, -1], nan=-1.0).argmax())
-    return {k: float(v[best]) for k, v in grid.items()}
+    cfg = family.cfg
+    lists = baseline_grid(cfg, name)
+    grid = grid_product(lists)
+    tasks = [family.task("val", i) for i in range(cfg.trainer.val_tasks)]
+
+    def search() -> dict[str, float]:
+        accuracy, _ = _mean_curves(family, name, tasks, rounds, grid, cfg.data.batch_size, curve=False,
+                                   mixing=mixing)
+        best = int(torch.nan_to_num(accuracy[:, -1], nan=-1.0).argmax())
+        return {k: float(v[best]) for k, v in grid.items()}
+
+    settings = {"baseline": name, "rounds": rounds, "mixing": mixing, "grid": lists, "batch": cfg.data.batch_size,
+                "fixed": dataclasses.asdict(baseline_settings(cfg)), "seed": cfg.seed, "w0_std": cfg.model.w0_std,
+                "server": cfg.model.server, "device": str(family.device)}
+    return cached_tuning(settings, tasks, [family.shift_for(t) for t in tasks], search)
 
 
 def choose_hyper(family: ClassifierFamily, name: str, rounds: int) -> tuple[dict[str, float], int | None, str]:

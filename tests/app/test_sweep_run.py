@@ -40,6 +40,7 @@ def reference(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serial")
     path = write_sweep(tmp, **FOUR_CELLS)
     assert run_sweep(path, tmp / "out", tmp / "store", progress=False) == 0
+    assert list((tmp / "store" / ".tuning").glob("*.json"))  # the cells shared their tuned baselines
     return path, snapshot(tmp / "out", tmp / "store")
 
 

@@ -1,0 +1,82 @@
+"""A disk cache of tuned baseline hyper-parameters, shared by the cells of a sweep.
+
+Tuning a baseline (a grid search on the validation tasks) is about two thirds of a classification cell's
+evaluation, and every cell with the same seed, data and graph tunes the same baselines on the same tasks. The cache
+key is content, not config: the validation tasks' tensors and graphs, the grid, every setting the search reads and
+a fingerprint of the package's source, so a hit returns exactly what the search would compute. It is active only
+inside :func:`shared_tuning` (``surf sweep`` opens it on its store's ``.tuning`` folder); elsewhere tuning runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from surf.utils.io import atomic_write
+
+_DIRECTORY: ContextVar[Path | None] = ContextVar("surf_tuning_cache", default=None)
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def shared_tuning(directory: Path) -> Iterator[None]:
+    """Within this block, tuned hyper-parameters are read from / written to ``directory``."""
+    token = _DIRECTORY.set(directory)
+    try:
+        yield
+    finally:
+        _DIRECTORY.reset(token)
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> bytes:
+    """SHA-256 of every source file of the package (a code change, committed or not, is a new key)."""
+    digest = hashlib.sha256()
+    for source in sorted(PACKAGE.rglob("*.py")):
+        digest.update(str(source.relative_to(PACKAGE)).encode())
+        digest.update(source.read_bytes())
+    return digest.digest()
+
+
+def _task_tensors(task: Any) -> Iterator[torch.Tensor]:
+    for item in dataclasses.fields(task):
+        value = getattr(task, item.name)
+        if isinstance(value, torch.Tensor):
+            yield value
+
+
+def tuning_key(settings: dict[str, Any], tasks: list[Any], shifts: list[torch.Tensor]) -> str:
+    """The content key of one search: ``settings`` (JSON-able), the tasks' tensors, their graphs and the code."""
+    digest = hashlib.sha256(code_fingerprint())
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for tensor in [t for task in tasks for t in _task_tensors(task)] + list(shifts):
+        dense = tensor if tensor.layout == torch.strided else tensor.to_dense()
+        digest.update(f"{tuple(dense.shape)}{dense.dtype}".encode())
+        digest.update(dense.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def cached_tuning(settings: dict[str, Any], tasks: list[Any], shifts: list[torch.Tensor],
+                  search: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """``search()``, or its stored result for the same content inside :func:`shared_tuning`."""
+    directory = _DIRECTORY.get()
+    if directory is None:
+        return search()
+    path = directory / f"{tuning_key(settings, tasks, shifts)}.json"
+    try:
+        return {k: float(v) for k, v in json.loads(path.read_text())["hyper"].items()}
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        pass  # missing or unreadable: search (and overwrite)
+    hyper = search()
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps({"settings": settings, "hyper": hyper}, indent=1, default=str))
+    return hyper

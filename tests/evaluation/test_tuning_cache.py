@@ -1,0 +1,57 @@
+"""The shared tuning cache: a hit returns what the search computes, the key follows content (seed, grid, code),
+an unreadable entry is searched again, and nothing is cached outside ``shared_tuning``."""
+
+import json
+
+import pytest
+
+from surf.app.registry import config_from_dict
+from surf.evaluation import baselines
+from surf.evaluation.baselines import tune_baseline
+from surf.evaluation.tuning_cache import shared_tuning
+from surf.families.classifier.family import ClassifierFamily
+
+TINY = ["num_agents=6", "data.train_per_agent=6", "data.test_per_agent=3", "data.batch_size=3", "model.layers=2",
+        "model.hops=1", "trainer.val_tasks=2", "threads=1", "eval.dgd_steps=[0.03, 1.0, 10.0]"]
+
+
+@pytest.fixture
+def searches(monkeypatch):
+    """Counts the grid searches actually run."""
+    calls = []
+    original = baselines._mean_curves
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(baselines, "_mean_curves", counted)
+    return calls
+
+
+def _family(*extra: str) -> ClassifierFamily:
+    return ClassifierFamily(config_from_dict({}, TINY + list(extra)))
+
+
+def test_hit_equals_search_and_key_follows_content(tmp_path, searches):
+    uncached = tune_baseline(_family(), "dgd", rounds=3)
+    with shared_tuning(tmp_path):
+        first = tune_baseline(_family(), "dgd", rounds=3)
+        again = tune_baseline(_family("trainer.lr=0.5"), "dgd", rounds=3)  # a setting tuning never reads
+        assert len(searches) == 2 and first == again == uncached
+        tune_baseline(_family("seed=1"), "dgd", rounds=3)  # other tasks
+        tune_baseline(_family("eval.dgd_steps=[0.1, 1.0]"), "dgd", rounds=3)  # another grid
+        tune_baseline(_family(), "dgd", rounds=4)
+        assert len(searches) == 5
+    assert len(list(tmp_path.glob("*.json"))) == 4
+    tune_baseline(_family(), "dgd", rounds=3)  # outside the block: searched
+    assert len(searches) == 6
+
+
+def test_unreadable_entry_is_searched_again(tmp_path, searches):
+    with shared_tuning(tmp_path):
+        chosen = tune_baseline(_family(), "dgd", rounds=3)
+        (entry,) = tmp_path.glob("*.json")
+        entry.write_text("{truncated")
+        assert tune_baseline(_family(), "dgd", rounds=3) == chosen and len(searches) == 2
+        assert json.loads(entry.read_text())["hyper"] == chosen

@@ -1,11 +1,16 @@
-"""Quickstart meta-step time of this tree against another git revision, side by side in one invocation.
+"""Quickstart meta-step (or evaluation) time of this tree against another git revision, side by side in one
+invocation.
 
 The other revision is checked out into a temporary git worktree; each round runs one subprocess per tree
-(alternating, so drifting machine load hits both alike) that builds the quickstart family, draws the meta-train
-tasks of the first steps and times ``MetaTrainer.primal_dual_step``. Reported: the median seconds per meta-step of
-each tree and their ratio, with ``uptime`` load before and after.
+(alternating, so drifting machine load hits both alike). ``--measure step`` builds the quickstart family, draws the
+meta-train tasks of the first steps and times ``MetaTrainer.primal_dual_step``; ``--measure eval`` times ``surf run
+simulations/quickstart.yaml -o trainer.steps=0`` end to end: the meta-test evaluation of the (untrained) model,
+baseline tuning on the validation tasks, the baselines and DGD at 200 rounds on 30 tasks, tables and plots (the
+evaluation's cost does not depend on the parameters). Each tree reads its own ``simulations/quickstart.yaml``:
+compare revisions whose quickstart is the same configuration. Reported: the median seconds of each tree and their
+ratio, with ``uptime`` load before and after.
 
-Usage:  python benchmarks/bench_vs_revision.py --base 4c20cd5 [--steps 40] [--rounds 5]
+Usage:  python benchmarks/bench_vs_revision.py --base 4c20cd5 [--measure step|eval] [--steps 40] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -51,14 +56,33 @@ print(json.dumps({"seconds_per_step": (clock() - start) / steps, "module": sys.m
 """
 
 
+# ``surf run`` of the quickstart at 0 meta-steps in one tree: its evaluation, timed.
+EVAL_TIMER = r"""
+import json, sys, tempfile, time
+sys.path.insert(0, sys.argv[1])
+try:
+    from surf.app.cli import main
+except ImportError:
+    from surf.cli import main
+clock = time.process_time if sys.argv[3] == "cpu" else time.perf_counter
+with tempfile.TemporaryDirectory() as out:
+    start = clock()
+    code = main(["run", sys.argv[1] + "/simulations/quickstart.yaml", "-o", "trainer.steps=0", "--out", out + "/run",
+                 "--quiet"])
+    seconds = clock() - start
+assert code in (0, None), f"surf run exited {code}"
+print(json.dumps({"seconds_per_step": seconds, "module": sys.modules["surf"].__file__}))
+"""
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def time_tree(root: Path, steps: int, clock: str) -> float:
+def time_tree(root: Path, steps: int, clock: str, timer: str = TIMER) -> float:
     env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run([sys.executable, "-c", TIMER, str(root), str(steps), clock], capture_output=True, text=True,
-                         env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", timer, str(root), str(steps), clock], capture_output=True, text=True,
+                         env=env, check=True, cwd=root)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if not result["module"].startswith(str(root)):
         raise RuntimeError(f"timed {result['module']} instead of the tree at {root}")
@@ -68,12 +92,15 @@ def time_tree(root: Path, steps: int, clock: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="git revision to compare with (e.g. a commit or main)")
-    parser.add_argument("--steps", type=int, default=40, help="timed meta-steps per subprocess")
+    parser.add_argument("--measure", choices=["step", "eval"], default="step",
+                        help="step: seconds per meta-step; eval: seconds of the quickstart's evaluation")
+    parser.add_argument("--steps", type=int, default=40, help="timed meta-steps per subprocess (--measure step)")
     parser.add_argument("--rounds", type=int, default=5, help="subprocesses per tree (alternating)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: elapsed time (report these, on an idle machine); cpu: the process's CPU time "
                              "(less sensitive to other load, for development)")
     args = parser.parse_args()
+    timer = TIMER if args.measure == "step" else EVAL_TIMER
     before = uptime()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
@@ -82,15 +109,16 @@ def main() -> None:
         try:
             times: dict[str, list[float]] = {"base": [], "this": []}
             for _ in range(args.rounds):
-                times["base"].append(time_tree(base, args.steps, args.clock))
-                times["this"].append(time_tree(REPO, args.steps, args.clock))
+                for tree, root in (("base", base), ("this", REPO)):
+                    times[tree].append(time_tree(root, args.steps, args.clock, timer))
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], capture_output=True)
     base_s, this_s = statistics.median(times["base"]), statistics.median(times["this"])
-    print(json.dumps({"base": args.base, "steps": args.steps, "rounds": args.rounds, "clock": args.clock,
-                      "times": times,
+    print(json.dumps({"base": args.base, "measure": args.measure, "steps": args.steps, "rounds": args.rounds,
+                      "clock": args.clock, "times": times,
                       "uptime_before": before, "uptime_after": uptime()}, indent=1))
-    print(f"| tree | s / meta-step (median of {args.rounds}) |\n|---|---:|\n| {args.base} | {base_s:.4f} |\n"
+    unit = "s / meta-step" if args.measure == "step" else "s / evaluation"
+    print(f"| tree | {unit} (median of {args.rounds}) |\n|---|---:|\n| {args.base} | {base_s:.4f} |\n"
           f"| this | {this_s:.4f} |\nthis / base = {this_s / base_s:.3f}")
 
 

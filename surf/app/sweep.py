@@ -26,6 +26,7 @@ trained cell. ``surf.app.sweep_run`` runs the cells.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -78,8 +79,9 @@ class Cell:
 
 
 def config_hash(cfg: Config) -> str:
-    """Short digest of a resolved config: two cells with the same config share a trained model."""
-    text = json.dumps(config_mod.to_dict(cfg), sort_keys=True, default=str)
+    """Short digest of a resolved config without its ``name`` (a label: it changes no number): two cells with the
+    same config share a trained model, whichever sweep or config file named them."""
+    text = json.dumps({**config_mod.to_dict(cfg), "name": None}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -187,7 +189,7 @@ class Sweep:
         """``<name>-<hash>`` in the store, or an existing trained cell with the same config.
 
         A stored cell matches when its saved config, read with today's defaults for keys added since, equals
-        ``cfg``: a new config field does not orphan the models trained before it.
+        ``cfg`` but for the name: a new config field does not orphan the models trained before it.
         """
         digest = config_hash(cfg)
         if not self.store.exists():
@@ -197,7 +199,7 @@ class Sweep:
             return existing[0]
         for saved in sorted(self.store.glob("*/config.yaml")):
             try:
-                if config_mod.from_dict(yaml.safe_load(saved.read_text())) == cfg:
+                if dataclasses.replace(config_mod.from_dict(yaml.safe_load(saved.read_text())), name=cfg.name) == cfg:
                     return saved.parent
             except (ConfigError, yaml.YAMLError):
                 continue  # a config from an incompatible version: not a match

@@ -100,6 +100,19 @@ def test_same_config_shares_a_trained_cell(tmp_path):
     assert one.cells[0].path.name.split("-")[-1] == two.cells[0].path.name.split("-")[-1]
 
 
+def test_configs_differing_only_by_name_share_a_trained_cell(tmp_path):
+    first = Sweep(write_sweep(tmp_path, set={"name": "first"}), tmp_path / "a", tmp_path / "store").cells[0]
+    second = Sweep(write_sweep(tmp_path, set={"name": "second"}), tmp_path / "b", tmp_path / "store").cells[0]
+    assert first.cfg.name != second.cfg.name and first.path.name.split("-")[-1] == second.path.name.split("-")[-1]
+    stored = tmp_path / "store" / "first-0123456789"  # a cell stored under another digest (an earlier hash)
+    stored.mkdir(parents=True)
+    (stored / "config.yaml").write_text(yaml.safe_dump(config_mod.to_dict(first.cfg)))
+    found = Sweep(write_sweep(tmp_path, set={"name": "second"}), tmp_path / "c", tmp_path / "store").cells[0]
+    assert found.path == stored
+    other = Sweep(write_sweep(tmp_path, set={"name": "second", "seed": 1}), tmp_path / "d", tmp_path / "store")
+    assert other.cells[0].path != stored
+
+
 @pytest.mark.parametrize("spec, message", [
     ({"matrix": {"trainer.stepz": [1]}}, "unknown key 'trainer.stepz'"),
     ({"eval_matrix": {"eval.n_asink": [1]}}, "unknown key 'eval.n_asink'"),

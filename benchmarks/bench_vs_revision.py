@@ -6,11 +6,12 @@ The other revision is checked out into a temporary git worktree; each round runs
 meta-train tasks of the first steps and times ``MetaTrainer.primal_dual_step``; ``--measure eval`` times ``surf run
 simulations/quickstart.yaml -o trainer.steps=0`` end to end: the meta-test evaluation of the (untrained) model,
 baseline tuning on the validation tasks, the baselines and DGD at 200 rounds on 30 tasks, tables and plots (the
-evaluation's cost does not depend on the parameters). Each tree reads its own ``simulations/quickstart.yaml``:
-compare revisions whose quickstart is the same configuration. Reported: the median seconds of each tree and their
-ratio, with ``uptime`` load before and after.
+evaluation's cost does not depend on the parameters). Each tree reads its own ``simulations/quickstart.yaml``, or
+both read ``--config FILE`` (e.g. an earlier quickstart: ``git show 4c20cd5:simulations/quickstart.yaml``).
+Reported: the median seconds of each tree and their ratio, with ``uptime`` load before and after.
 
-Usage:  python benchmarks/bench_vs_revision.py --base 4c20cd5 [--measure step|eval] [--steps 40] [--rounds 5]
+Usage:  python benchmarks/bench_vs_revision.py --base 4c20cd5 [--measure step|eval] [--config FILE] [--steps 40]
+        [--rounds 5]
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ sys.path.insert(0, sys.argv[1])
 try:
     from surf.app.registry import build_family, load_config
     from surf.training.trainer import MetaTrainer
-    cfg = load_config(sys.argv[1] + "/simulations/quickstart.yaml")
+    cfg = load_config(sys.argv[4])
     family = build_family(cfg)
 except ImportError:
     from surf import config as config_mod
     from surf.family import build_family
     from surf.trainer import MetaTrainer
-    cfg = config_mod.load(sys.argv[1] + "/simulations/quickstart.yaml")
+    cfg = config_mod.load(sys.argv[4])
     family = build_family(cfg)
 trainer = MetaTrainer(family)
 steps = int(sys.argv[2])
@@ -67,7 +68,7 @@ except ImportError:
 clock = time.process_time if sys.argv[3] == "cpu" else time.perf_counter
 with tempfile.TemporaryDirectory() as out:
     start = clock()
-    code = main(["run", sys.argv[1] + "/simulations/quickstart.yaml", "-o", "trainer.steps=0", "--out", out + "/run",
+    code = main(["run", sys.argv[4], "-o", "trainer.steps=0", "--out", out + "/run",
                  "--quiet"])
     seconds = clock() - start
 assert code in (0, None), f"surf run exited {code}"
@@ -79,10 +80,11 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def time_tree(root: Path, steps: int, clock: str, timer: str = TIMER) -> float:
+def time_tree(root: Path, steps: int, clock: str, timer: str = TIMER, config: Path | None = None) -> float:
     env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run([sys.executable, "-c", timer, str(root), str(steps), clock], capture_output=True, text=True,
-                         env=env, check=True, cwd=root)
+    config = config or root / "simulations" / "quickstart.yaml"
+    out = subprocess.run([sys.executable, "-c", timer, str(root), str(steps), clock, str(config.resolve())],
+                         capture_output=True, text=True, env=env, check=True, cwd=root)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if not result["module"].startswith(str(root)):
         raise RuntimeError(f"timed {result['module']} instead of the tree at {root}")
@@ -94,6 +96,7 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="git revision to compare with (e.g. a commit or main)")
     parser.add_argument("--measure", choices=["step", "eval"], default="step",
                         help="step: seconds per meta-step; eval: seconds of the quickstart's evaluation")
+    parser.add_argument("--config", type=Path, help="one config file for both trees (default: each tree's quickstart)")
     parser.add_argument("--steps", type=int, default=40, help="timed meta-steps per subprocess (--measure step)")
     parser.add_argument("--rounds", type=int, default=5, help="subprocesses per tree (alternating)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
@@ -110,11 +113,12 @@ def main() -> None:
             times: dict[str, list[float]] = {"base": [], "this": []}
             for _ in range(args.rounds):
                 for tree, root in (("base", base), ("this", REPO)):
-                    times[tree].append(time_tree(root, args.steps, args.clock, timer))
+                    times[tree].append(time_tree(root, args.steps, args.clock, timer, args.config))
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], capture_output=True)
     base_s, this_s = statistics.median(times["base"]), statistics.median(times["this"])
-    print(json.dumps({"base": args.base, "measure": args.measure, "steps": args.steps, "rounds": args.rounds,
+    print(json.dumps({"base": args.base, "measure": args.measure, "config": str(args.config or "quickstart"),
+                      "steps": args.steps, "rounds": args.rounds,
                       "clock": args.clock, "times": times,
                       "uptime_before": before, "uptime_after": uptime()}, indent=1))
     unit = "s / meta-step" if args.measure == "step" else "s / evaluation"

@@ -183,6 +183,7 @@ class MetaTrainer:
                 last_val = self._validate_and_select()
                 self.start_validation = _scalars(last_val)
                 self.log({"step": 0, **last_val})
+                self.checkpoint(checkpoint_dir)  # step 0 is a unit too: with trainer.steps=0 it is the trained model
             while self.step < tcfg.steps and not interrupts.requested:
                 start = time.perf_counter()
                 row = self.primal_dual_step(self.train_tasks(self.step))

@@ -16,6 +16,7 @@ import pytest
 from surf.app.cells import lock_path, log_path
 from surf.app.sweep import Cell, Sweep
 from surf.app.sweep_run import run_sweep
+from surf.utils.faults import PAUSE_AT, PAUSE_FILE
 from surf.utils.errors import ConfigError
 from tests.app.test_sweep import write_sweep
 from tests.conftest import REPO
@@ -78,10 +79,12 @@ def test_sweep_whose_driver_is_killed_resumes_with_identical_results(reference, 
     short, long = sweep.cells
     cmd = [sys.executable, "-m", "surf.app.cli", "sweep", str(path), "--out", str(out), "--store", str(store),
            "--workers", "2", "--quiet"]
-    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    paused = tmp_path / "paused"  # the long cell waits at step 10 (past the short cell's 4) until it is killed
+    env = {**os.environ, PAUSE_AT: "step:10", PAUSE_FILE: str(paused)}
+    driver = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)  # its own process group: Ray's processes too
     try:
-        _wait_for(lambda: short.done and long.state == "resume", driver, "the long cell's first checkpoint")
+        _wait_for(lambda: short.done and paused.exists(), driver, "the long cell's step 10")
         holder = int(lock_path(long.path).read_text().split()[1])  # the Ray worker training the long cell
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
@@ -94,7 +97,9 @@ def test_sweep_whose_driver_is_killed_resumes_with_identical_results(reference, 
             os.killpg(driver.pid, signal.SIGKILL)  # what is left of the killed driver's Ray instance
         except ProcessLookupError:
             pass
-    assert long.state == "resume" and not long.done and lock_path(long.path).exists()  # killed mid-training
+    # killed mid-training (checkpoint of step 8); its lock stays if Ray SIGKILLed the worker and is gone if Ray's
+    # SIGTERM let it clean up: either way the same command must take the cell over and finish it identically
+    assert long.state == "resume" and not long.done
     assert run_sweep(path, out, store, progress=False, workers=2) == 0  # the same command again
     assert snapshot(out, store) == expected
     assert not lock_path(long.path).exists()

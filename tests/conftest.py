@@ -19,6 +19,7 @@ TINY = [
     "model.hops=1", "model.hidden=4", "trainer.steps=4", "trainer.val_every=2", "trainer.val_tasks=2",
     "trainer.checkpoint_every=2", "eval.test_tasks=2", "eval.dgd_steps=[0.1,1.0]", "eval.momentum_grid=[0.5]",
     "eval.long_factor=2", "topology.name=ring",
+    "trainer.scenario_severity=[[0,1],[0,1]]",  # the default trains under drops of up to 10 % of the agents
 ]
 
 

@@ -1,8 +1,10 @@
 """Meta-step time, peak memory and a roofline of every case, side by side in one invocation.
 
 Cases (each in its own subprocess so that peak RSS belongs to one case):
-  quickstart        simulations/quickstart.yaml as shipped (digits, N=100, L=10, K=2, compact, full gradients)
-  (every other case: threads=0, i.e. chosen by problem size)
+  quickstart        simulations/quickstart.yaml as shipped (digits, N=100, L=20, K=1, compact, full gradients,
+                    loss constraint, meta-train tasks with 0..10 dropped agents)
+  quickstart-10x2   the previous default: L=10, K=2, gradient-norm constraint, trained clean
+  (every other case: the previous default's settings at another size; threads=0, i.e. chosen by problem size)
   paper-closed      paper variant at paper size (N=100, d=512, C=10, B=10, L=10, K=2), closed-form gradients
   compact-paper     compact variant at paper size
   compact-N1000, compact-N10000, compact-N100000   compact variant, d=64, C=10, random 3-regular graph, L=10,
@@ -37,13 +39,17 @@ from torch.utils.flop_counter import flop_registry
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-PAPER = ["threads=0", "data.source=gaussian", "data.gaussian_dim=512", "data.gaussian_samples=12000", "num_agents=100",
-         "model.layers=10", "model.hops=2", "data.batch_size=10", "constraints.form=difference",
-         "constraints.gradient_on=batch"]
-LARGE = ["threads=0", "data.source=gaussian", "data.gaussian_dim=64", "topology.name=random_regular",
-         "model.variant=compact", "model.local_gradient=full", "constraints.gradient_on=full", "constraints.form=ratio"]
+PREVIOUS = ["model.layers=10", "model.hops=2", "model.warm_start=none", "constraints.kind=gradient_norm",
+            "constraints.epsilon=0.05", "constraints.gradient_on=full", "trainer.scenario=null",
+            "trainer.scenario_severity=null"]
+PAPER = PREVIOUS + ["threads=0", "data.source=gaussian", "data.gaussian_dim=512", "data.gaussian_samples=12000",
+                    "num_agents=100", "data.batch_size=10", "constraints.form=difference",
+                    "constraints.gradient_on=batch"]
+LARGE = PREVIOUS + ["threads=0", "data.source=gaussian", "data.gaussian_dim=64", "topology.name=random_regular",
+                    "model.variant=compact", "model.local_gradient=full", "constraints.form=ratio"]
 CASES: dict[str, list[str]] = {
     "quickstart": [],
+    "quickstart-10x2": PREVIOUS,
     "paper-closed": PAPER + ["model.variant=paper"],
     "compact-paper": PAPER + ["model.variant=compact"],
     "compact-N1000": LARGE + ["num_agents=1000", "data.gaussian_samples=30000"],

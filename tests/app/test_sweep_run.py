@@ -16,8 +16,8 @@ import pytest
 from surf.app.cells import lock_path, log_path
 from surf.app.sweep import Cell, Sweep
 from surf.app.sweep_run import run_sweep
-from surf.utils.faults import PAUSE_AT, PAUSE_FILE
 from surf.utils.errors import ConfigError
+from surf.utils.faults import PAUSE_AT, PAUSE_FILE
 from tests.app.test_sweep import write_sweep
 from tests.conftest import REPO
 

@@ -42,19 +42,25 @@ class DistributedMetaTrainer(MetaTrainer):
         self.rank, self.world_size, self.run = rank, world_size, run
         self.fail_at_step = fail_at_step
         self.restored_step = 0
+        self.reduce_seconds = 0.0  # time in all-reduces (within step_seconds)
+
+    def _all_reduce(self, values: torch.Tensor) -> None:
+        start = time.perf_counter()
+        dist.all_reduce(values)
+        self.reduce_seconds += time.perf_counter() - start
 
     def reduce_gradients(self) -> None:
         """Average the meta-gradient over workers (one all-reduce of all gradients, flattened)."""
         params = [p for p in self.model.parameters() if p.grad is not None]
         flat = torch.cat([p.grad.reshape(-1) for p in params])
-        dist.all_reduce(flat)
+        self._all_reduce(flat)
         flat /= self.world_size
         for p, part in zip(params, flat.split([p.numel() for p in params]), strict=True):
             p.grad.copy_(part.view_as(p.grad))
 
     def reduce_means(self, values: torch.Tensor) -> torch.Tensor:
         values = values.clone()
-        dist.all_reduce(values)
+        self._all_reduce(values)
         return values / self.world_size
 
     def train_tasks(self, step: int) -> list:
@@ -77,7 +83,7 @@ class DistributedMetaTrainer(MetaTrainer):
                 torch.save(self.state(), Path(tmp) / STATE_FILE)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             metrics = {"step": self.step, "restored_step": self.restored_step, "step_seconds": self.step_seconds,
-                       **divergence}
+                       "reduce_seconds": self.reduce_seconds, **divergence}
             ray.train.report(metrics, checkpoint=checkpoint)
 
     def divergence(self) -> dict[str, float]:
@@ -153,7 +159,8 @@ def train_with_ray(trainer: MetaTrainer, run: RunDir, fail_at_step: int | None =
     loaded. A run directory holding ``checkpoints/last.pt`` (``--resume``) continues from it. ``fail_at_step`` kills
     the last worker once at that step (to exercise recovery). Returns the last metrics reported to Ray: step,
     restored_step (where the last worker group started), step_seconds (rank 0's time in task draws and meta-steps, since
-    then), lambda_divergence and params_divergence (0.0 when in sync; anything else raises TrainingError).
+    then), reduce_seconds (rank 0's part of it in all-reduces, waiting for the other workers included),
+    lambda_divergence and params_divergence (0.0 when in sync; anything else raises TrainingError).
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchConfig, TorchTrainer

@@ -121,6 +121,7 @@ def test_killed_worker_resumes_from_checkpoint(ray_session, distributed, tmp_pat
     assert_same_state(last_state(distributed), last_state(run), tol=0.0)  # same final state as uninterrupted
     assert [json.loads(line)["step"] for line in run.metrics.read_text().splitlines()] == list(range(7))
     assert report["lambda_divergence"] == 0.0 and report["params_divergence"] == 0.0
+    assert 0.0 < report["reduce_seconds"] < report["step_seconds"]  # the all-reduces' share of the steps
 
 
 def test_worker_count_is_validated():

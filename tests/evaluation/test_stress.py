@@ -126,8 +126,7 @@ def test_stress_without_a_trained_model(tmp_path):
 
 
 def test_unknown_training_scenario_is_a_config_error():
-    cfg = config_mod.load(REPO / "simulations" / "quickstart.yaml", TINY + ["trainer.scenario=nope",
-                                                                               "trainer.scenario_severity=null"])
+    cfg = config_mod.load(REPO / "simulations" / "quickstart.yaml", TINY + ["trainer.scenario=nope"])
     with pytest.raises(Exception, match="unknown scenario 'nope'"):
         ClassifierFamily(cfg)
     with pytest.raises(Exception, match="unknown scenario 'nope'"):

@@ -36,7 +36,7 @@ def test_stress_writes_table_plot_and_matches_the_plain_evaluation(runs, capsys)
     assert set(result["methods"]) == {"clean", "dgd", "dgd_momentum"}
     surf = result["methods"]["clean"]
     assert len(surf["mean"]) == 3 and all(0.0 <= f <= 1.0 for f in surf["constraint_satisfied_fraction"])
-    assert surf["declared_quantity"] == "gradient_norm" and len(surf["declared_decrease_fraction"]) == 3
+    assert surf["declared_quantity"] == "loss" and len(surf["declared_decrease_fraction"]) == 3  # the default's
     summary = json.loads((runs / "clean" / "summary.json").read_text())
     assert surf["mean"][0] == pytest.approx(summary["final"]["accuracy"], abs=1e-6)  # severity 0 = plain run
     dgd = summary["comparisons"]["dgd"]["final"]["accuracy"]

@@ -17,12 +17,14 @@ from surf.utils.errors import ConfigError
 pytest.importorskip("ray.train.torch")
 
 from surf.app.cli import main
+from surf.app.runner import warm_start
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "simulations" / "quickstart.yaml"
 TINY = ["num_agents=6", "device=cpu", "topology.name=ring", "model.layers=2", "model.hops=1", "model.hidden=4",
         "data.train_per_agent=20", "data.test_per_agent=5", "trainer.steps=6", "trainer.val_every=3",
         "trainer.val_tasks=2", "trainer.checkpoint_every=2", "eval.test_tasks=2", "eval.dgd_steps=[0.1,1.0]",
-        "eval.momentum_grid=[0.5]", "eval.long_factor=2"]
+        "eval.momentum_grid=[0.5]", "eval.long_factor=2",
+        "constraints.epsilon=0.3"]  # a loss decrease of 30 % per layer binds: the dual step must move lambda
 
 
 def overrides(workers: int, tasks_per_step: int) -> list[str]:
@@ -111,7 +113,10 @@ def run_api(path: Path, fail_at_step: int | None = None) -> tuple[RunDir, dict]:
     cfg = config_mod.load(QUICKSTART, overrides(workers=2, tasks_per_step=1))
     run = RunDir(path)
     run.prepare(cfg, resume=False)
-    return run, train_with_ray(MetaTrainer(ClassifierFamily(cfg)), run, fail_at_step=fail_at_step)
+    family = ClassifierFamily(cfg)
+    trainer = MetaTrainer(family)
+    warm_start(family, trainer, run, resume=False)  # as `surf run` does: tuned heavy-ball start, step-0 checkpoint
+    return run, train_with_ray(trainer, run, fail_at_step=fail_at_step)
 
 
 def test_killed_worker_resumes_from_checkpoint(ray_session, distributed, tmp_path):

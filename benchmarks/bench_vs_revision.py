@@ -59,11 +59,11 @@ print(json.dumps({"seconds_per_step": (clock() - start) / steps, "module": sys.m
 
 # ``surf run`` of the quickstart at 0 meta-steps in one tree: its evaluation, timed.
 EVAL_TIMER = r"""
-import json, sys, tempfile, time
+import json, os, sys, tempfile, time
 sys.path.insert(0, sys.argv[1])
-try:
-    from surf.app.cli import main
-except ImportError:
+if os.path.isdir(os.path.join(sys.argv[1], "surf", "app")):  # by the tree's layout: an editable install of the
+    from surf.app.cli import main                              # other tree would otherwise lend it surf.app
+else:
     from surf.cli import main
 clock = time.process_time if sys.argv[3] == "cpu" else time.perf_counter
 with tempfile.TemporaryDirectory() as out:

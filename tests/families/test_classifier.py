@@ -1,6 +1,8 @@
 """The classifier family: per-task graphs keyed by the task and built once; tasks side by side (a TaskBatch on a
 block-diagonal graph) give exactly the terms of the tasks unrolled one by one."""
 
+import os
+
 import pytest
 import torch
 
@@ -71,3 +73,16 @@ def test_batches_stay_within_the_agent_budget():
     tasks = [family.task("val", i) for i in range(9)]
     units = family.batch_tasks(tasks)
     assert [u.num_tasks for u in units] == [4, 4, 1]
+
+
+def test_threads_follow_the_largest_per_step_tensor():
+    """threads=0: one thread for the compact quickstart, every core for the paper variant's 5130 x 10350 weights."""
+    previous = torch.get_num_threads()
+    try:
+        small = ClassifierFamily(config_mod.from_dict({}, ["threads=0", "num_agents=12", "topology.name=ring"]))
+        paper = ClassifierFamily(config_mod.from_dict({}, [
+            "threads=0", "num_agents=12", "topology.name=ring", "model.variant=paper", "data.source=gaussian",
+            "data.gaussian_dim=512", "data.gaussian_samples=2000"]))
+        assert small.threads == 1 and paper.threads == (os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(previous)

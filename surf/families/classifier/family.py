@@ -27,10 +27,12 @@ class ClassifierFamily:
         self.cfg = cfg
         self.device = resolve_device(cfg.trainer.device or cfg.device)
         self.sampler = TaskSampler(cfg)
-        model = cfg.model  # the compact step's hidden layer is its largest tensor: N (d+1) C x hidden
-        width = model.hidden if model.variant == "compact" else 1
-        self.threads = configure_threads(cfg.threads, cfg.num_agents * self.sampler.num_features
-                                         * self.sampler.num_classes * width)
+        # the largest per-step tensor: the compact step's hidden layer, N (d+1) C x hidden; the paper variant's
+        # layer weight (eq. 11), p x (p + B (d+1+C)) with p = (d+1) C
+        p = self.sampler.num_features * self.sampler.num_classes
+        work = (cfg.num_agents * p * cfg.model.hidden if cfg.model.variant == "compact"
+                else p * (p + cfg.data.batch_size * (self.sampler.num_features + self.sampler.num_classes)))
+        self.threads = configure_threads(cfg.threads, work)
         self.topology = build_topology(cfg.topology, cfg.num_agents, cfg.seed)  # validates connectivity early
         self._shift = self.topology.shift.to(self.device)
         self._task_shifts: dict[tuple, torch.Tensor] = {}

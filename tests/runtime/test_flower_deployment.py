@@ -41,8 +41,10 @@ def trained(tmp_path_factory) -> Path:
 def start_deploy(run: Path, out: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "surf.app.cli", "deploy", str(run), "--runtime", "flower-deployment",
                "--out", str(out), *extra]
+    # SIGINT back to its default in the child: a suite started as a background job inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler (the Ctrl-C test would test nothing)
     return subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def processes_using(ports: set[int]) -> list[int]:

@@ -29,15 +29,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Runs inside one tree (its root first on sys.path); knows the layout before and after the architecture refactor.
 TIMER = r"""
-import json, sys, time
+import json, os, sys, time
 import torch
 sys.path.insert(0, sys.argv[1])
-try:
+if os.path.isdir(os.path.join(sys.argv[1], "surf", "app")):  # by the tree's layout (as EVAL_TIMER)
     from surf.app.registry import build_family, load_config
     from surf.training.trainer import MetaTrainer
     cfg = load_config(sys.argv[4])
     family = build_family(cfg)
-except ImportError:
+else:
     from surf import config as config_mod
     from surf.family import build_family
     from surf.trainer import MetaTrainer

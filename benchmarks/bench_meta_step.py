@@ -1,8 +1,8 @@
 """Meta-step time, peak memory and a roofline of every case, side by side in one invocation.
 
 Cases (each in its own subprocess so that peak RSS belongs to one case):
-  quickstart        simulations/quickstart.yaml as shipped (digits, N=100, L=20, K=1, compact, full gradients,
-                    loss constraint, meta-train tasks with 0..10 dropped agents)
+  quickstart        simulations/quickstart.yaml as shipped (digits, N=100, L=20, K=1, compact, heavy-ball warm
+                    start, full local gradients, loss constraint, trained clean)
   quickstart-10x2   the previous default: L=10, K=2, gradient-norm constraint, trained clean
   (every other case: the previous default's settings at another size; threads=0, i.e. chosen by problem size)
   paper-closed      paper variant at paper size (N=100, d=512, C=10, B=10, L=10, K=2), closed-form gradients
@@ -18,7 +18,12 @@ dense input and output read or written once: no cache reuse, so an upper bound o
 measures this machine's peaks: a large fp32 matmul (GFLOP/s) and a large streaming add (GB/s), with the thread
 count each case uses.
 
+Any case name followed by ``+compile`` runs the same case with the compact local step (one chunk of agents:
+their gradient, features, MLP and update) compiled by ``torch.compile`` (Inductor, CPU C++ codegen); its
+compilation happens in the warm-up step, outside the timing, and is reported as ``compile_seconds``.
+
 Usage:  python benchmarks/bench_meta_step.py [--steps 5] [--cases quickstart,compact-paper]
+        python benchmarks/bench_meta_step.py --cases quickstart,quickstart+compile
 """
 
 from __future__ import annotations
@@ -112,22 +117,30 @@ def run_case(name: str, steps: int) -> dict:
     from surf.app.registry import build_family, load_config
     from surf.training.trainer import MetaTrainer
 
-    cfg = load_config(REPO / "simulations" / "quickstart.yaml", CASES[name] + ["trainer.val_tasks=1"])
+    base, _, compiled = name.partition("+")
+    if compiled:
+        import surf.models.udgd as udgd
+
+        udgd._compact_update = torch.compile(udgd._compact_update, dynamic=False)
+    cfg = load_config(REPO / "simulations" / "quickstart.yaml", CASES[base] + ["trainer.val_tasks=1"])
     family = build_family(cfg)
     trainer = MetaTrainer(family)
     tasks = [trainer.train_tasks(step) for step in range(steps + 2)]  # task construction is not part of the step
-    trainer.primal_dual_step(tasks[0])  # warm-up
+    start = time.perf_counter()
+    trainer.primal_dual_step(tasks[0])  # warm-up (and compilation)
+    warm_up = time.perf_counter() - start
     start = time.perf_counter()
     for batch in tasks[1:-1]:
         trainer.primal_dual_step(batch)
     seconds = (time.perf_counter() - start) / steps
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    with TrafficCounter() as counter:
+    with torch.compiler.set_stance("force_eager"), TrafficCounter() as counter:  # same ops, counted eagerly
         trainer.primal_dual_step(tasks[-1])
     threads = torch.get_num_threads()
     return {"case": name, "seconds_per_step": seconds, "peak_rss_gib": peak_rss, "threads": threads,
             "parameters": sum(p.numel() for p in trainer.model.parameters()), "device": str(family.device),
-            "flops": counter.flops, "bytes": counter.bytes, **peaks(threads)}
+            "flops": counter.flops, "bytes": counter.bytes, "compile_seconds": warm_up - seconds if compiled else 0.0,
+            **peaks(threads)}
 
 
 def main() -> None:

@@ -11,7 +11,11 @@ checks that both sweeps wrote the same summaries and both stress runs the same `
 ``seconds``), and prints ``uptime`` before and after, the wall times and the ratios (target >= 1.7x for 2 workers on
 2 cores). Run it alone on the machine: it uses every core.
 
+With ``--stress-run RUN_DIR`` only part 2 runs, on that trained run (e.g. a fully trained quickstart, at the
+stress defaults ``--tasks 30 --repeats 20``).
+
 Usage:  python benchmarks/bench_sweep_workers.py [--steps 300] [--tasks 4] [--repeats 20] [--workers 2] [--keep DIR]
+        python benchmarks/bench_sweep_workers.py --stress-run runs/quickstart --tasks 30 --repeats 20
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ def main() -> None:
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                         help="extra override for every sweep cell (e.g. to shrink a smoke test)")
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temporary folder)")
+    parser.add_argument("--stress-run", help="time only `surf stress` on this trained run directory (no sweep)")
     args = parser.parse_args()
     before = uptime()
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,27 +83,28 @@ def main() -> None:
             "set": {"trainer.steps": args.steps}, "matrix": {"seed": [0, 1, 2, 3]}}))
         overrides = [f for o in args.override for f in ("-o", o)]
         wall, stores = {}, {}
-        for workers in (1, args.workers):
+        for workers in (1, args.workers) if not args.stress_run else ():
             stores[workers] = root / f"store_{workers}"
             wall[f"sweep_{workers}"] = surf(
                 ["sweep", str(sweep_file), *overrides, "--out", str(root / f"sweep_{workers}"), "--store",
                  str(stores[workers]), "--workers", str(workers), "--quiet"], root / f"sweep_{workers}.log")
-        trained = json.loads((root / "sweep_1" / "sweep.json").read_text())["cells"][0]["path"]
+        trained = args.stress_run or json.loads((root / "sweep_1" / "sweep.json").read_text())["cells"][0]["path"]
         for workers in (1, args.workers):
             wall[f"stress_{workers}"] = surf(
                 ["stress", trained, "--scenario", "fig4_async", "--tasks", str(args.tasks), "--repeats",
                  str(args.repeats), "--out", str(root / f"stress_{workers}"), "--workers", str(workers), "--quiet"],
                 root / f"stress_{workers}.log")
-        identical = {"sweep": summaries(stores[1]) == summaries(stores[args.workers]),
+        identical = {"sweep": summaries(stores[1]) == summaries(stores[args.workers]) if stores else None,
                      "stress": stress_result(root / "stress_1") == stress_result(root / f"stress_{args.workers}")}
     n = args.workers
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
-        "sweep": f"4 cells: quickstart, trainer.steps={args.steps}, seeds 0-3 {' '.join(args.override)}".strip(),
+        "sweep": None if args.stress_run else
+        f"4 cells: quickstart, trainer.steps={args.steps}, seeds 0-3 {' '.join(args.override)}".strip(),
         "stress": f"fig4_async, {args.tasks} tasks x {args.repeats} repetitions, 11 severities, dgd + dgd_momentum",
         "uptime_before": before, "uptime_after": uptime(),
         "wall_seconds": {k: round(v, 1) for k, v in wall.items()},
-        f"sweep_speedup_{n}_workers": round(wall["sweep_1"] / wall[f"sweep_{n}"], 3),
+        f"sweep_speedup_{n}_workers": round(wall["sweep_1"] / wall[f"sweep_{n}"], 3) if stores else None,
         f"stress_speedup_{n}_workers": round(wall["stress_1"] / wall[f"stress_{n}"], 3),
         "identical_results": identical,
     }

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from surf.app.cli import main
-from tests.conftest import REPO, TINY, assert_valid, run_tiny
+from tests.conftest import REPO, TINY, TINY_DROPS, assert_valid, run_tiny
 
 
 def test_tiny_run_writes_complete_run_dir(tiny_run):
@@ -100,7 +100,7 @@ def test_cli_start_up_does_not_import_pyg_or_torch_for_help():
 
 def test_non_finite_training_stops_with_one_line_exit_1(tmp_path):
     cmd = [sys.executable, "-m", "surf.app.cli", "run", "simulations/quickstart.yaml", "--out", str(tmp_path / "n"),
-           "--quiet"] + [a for item in TINY + ["model.w0_std=1e38"] for a in ("-o", item)]
+           "--quiet"] + [a for item in TINY + [TINY_DROPS, "model.w0_std=1e38"] for a in ("-o", item)]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 1
     lines = [line for line in out.stderr.strip().splitlines() if line.startswith("surf:")]

@@ -10,7 +10,7 @@ from surf.app import runner
 from surf.app.cli import main
 from surf.app.registry import load_config
 from surf.training.trainer import MetaTrainer
-from tests.conftest import QUICKSTART, TINY, assert_valid, run_tiny
+from tests.conftest import QUICKSTART, TINY, TINY_DROPS, assert_valid, run_tiny
 
 WARM = ["model.warm_start=heavy_ball", "constraints.kind=energy"]
 
@@ -54,7 +54,7 @@ class Interrupted(Exception):
 
 
 def test_step_zero_checkpoint_holds_the_start_and_resume_matches(tmp_path, monkeypatch):
-    cfg = load_config(QUICKSTART, TINY + WARM + ["trainer.steps=2", "trainer.checkpoint_every=10"])
+    cfg = load_config(QUICKSTART, TINY + [TINY_DROPS] + WARM + ["trainer.steps=2", "trainer.checkpoint_every=10"])
     whole = runner.train(cfg, tmp_path / "whole", progress=False)
 
     def stop(self, *args, **kwargs):

@@ -190,7 +190,8 @@ def test_features_file_feeds_a_tiny_surf_run(tmp_path):
     for item in ["num_agents=4", "topology.name=ring", "data.source=npz", f"data.path={out}", "data.standardize=true",
                  "data.train_per_agent=6", "data.test_per_agent=3", "data.batch_size=3", "model.layers=2",
                  "model.hops=1", "model.hidden=4", "trainer.steps=2", "trainer.val_every=1", "trainer.val_tasks=1",
-                 "eval.test_tasks=1", "eval.dgd_steps=[0.1]", "eval.momentum_grid=[0.5]", "eval.long_factor=2"]:
+                 "eval.test_tasks=1", "eval.dgd_steps=[0.1]", "eval.momentum_grid=[0.5]", "eval.long_factor=2",
+                 "trainer.scenario_severity=[0,1]"]:
         args += ["-o", item]
     assert main(args) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

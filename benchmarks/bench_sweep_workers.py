@@ -83,7 +83,8 @@ def main() -> None:
             "set": {"trainer.steps": args.steps}, "matrix": {"seed": [0, 1, 2, 3]}}))
         overrides = [f for o in args.override for f in ("-o", o)]
         wall, stores = {}, {}
-        for workers in (1, args.workers) if not args.stress_run else ():
+        sweep_workers = () if args.stress_run else (1, args.workers)  # --stress-run: no sweep to time
+        for workers in sweep_workers:
             stores[workers] = root / f"store_{workers}"
             wall[f"sweep_{workers}"] = surf(
                 ["sweep", str(sweep_file), *overrides, "--out", str(root / f"sweep_{workers}"), "--store",

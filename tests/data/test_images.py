@@ -18,6 +18,7 @@ from surf.data.features import FeatureSettings, augment, build_features, read_me
 from surf.data.images import read_cifar10, read_idx, read_mnist
 from surf.data.sources import load_npz
 from surf.utils.errors import ConfigError, DataError
+from tests.conftest import TINY_DROPS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -191,7 +192,7 @@ def test_features_file_feeds_a_tiny_surf_run(tmp_path):
                  "data.train_per_agent=6", "data.test_per_agent=3", "data.batch_size=3", "model.layers=2",
                  "model.hops=1", "model.hidden=4", "trainer.steps=2", "trainer.val_every=1", "trainer.val_tasks=1",
                  "eval.test_tasks=1", "eval.dgd_steps=[0.1]", "eval.momentum_grid=[0.5]", "eval.long_factor=2",
-                 "trainer.scenario_severity=[0,1]"]:
+                 TINY_DROPS]:
         args += ["-o", item]
     assert main(args) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

@@ -18,12 +18,13 @@ pytest.importorskip("ray.train.torch")
 
 from surf.app.cli import main
 from surf.app.runner import warm_start
+from tests.conftest import TINY_DROPS
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "simulations" / "quickstart.yaml"
 TINY = ["num_agents=6", "device=cpu", "topology.name=ring", "model.layers=2", "model.hops=1", "model.hidden=4",
         "data.train_per_agent=20", "data.test_per_agent=5", "trainer.steps=6", "trainer.val_every=3",
         "trainer.val_tasks=2", "trainer.checkpoint_every=2", "eval.test_tasks=2", "eval.dgd_steps=[0.1,1.0]",
-        "eval.momentum_grid=[0.5]", "eval.long_factor=2", "trainer.scenario_severity=[0,1]",  # 0..1 of 6 dropped
+        "eval.momentum_grid=[0.5]", "eval.long_factor=2", TINY_DROPS,
         "constraints.epsilon=0.3"]  # a loss decrease of 30 % per layer binds: the dual step must move lambda
 
 

@@ -44,9 +44,9 @@ from torch.utils.flop_counter import flop_registry
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-PREVIOUS = ["model.layers=10", "model.hops=2", "model.warm_start=none", "constraints.kind=gradient_norm",
-            "constraints.epsilon=0.05", "constraints.gradient_on=full", "trainer.scenario=null",
-            "trainer.scenario_severity=null"]
+PREVIOUS = ["model.layers=10", "model.hops=2", "model.warm_start=none", "model.safeguard=none",
+            "constraints.kind=gradient_norm", "constraints.epsilon=0.05", "constraints.gradient_on=full",
+            "trainer.scenario=null", "trainer.scenario_severity=null"]
 PAPER = PREVIOUS + ["threads=0", "data.source=gaussian", "data.gaussian_dim=512", "data.gaussian_samples=12000",
                     "num_agents=100", "data.batch_size=10", "constraints.form=difference",
                     "constraints.gradient_on=batch"]

@@ -67,6 +67,8 @@ class ModelConfig:
     momentum_init: float = 0.0  # initial heavy-ball momentum beta_l (untrained model = heavy-ball DGD with it)
     warm_start: str = "none"  # none | heavy_ball: start at heavy-ball DGD tuned on validation tasks
     features: list[str] = field(default_factory=list)  # extra step features: tracking, neighbor_gradient, adam
+    safeguard: str = "none"  # none | loss: at evaluation / deployment an agent takes the classical step instead of
+    #   the learned one when that gives it the lower local loss (docs/learned_optimizer.md); never in meta-training
     recompute: bool = False  # keep only each local step's inputs; recompute it in the backward (10,000+ agents)
     # paper variant
     batchnorm: bool = False  # authors' code: parameter-free BatchNorm across agents
@@ -249,6 +251,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.variant": ("compact", "paper"),
     "model.local_gradient": ("batch", "full"),
     "model.warm_start": ("none", "heavy_ball"),
+    "model.safeguard": ("none", "loss"),
     "constraints.kind": ("gradient_norm", "distance", "energy", "loss", "window", "none"),
     "constraints.window_reduce": ("mean", "max"),
     "trainer.select_by": ("loss", "accuracy"),

@@ -116,6 +116,9 @@ def _validate_learned_optimizer(cfg: Config) -> None:
         if missing:
             raise ConfigError(f"model.warm_start=heavy_ball starts from full-gradient heavy-ball DGD on a graph: it "
                               f"needs {', '.join(missing)}")
+    if model.safeguard != "none" and (model.variant != "compact" or not classifier):
+        raise ConfigError("model.safeguard compares the learned step with the classical heavy-ball step of the compact "
+                          "model: it needs family=decentralized and model.variant=compact (or model.safeguard=none)")
     if model.features and model.variant != "compact":
         raise ConfigError(f"model.features={model.features} are inputs of the compact step: set model.variant=compact")
     if len(set(model.features)) != len(model.features):

@@ -16,7 +16,7 @@ from surf.evaluation.summary import Communication, Descent, Summary
 from surf.families.classifier.family import ClassifierFamily
 from surf.families.classifier.measures import constraint_values, declared_quantity, energy_weight, full_data_measures
 from surf.graphs.comm import unrolled_cost
-from surf.models.udgd import UnrolledDGD
+from surf.models.udgd import Trajectory, UnrolledDGD
 from surf.problems.softmax import agent_accuracies, agent_losses
 from surf.scenarios.scenario import BoundScenario, dropped_agents_scenario
 
@@ -27,6 +27,16 @@ def _masked_mean(values: torch.Tensor, agents: torch.Tensor | None) -> float:
 
 def method_name(family: ClassifierFamily) -> str:
     return "unrolling" if family.cfg.constraints.kind == "none" else "surf"
+
+
+def _fallback_counts(trajectory: Trajectory, agents: torch.Tensor | None) -> tuple[float, float]:
+    """(safeguard fallbacks, active agent steps) of one trajectory, over the data-holding ``agents``."""
+    taken = torch.stack(trajectory.fallbacks)  # (L, N)
+    active = torch.stack([torch.ones_like(f) if a is None else a.to(f.device)
+                          for f, a in zip(trajectory.fallbacks, trajectory.active, strict=True)])
+    if agents is not None:
+        taken, active = taken[:, agents], active[:, agents]
+    return taken.sum().item(), active.sum().item()
 
 
 def _decrease_fraction(values: torch.Tensor) -> float:
@@ -45,7 +55,7 @@ def evaluate_unrolled(family: ClassifierFamily, model: UnrolledDGD, tasks: list,
     constraints = cfg.constraints
     weight = energy_weight(constraints, model.classical_start)
     repeats = cfg.eval.async_repeats if drops is not None else 1
-    acc, loss, finals, declared, slacks = [], [], [], [], []
+    acc, loss, finals, declared, slacks, fallbacks = [], [], [], [], [], []
     measured: dict[str, list[torch.Tensor]] = {}
     for task in tasks:
         shift = family.shift_for(task)
@@ -62,6 +72,8 @@ def evaluate_unrolled(family: ClassifierFamily, model: UnrolledDGD, tasks: list,
             declared.append(values)
             slacks.append(slack)
             finals.append(acc[-1][-1])
+            if trajectory.fallbacks:
+                fallbacks.append(_fallback_counts(trajectory, agents))
     curves = {name: torch.stack(values) for name, values in measured.items()}
     return {
         "accuracy": torch.tensor(acc).mean(0).tolist(),
@@ -74,6 +86,8 @@ def evaluate_unrolled(family: ClassifierFamily, model: UnrolledDGD, tasks: list,
         "constraint_satisfied_fraction": (torch.stack(slacks) <= 0).float().mean().item(),
         "decrease_fractions": {name: _decrease_fraction(values) for name, values in curves.items()},
         "final_accuracy_std": torch.tensor(finals).std().item() if len(finals) > 1 else 0.0,
+        "safeguard_fallback_fraction": (sum(f for f, _ in fallbacks) / max(sum(n for _, n in fallbacks), 1.0)
+                                        if fallbacks else None),
     }
 
 
@@ -100,7 +114,8 @@ def evaluate(family: ClassifierFamily, model: UnrolledDGD, n_async: int | None =
                         constraint_satisfied_fraction=plain["constraint_satisfied_fraction"],
                         declared_quantity=declared_quantity(cfg.constraints.kind),
                         declared_decrease_fraction=plain["declared_decrease_fraction"],
-                        decrease_fractions=plain["decrease_fractions"]),
+                        decrease_fractions=plain["decrease_fractions"],
+                        safeguard_fallback_fraction=plain["safeguard_fallback_fraction"]),
         eval={"test_tasks": cfg.eval.test_tasks, "n_async": n_async, "async_mode": cfg.eval.async_mode,
               "async_repeats": cfg.eval.async_repeats if n_async > 0 else 1},
         comparisons=baselines,

@@ -49,6 +49,8 @@ class Descent:
     declared_quantity: str | None = None  # what the run's constraint is on (constraints.kind; unrolling: gradient_norm)
     declared_decrease_fraction: float | None = None  # that quantity strictly decreased from layer l-1 to l
     decrease_fractions: dict[str, float] = field(default_factory=dict)  # every quantity on full local data, strictly
+    safeguard_fallback_fraction: float | None = None  # model.safeguard: share of active (agent, layer) steps that
+    #   took the classical step instead of the learned one (None = no safeguard)
 
 
 @dataclass

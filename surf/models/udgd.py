@@ -25,6 +25,7 @@ from surf.config import ModelConfig
 from surf.data.batches import batch_indices, gather_batch, initial_weights
 from surf.graphs.network import Network, NetworkStep, Schedule
 from surf.models.features import extra_vectors, initial_state, layer_features
+from surf.models.safeguard import loss_guard
 from surf.models.steps import CompactStep, PaperStep
 from surf.problems.softmax import agent_gradients
 
@@ -47,6 +48,8 @@ class Trajectory:
     # the agents' full local gradients at W_0..W_{L-1} when the local steps used them (local_gradient=full):
     # the descent constraint measures the same gradients and reuses them instead of recomputing
     full_gradients: list[torch.Tensor] = field(default_factory=list)
+    # with the run-time safeguard: L masks (N,) of the agents that took the classical step (surf.models.safeguard)
+    fallbacks: list[torch.Tensor] = field(default_factory=list)
 
 
 class UnrolledDGD(nn.Module):
@@ -109,8 +112,10 @@ class UnrolledDGD(nn.Module):
         seed: int,
         schedule: Schedule | None = None,
         async_mode: str = "stale",
+        safeguard: bool | None = None,
     ) -> Trajectory:
-        """Run all layers on ``task``; ``schedule(l)`` gives the network at layer l (dropped agents, graph, ...)."""
+        """Run all layers on ``task``; ``schedule(l)`` gives the network at layer l (dropped agents, graph, ...).
+        ``safeguard``: apply the run-time safeguard (None = as ``model.safeguard`` says; meta-training passes False)."""
         w = initial_weights(task, seed, self.cfg.w0_std)
         trajectory = Trajectory(weights=[w])
         network = Network(shift, schedule, async_mode)
@@ -121,9 +126,12 @@ class UnrolledDGD(nn.Module):
             trajectory.batches.append(idx)
             step = network.step(layer + 1)
             trajectory.active.append(step.active)
-            proposed, gradient, new_state = self._layer(layer, w, delta, state, task, idx, step, server)
+            proposed, gradient, fallback, new_state = self._layer(layer, w, delta, state, task, idx, step, server,
+                                                                  safeguard)
             if gradient is not None:
                 trajectory.full_gradients.append(gradient)
+            if fallback is not None:
+                trajectory.fallbacks.append(fallback if step.active is None else fallback & step.active)
             new = step.keep(proposed, w)
             delta, w = step.keep(new - w, delta), new  # a dropped agent keeps its whole state: W and delta
             state = {name: step.keep(value, state[name]) for name, value in new_state.items()}  # dropped: frozen
@@ -140,7 +148,8 @@ class UnrolledDGD(nn.Module):
         idx: torch.Tensor,
         network: NetworkStep,
         server: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+        safeguard: bool | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, dict[str, torch.Tensor]]:
         taps = self.taps[layer]
         if server is not None:  # eq. 13: the server has no k=0 term
             no_self = torch.ones(taps.shape[0], w.shape[0], device=w.device)
@@ -151,10 +160,11 @@ class UnrolledDGD(nn.Module):
         if self.cfg.features:  # the gradient first: the features send it (or what it updates) with the model
             grad = agent_gradients(w, *self._local_data(task.x_train, task.y_train, idx))
             extra, state = layer_features(self.cfg.features, state, grad, network, self.cfg.hops, layer + 1)
-        update, gradient = self.local_step(layer, w, delta, filtered, task.x_train, task.y_train, idx, extra, grad)
+        update, gradient, fallback = self.local_step(layer, w, delta, filtered, task.x_train, task.y_train, idx,
+                                                     extra, grad, safeguard)
         if server is not None:  # eq. 13: the server applies no local step
             update = update * (~server).view(-1, 1, 1)
-        return filtered - update, gradient, state  # eq. 11
+        return filtered - update, gradient, fallback, state  # eq. 11
 
     def local_step(
         self,
@@ -167,9 +177,11 @@ class UnrolledDGD(nn.Module):
         idx: torch.Tensor,
         extra: tuple[torch.Tensor, ...] = (),
         grad: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The learned update ``step_l`` of layer ``layer`` (0-based) for any set of agents' rows (eq. 11), and the
-        agents' full local gradient at ``w`` when the step used it (None otherwise).
+        safeguard: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The learned update ``step_l`` of layer ``layer`` (0-based) for any set of agents' rows (eq. 11), the
+        agents' full local gradient at ``w`` when the step used it (None otherwise) and, with the run-time safeguard
+        (``safeguard``, None = ``model.safeguard``), the mask of agents that took the classical step instead.
 
         Everything here is agent-local: the agents' own models ``w`` and previous updates ``delta``, their filter
         outputs ``filtered`` (for the consensus gap), their own data and mini-batch indices ``idx`` (rows, B), and
@@ -178,7 +190,7 @@ class UnrolledDGD(nn.Module):
         """
         step = self.steps[layer]
         if isinstance(step, PaperStep):
-            return step(w, *gather_batch(x_train, y_train, idx)), None
+            return step(w, *gather_batch(x_train, y_train, idx)), None, None
         data = self._local_data(x_train, y_train, idx)
         precomputed = () if grad is None else (grad, *extra)  # features needed the gradient before the filter
         agents = max(1, CHUNK_FLOATS // (w[0].numel() * self.cfg.hidden))  # per chunk: its hidden layer in cache
@@ -191,7 +203,11 @@ class UnrolledDGD(nn.Module):
             update, grad = results[0]
         else:
             update, grad = (torch.cat(parts) for parts in zip(*results, strict=True))
-        return update, grad if self.cfg.local_gradient == "full" else None
+        fallback = None
+        if self.cfg.safeguard == "loss" if safeguard is None else safeguard:
+            alpha, beta = self.classical_start
+            update, fallback = loss_guard(update, alpha * grad - beta * delta, filtered, *data)
+        return update, grad if self.cfg.local_gradient == "full" else None, fallback
 
     def _local_data(self, x_train: torch.Tensor, y_train: torch.Tensor, idx: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:

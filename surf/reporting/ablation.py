@@ -2,13 +2,13 @@
 the learned optimizer buys.
 
 One row per trained cell (its seeds pooled): L x K, start (default or warm start), constraint (kind, form, eps),
-robust training, step features; its final held-out accuracy clean (``eval.n_async = 0``) and under the largest
-evaluated ``n_async`` (dropped agents per layer), plain and relabelled, each the mean ± 95 % CI over seeds; the
-paired differences (same seed: same tasks, W_0 and drops) between its drops and clean accuracy and to tuned
-heavy-ball DGD under the same conditions; the share of (task, layer) pairs where its declared descent quantity
-decreased and the number of layers where its mean per-layer accuracy fell, clean and under drops. The classical
-references (every baseline the evaluation ran, tuned on validation tasks at its rounds: heavy-ball DGD, DGD, DGD at
-10x the rounds) follow, from the same summaries.
+robust training, run-time safeguard, step features; its final held-out accuracy clean (``eval.n_async = 0``) and
+under the largest evaluated ``n_async`` (dropped agents per layer), plain and relabelled, each the mean ± 95 % CI
+over seeds; the paired differences (same seed: same tasks, W_0 and drops) between its drops and clean accuracy and
+to tuned heavy-ball DGD under the same conditions; the share of (task, layer) pairs where its declared descent
+quantity decreased and the number of layers where its mean per-layer accuracy fell, clean and under drops. The
+classical references (every baseline the evaluation ran, tuned on validation tasks at its rounds: heavy-ball DGD,
+DGD, DGD at 10x the rounds) follow, from the same summaries.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ HEAVY_BALL = "dgd_momentum"
 
 
 def describe(entry: Entry) -> list[str]:
-    """L x K, start, constraint, robust training and features of a trained cell, from its resolved config (and its
-    summary's recorded warm start, when this is the trained cell's own evaluation)."""
+    """L x K, start, constraint, robust training, safeguard and features of a trained cell, from its resolved config
+    (and its summary's recorded warm start, when this is the trained cell's own evaluation)."""
     cfg = from_dict(entry.config)
     model, constraints = cfg.model, cfg.constraints
     start = f"step {model.step_init:g}"
@@ -35,7 +35,7 @@ def describe(entry: Entry) -> list[str]:
         start = f"heavy-ball α={warm.step:g} β={warm.momentum:g}" if warm else "heavy-ball (tuned)"
     constraint = "none" if constraints.kind == "none" else \
         f"{constraints.kind} {constraints.form} ε={constraints.epsilon:g}"
-    return [f"{model.layers}×{model.hops}", start, constraint, training_label(cfg.trainer),
+    return [f"{model.layers}×{model.hops}", start, constraint, training_label(cfg.trainer), model.safeguard,
             ", ".join(model.features) or "—"]
 
 
@@ -89,7 +89,7 @@ def _reference_rows(by_label: dict[str, dict[int, Group]], drops: int) -> list[l
                 continue
             seen.add((name, comparison.steps))
             hyper = ", ".join(f"{k} {v:g}" for k, v in comparison.hyper.items())
-            cells = [f"{name} ({comparison.steps} rounds)", "", f"{hyper} (first seed)", "", "", "",
+            cells = [f"{name} ({comparison.steps} rounds)", "", f"{hyper} (first seed)", "", "", "", "",
                      str(len(lead.entries))]
             for g in (clean, dropped):
                 present = _has(g, name)
@@ -104,7 +104,7 @@ def _reference_rows(by_label: dict[str, dict[int, Group]], drops: int) -> list[l
 def section_ablation(groups: list[Group], plots: Path) -> list[str]:
     """The ablation table and its plot."""
     by_label, drops = _conditions(groups)
-    header = ["cell", "L×K", "start", "constraint", "trained under", "features", "seeds", "clean: plain",
+    header = ["cell", "L×K", "start", "constraint", "trained under", "safeguard", "features", "seeds", "clean: plain",
               "clean: relabelled", f"{drops} dropped: plain", f"{drops} dropped: relabelled",
               "dropped − clean (paired)", "− heavy-ball, clean (paired)", f"− heavy-ball, {drops} dropped (paired)",
               "declared descent %: clean / dropped", "accuracy dips (layers): clean / dropped"]

@@ -25,6 +25,9 @@ def format_table(summary: Summary) -> str:
         lines.append(f"declared quantity ({descent.declared_quantity}) decreased in "
                      f"{100 * descent.declared_decrease_fraction:.1f}% of pairs, constraint held in "
                      f"{100 * descent.constraint_satisfied_fraction:.1f}% (on full local data: {others})")
+    if descent.safeguard_fallback_fraction is not None:
+        lines.append(f"safeguard: the classical heavy-ball step replaced the learned one in "
+                     f"{100 * descent.safeguard_fallback_fraction:.1f}% of the agents' steps")
     if summary.training is not None and summary.training.warm_start is not None:
         start = summary.training.warm_start
         lines.append(f"warm start: {start.method} (step {start.step:g}, momentum {start.momentum:g}, {start.preset}); "

@@ -71,4 +71,4 @@ def test_descent_quantities_have_distinct_names():
     names = [f.name for f in dataclasses.fields(Descent)]
     assert names == ["grad_norm_decrease_fraction", "constraint_satisfied_fraction", "objective_nonincrease_fraction",
                      "distance_nonincrease_fraction", "declared_quantity", "declared_decrease_fraction",
-                     "decrease_fractions"]
+                     "decrease_fractions", "safeguard_fallback_fraction"]

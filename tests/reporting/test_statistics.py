@@ -87,8 +87,8 @@ def test_ablation_report(tmp_path):
     assert "## Ablation: what each piece buys" in text and "95 % CI" in text
     row = next(line for line in text.splitlines() if line.startswith("| candidate |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1:7] == ["10×2", "step 0.3", "gradient_norm difference ε=0.01", "clean", "—", "3"]
-    assert cells[7].startswith("0.946 ± ") and "✓" in cells[12] and "✓" in cells[13]  # +0.016 clean, +0.028 dropped
+    assert cells[1:8] == ["10×2", "step 0.3", "gradient_norm difference ε=0.01", "clean", "none", "—", "3"]
+    assert cells[8].startswith("0.946 ± ") and "✓" in cells[13] and "✓" in cells[14]  # +0.016 clean, +0.028 dropped
     fragile = next(line for line in text.splitlines() if line.startswith("| warm_20x1_none |"))
     assert "-0.030" in fragile  # dropped - clean, paired
     assert cells[-1] == "1 / 1"  # the per-layer accuracy fell once (0.5 -> 0.4)

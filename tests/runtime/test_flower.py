@@ -1,5 +1,6 @@
 """Flower runtime on the Ray simulation engine: per-layer models equal the vectorized engine's (1e-5), with and
-without dropped agents, for several shardings; a ClientApp that raises is dropped and the run completes.
+without dropped agents, for several shardings, with the run-time safeguard on (each node guards its own agents);
+a ClientApp that raises is dropped and the run completes.
 
 One Flower simulation (one Ray start) runs every job; the tests read its results.
 """
@@ -31,7 +32,7 @@ def _config():
         "num_agents": N, "threads": 1, "device": "cpu", "topology": {"name": "example_ring12"},
         "data": {"source": "gaussian", "gaussian_dim": 6, "gaussian_classes": 4, "gaussian_samples": 2000,
                  "train_per_agent": 12, "test_per_agent": 5, "batch_size": 4},
-        "model": {"layers": LAYERS, "hops": HOPS, "w0_std": 0.5, "hidden": 8},
+        "model": {"layers": LAYERS, "hops": HOPS, "w0_std": 0.5, "hidden": 8, "safeguard": "loss"},
     })
 
 
@@ -100,6 +101,15 @@ def flower():
     results = run_jobs(jobs + deployed, client_mods=[fault])
     setup.deploy = (deployed, results[len(jobs):])
     return setup, {job.name: result for job, result in zip(jobs, results[: len(jobs)], strict=True)}
+
+
+def test_the_safeguard_is_exercised(flower):
+    """The non-trivial model's learned step loses to heavy-ball for some agents: the equality covers both branches."""
+    setup, _ = flower
+    with torch.no_grad():
+        trajectory = setup.model(setup.tasks[0], setup.shift, setup.cfg.seed)
+    fallbacks = torch.stack(trajectory.fallbacks)
+    assert fallbacks.any() and not fallbacks.all()
 
 
 @pytest.mark.parametrize("per_node,drops", SHARDINGS)
@@ -180,7 +190,7 @@ def test_deploy_summary_matches_vectorized_evaluation(flower):
 
 
 def test_batchnorm_across_agents_is_refused():
-    cfg = from_dict(to_dict(_config()), ["model.variant=paper", "model.batchnorm=true"])
+    cfg = from_dict(to_dict(_config()), ["model.variant=paper", "model.batchnorm=true", "model.safeguard=none"])
     with pytest.raises(ConfigError, match="batchnorm"):
         check_decentralizable(ClassifierFamily(cfg))
 

@@ -105,7 +105,7 @@ class ClassifierFamily:
             task, shift, schedule = TaskBatch(parts), block_diagonal(shifts), concat_schedules(schedules, shifts)
         else:
             task, shift, schedule = parts[0], shifts[0], schedules[0]
-        trajectory = model(task, shift, cfg.seed, schedule, mode)
+        trajectory = model(task, shift, cfg.seed, schedule, mode, safeguard=False)  # meta-training: the learned step
         tasks, per_task = len(parts), task.num_agents // len(parts)
         losses = agent_losses(trajectory.weights[-1], task.x_test, task.y_test).view(tasks, per_task)
         with torch.no_grad():

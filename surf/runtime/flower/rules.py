@@ -30,7 +30,7 @@ class UnrolledRule:
     @torch.no_grad()
     def update(self, step: int, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor,
                x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return self.model.local_step(step - 1, w, delta, filtered, x, y, idx)[0]
+        return self.model.local_step(step - 1, w, delta, filtered, x, y, idx)[0]  # safeguarded as model.safeguard
 
 
 @dataclass

@@ -50,6 +50,7 @@ class Setup:
     def __init__(self):
         self.cfg = _config()
         self.exp = ClassifierFamily(self.cfg)
+        torch.manual_seed(0)  # the MLP's first layer is drawn from the global generator: the same model every run
         self.model = self.exp.build_model()
         gen = torch.Generator().manual_seed(0)
         with torch.no_grad():  # a non-trivial model: every MLP weight and tap away from its initial value

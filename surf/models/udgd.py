@@ -203,8 +203,8 @@ class UnrolledDGD(nn.Module):
             update, grad = results[0]
         else:
             update, grad = (torch.cat(parts) for parts in zip(*results, strict=True))
-        fallback = None
-        if self.cfg.safeguard == "loss" if safeguard is None else safeguard:
+        fallback, guarded = None, self.cfg.safeguard == "loss" if safeguard is None else safeguard
+        if guarded:
             alpha, beta = self.classical_start
             update, fallback = loss_guard(update, alpha * grad - beta * delta, filtered, *data)
         return update, grad if self.cfg.local_gradient == "full" else None, fallback

@@ -69,7 +69,8 @@ class ModelConfig:
     features: list[str] = field(default_factory=list)  # extra step features: tracking, neighbor_gradient, adam
     safeguard: str = "none"  # none | loss: at evaluation / deployment an agent takes the classical step instead of
     #   the learned one when that gives it the lower local loss (docs/learned_optimizer.md); never in meta-training
-    recompute: bool = False  # keep only each local step's inputs; recompute it in the backward (10,000+ agents)
+    recompute: bool = False  # memory mode (10,000+ agents): keep only each local step's and graph filter's inputs,
+    #   recompute them in the backward; return freed heap pages to the OS at every layer (surf.utils.memory)
     # paper variant
     batchnorm: bool = False  # authors' code: parameter-free BatchNorm across agents
     dropout: float = 0.0  # authors' code: 0.5
@@ -216,6 +217,8 @@ class InpaintingConfig:
     pretrain_lr: float = 1e-3
     free_layers: int = 1  # leading layers without a constraint (authors: 1; x_0 = y has a zero data gradient)
     reference: str = "clean"  # CII's x*: clean (the image) | classical (a long DCT-FISTA solve)
+    constraint_scope: str = "batch"  # batch: a_l = the batch mean of the per-image values (authors) | image: every
+    #   image's own slack (its ratio / difference), averaged over the batch: a descent step for each image
     reference_iters: int = 300  # iterations of that long solve
     classical_rho: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0])  # tuned on val
     noise_injection: float = 0.0  # training: x_l += s_l n/||n||, l = 0..L-2, s_l = level/(l+1)^decay (authors: 1)
@@ -266,4 +269,5 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "inpainting.images": ("digits", "npz", "mnist", "cifar10"),
     "inpainting.mask": ("center", "squares", "pixels"),
     "inpainting.reference": ("clean", "classical"),
+    "inpainting.constraint_scope": ("batch", "image"),
 }

@@ -81,6 +81,19 @@ def test_constraint_values_and_slacks_hand_computed():
                                                                   0.1025 ** 0.5 - 0.9 * 0.75 ** 0.5]))
 
 
+def test_per_image_scope_averages_every_image_s_own_slack():
+    """``constraint_scope = image``: mean_b (a_l^b / a_{l-1}^b) - (1 - eps), not the ratio of batch means; an image
+    already exact (a_{l-1}^b = 0) counts as EXACT instead of dividing by zero."""
+    fam = InpaintingFamily(config(["constraints.kind=distance", "inpainting.free_layers=0", "constraints.epsilon=0.1"]),
+                           pools=random_pools())
+    per_image = torch.tensor([[[2.0, 1.0], [1.0, 2.0], [0.5, 1.0]]])  # (R = 1, L+1 = 3, B = 2)
+    assert torch.allclose(fam.scoped_slacks(per_image), torch.tensor([1.5 / 1.5 - 0.9, 0.75 / 1.5 - 0.9]))
+    fam.ic.constraint_scope = "image"
+    assert torch.allclose(fam.scoped_slacks(per_image), torch.tensor([(0.5 + 2.0) / 2 - 0.9, (0.5 + 0.5) / 2 - 0.9]))
+    exact = torch.tensor([[[1.0], [0.0], [0.002]]])
+    assert torch.allclose(fam.scoped_slacks(exact), torch.tensor([1e-3 - 0.9, 2.0 - 0.9]))
+
+
 def test_tasks_are_keyed_and_injection_is_the_authors_schedule():
     fam = InpaintingFamily(config(), pools=random_pools())
     a, b = fam.task("train", 3), fam.task("train", 3)

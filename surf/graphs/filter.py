@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch.autograd.function import once_differentiable
 from torch_geometric.nn import MessagePassing
 
-from surf.graphs.aggregate import aggregate
+from surf.graphs.aggregate import aggregate, transposed
 
 Transmit = Callable[[int, torch.Tensor], torch.Tensor]  # (hop k, what agents would send) -> what they send
 
@@ -26,8 +27,19 @@ class GraphFilter(MessagePassing):
         super().__init__(aggr="add")
 
     def forward(self, x: torch.Tensor, adj_t: torch.Tensor, taps: torch.Tensor, transmit: Transmit | None = None,
+                edge_weight: torch.Tensor | None = None, recompute: bool = False) -> torch.Tensor:
+        """taps (K+1,) shared by all agents or (K+1, N) per agent; ``adj_t`` a sparse GSO or an ``edge_index``.
+
+        ``recompute``: keep only x for the backward pass and rebuild the hops ``S^k x`` there (K sparse products)
+        instead of keeping K hop outputs per layer — for a sparse GSO whose messages are what the agents computed
+        (no ``transmit``); otherwise ignored.
+        """
+        if recompute and transmit is None and adj_t.layout == torch.sparse_csr and torch.is_grad_enabled():
+            return RecomputedFilter.apply(x, taps, adj_t, self)
+        return self._filter(x, adj_t, taps, transmit, edge_weight)
+
+    def _filter(self, x: torch.Tensor, adj_t: torch.Tensor, taps: torch.Tensor, transmit: Transmit | None = None,
                 edge_weight: torch.Tensor | None = None) -> torch.Tensor:
-        """taps (K+1,) shared by all agents or (K+1, N) per agent; ``adj_t`` a sparse GSO or an ``edge_index``."""
         z = x
         out = _scale(taps[0], x)
         for k in range(1, taps.shape[0]):
@@ -47,6 +59,32 @@ class GraphFilter(MessagePassing):
 
     def message_and_aggregate(self, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return aggregate(adj_t, x)
+
+
+class RecomputedFilter(torch.autograd.Function):
+    """``sum_k h_k S^k x`` keeping only x: the backward rebuilds the hops ``z_k = S^k x`` for the taps' gradients
+    ``<G, z_k>`` (per agent for per-agent taps) and returns ``grad_x = sum_k (S^T)^k diag(h_k) G`` by Horner's rule."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, taps: torch.Tensor, adj_t: torch.Tensor, module: GraphFilter) -> torch.Tensor:
+        ctx.save_for_backward(x, taps)
+        ctx.adj_t, ctx.module = adj_t, module
+        return module._filter(x, adj_t, taps)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, taps = ctx.saved_tensors
+        z, tap_grads = x, []
+        for k in range(taps.shape[0]):
+            z = z if k == 0 else ctx.module.hop(z, ctx.adj_t)
+            products = grad * z
+            tap_grads.append(products.sum() if taps.dim() == 1 else products.flatten(1).sum(1))
+        back = transposed(ctx.adj_t)
+        grad_x = _scale(taps[-1], grad)
+        for k in range(taps.shape[0] - 2, -1, -1):
+            grad_x = aggregate(back, grad_x) + _scale(taps[k], grad)
+        return grad_x, torch.stack(tap_grads), None, None
 
 
 def _scale(tap: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -82,9 +82,10 @@ class NetworkStep:
         sent = self.transmit(channel, z) if self.transmit is not None else z
         return aggregate(self.shift, sent)
 
-    def filter(self, w: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-        """``sum_k h_k S_t^k W`` (eq. 12) over K = len(taps) - 1 rounds of this step."""
-        return graph_filter_module()(w, self.shift, taps, self.transmit)
+    def filter(self, w: torch.Tensor, taps: torch.Tensor, recompute: bool = False) -> torch.Tensor:
+        """``sum_k h_k S_t^k W`` (eq. 12) over K = len(taps) - 1 rounds of this step (``recompute``: its hops
+        rebuilt in the backward pass instead of kept, :class:`~surf.graphs.filter.RecomputedFilter`)."""
+        return graph_filter_module()(w, self.shift, taps, self.transmit, recompute=recompute)
 
     def keep(self, new: torch.Tensor, old: torch.Tensor, agent_dim: int = 0) -> torch.Tensor:
         """Dropped agents neither update nor send: their rows keep ``old`` (a new tensor; nothing in place)."""

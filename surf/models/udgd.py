@@ -14,6 +14,7 @@ The model remembers its *classical start* ``(alpha, beta)`` (a buffer saved with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ from surf.models.features import extra_vectors, initial_state, layer_features
 from surf.models.safeguard import loss_guard
 from surf.models.steps import CompactStep, PaperStep
 from surf.problems.softmax import agent_gradients
+from surf.utils.memory import release_after_gradient, release_freed_memory
 
 if TYPE_CHECKING:
     from surf.data.tasks import Task
@@ -36,6 +38,7 @@ SERVER = 0  # index of the server in star mode
 # The compact local step runs on chunks of agents whose MLP hidden layer (agents x (d+1) C x hidden floats) is about
 # this size, so that at 10,000+ agents each chunk's work stays in cache instead of streaming GBs through memory.
 CHUNK_FLOATS = 2**20
+STACK_FLOATS = 2**24  # most floats of W_0..W_L stacked at once for per-layer measures (Trajectory.per_layer)
 
 
 @dataclass
@@ -50,6 +53,15 @@ class Trajectory:
     full_gradients: list[torch.Tensor] = field(default_factory=list)
     # with the run-time safeguard: L masks (N,) of the agents that took the classical step (surf.models.safeguard)
     fallbacks: list[torch.Tensor] = field(default_factory=list)
+
+    def per_layer(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``fn`` of the stacked W_0..W_L (L+1, N, d+1, C) -> (L+1, ...): one batched call on the whole stack, or
+        on groups of layers of at most STACK_FLOATS floats each (a stack of 10,000+ agents' models would be GBs)."""
+        per_group = max(1, STACK_FLOATS // self.weights[0].numel())
+        if per_group >= len(self.weights):
+            return fn(torch.stack(self.weights))
+        return torch.cat([fn(torch.stack(self.weights[i:i + per_group]))
+                          for i in range(0, len(self.weights), per_group)])
 
 
 class UnrolledDGD(nn.Module):
@@ -136,6 +148,9 @@ class UnrolledDGD(nn.Module):
             delta, w = step.keep(new - w, delta), new  # a dropped agent keeps its whole state: W and delta
             state = {name: step.keep(value, state[name]) for name, value in new_state.items()}  # dropped: frozen
             trajectory.weights.append(w)
+            if self.cfg.recompute:  # memory mode: the layer's freed temporaries go back to the OS
+                release_freed_memory()
+                release_after_gradient(w)
         return trajectory
 
     def _layer(
@@ -155,7 +170,7 @@ class UnrolledDGD(nn.Module):
             no_self = torch.ones(taps.shape[0], w.shape[0], device=w.device)
             no_self[0] = (~server).to(no_self.dtype)
             taps = taps.unsqueeze(1) * no_self
-        filtered = network.filter(w, taps)  # eq. 12, K rounds
+        filtered = network.filter(w, taps, self.cfg.recompute)  # eq. 12, K rounds
         extra, grad = (), None
         if self.cfg.features:  # the gradient first: the features send it (or what it updates) with the model
             grad = agent_gradients(w, *self._local_data(task.x_train, task.y_train, idx))

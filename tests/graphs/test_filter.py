@@ -85,3 +85,48 @@ def test_all_active_transmit_is_identity():
     for mode in ("stale", "zero"):
         hook = MessageBuffer(mode).transmitter(torch.ones(6, dtype=torch.bool))
         assert torch.equal(graph_filter(w, sparse, taps, hook), graph_filter(w, sparse, taps))
+
+
+def _filter_and_gradients(taps: torch.Tensor, recompute: bool, transmit=None):
+    dense, _ = _shift(8, seed=3)
+    sparse = dense.double().to_sparse_csr()
+    w = torch.randn(8, 3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    taps = taps.clone().requires_grad_(True)
+    out = graph_filter(w, sparse, taps, transmit, recompute=recompute)
+    weights = torch.randn(out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    return (out, *torch.autograd.grad((out * weights).sum(), [w, taps]))
+
+
+def test_recomputed_filter_equals_the_kept_one_in_value_and_every_gradient():
+    """``recompute`` keeps only the input and rebuilds the hops in the backward pass: same output bit for bit, same
+    gradients for the input (Horner's rule with S^T) and for shared and per-agent taps."""
+    for taps in (torch.tensor([0.3, -0.5, 1.2], dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64),
+                 torch.randn(3, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6))):
+        kept, recomputed = _filter_and_gradients(taps, False), _filter_and_gradients(taps, True)
+        assert torch.equal(kept[0], recomputed[0])
+        for a, b in zip(kept[1:], recomputed[1:], strict=True):
+            assert a.shape == b.shape and torch.allclose(a, b, atol=1e-12)
+
+
+def test_recomputed_filter_saves_only_its_input():
+    _, sparse = _shift(8)
+    w = torch.randn(8, 3, 2, requires_grad=True)
+    for recompute, saved in ((False, 3), (True, 1)):  # kept: x, S x, S^2 x (for the taps); recomputed: x only
+        storages: set[int] = set()
+
+        def pack(t: torch.Tensor, seen: set[int] = storages) -> torch.Tensor:
+            seen.add(t.untyped_storage().data_ptr())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            graph_filter(w, sparse, torch.tensor([0.2, 0.5, 0.3], requires_grad=True), recompute=recompute)
+        assert len(storages) - 1 == saved  # minus the taps
+
+
+def test_recompute_is_ignored_when_messages_are_transmitted():
+    """Dropped agents' stale messages are state the backward pass cannot replay: the kept filter runs."""
+    active = torch.tensor([True, False] * 4)
+    grads = [_filter_and_gradients(torch.tensor([0.3, 0.4, 0.3], dtype=torch.float64), recompute,
+                                   MessageBuffer("zero").transmitter(active)) for recompute in (False, True)]
+    for a, b in zip(*grads, strict=True):
+        assert torch.equal(a, b)

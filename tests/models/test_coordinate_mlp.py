@@ -1,6 +1,7 @@
 """The compact step's coordinate MLP (one autograd function) equals nn.Linear -> tanh -> nn.Linear with the
 per-agent feature normalization, in value and in every gradient; recomputation changes no gradient."""
 
+import pytest
 import torch
 
 from surf.config import ModelConfig
@@ -34,17 +35,24 @@ def test_compact_step_normalizes_each_feature_per_agent():
     assert torch.allclose(step(w, g, d, gap), expected, atol=1e-12)
 
 
-def test_recomputing_the_local_steps_changes_no_gradient():
+@pytest.mark.parametrize("hops", [1, 2])
+def test_recomputing_the_local_steps_and_filters_changes_no_gradient(hops):
+    """``model.recompute`` (local steps per chunk, graph filters' hops, heap released per layer): the same
+    trajectory, and the same gradients for every parameter, taps included."""
     task, shift = make_task(), ring_shift().to_sparse_csr()
-    grads = []
+    grads, trajectories = [], []
     for recompute in (False, True):
         torch.manual_seed(2)
-        model = UnrolledDGD(ModelConfig(layers=3, hops=1, hidden=4, local_gradient="full", recompute=recompute),
+        model = UnrolledDGD(ModelConfig(layers=3, hops=hops, hidden=4, local_gradient="full", recompute=recompute),
                             task.num_features, task.num_classes, batch_size=4)
         for step in model.steps:
             torch.nn.init.normal_(step.mlp[2].weight, std=0.5)
+        torch.nn.init.normal_(model.taps, std=0.5)
         trajectory = model(task, shift, seed=0)
         loss = sum(w.pow(2).sum() for w in trajectory.weights) + torch.stack(trajectory.full_gradients).sum()
         grads.append(torch.autograd.grad(loss, list(model.parameters())))
+        trajectories.append(trajectory.weights)
+    for a, b in zip(*trajectories, strict=True):
+        assert torch.equal(a, b)
     for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)

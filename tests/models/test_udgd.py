@@ -7,7 +7,7 @@ from surf.data.batches import batch_indices, gather_batch, initial_weights
 from surf.graphs.filter import GraphFilter
 from surf.graphs.network import masks_schedule
 from surf.models.udgd import UnrolledDGD
-from surf.problems.softmax import agent_gradients
+from surf.problems.softmax import agent_gradients, agent_losses
 from tests.conftest import make_task
 
 
@@ -115,3 +115,17 @@ def test_keyed_randomness_is_reproducible(task, shift):
     assert not torch.equal(a, model(task, shift, 1).weights[-1])
     other = make_task(key=("train", 1))
     assert not torch.equal(batch_indices(task, 0, 1, 5), batch_indices(other, 0, 1, 5))
+
+
+def test_per_layer_measures_in_groups_equal_the_whole_stack(task, shift, monkeypatch):
+    """``Trajectory.per_layer`` stacks W_0..W_L in groups of at most STACK_FLOATS floats: the same values."""
+    import surf.models.udgd as udgd
+
+    trajectory = _model()(task, shift, seed=1)
+    losses = lambda w: agent_losses(w, task.x_test, task.y_test)  # noqa: E731
+    whole = trajectory.per_layer(losses)
+    monkeypatch.setattr(udgd, "STACK_FLOATS", 2 * trajectory.weights[0].numel())  # groups of 2 layers
+    grouped = trajectory.per_layer(losses)
+    assert grouped.shape == whole.shape == (4, task.num_agents)
+    assert torch.allclose(grouped, whole, atol=1e-6)
+    assert torch.allclose(whole, torch.stack([losses(w) for w in trajectory.weights]), atol=1e-6)

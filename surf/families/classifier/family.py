@@ -109,9 +109,9 @@ class ClassifierFamily:
         tasks, per_task = len(parts), task.num_agents // len(parts)
         losses = agent_losses(trajectory.weights[-1], task.x_test, task.y_test).view(tasks, per_task)
         with torch.no_grad():
-            stacked = torch.stack(trajectory.weights)
-            accuracy = agent_accuracies(stacked, task.x_test, task.y_test).view(-1, tasks, per_task)
-            loss = agent_losses(stacked, task.x_test, task.y_test).view(-1, tasks, per_task)
+            accuracy = trajectory.per_layer(lambda w: agent_accuracies(w, task.x_test, task.y_test))
+            loss = trajectory.per_layer(lambda w: agent_losses(w, task.x_test, task.y_test))
+            accuracy, loss = accuracy.view(-1, tasks, per_task), loss.view(-1, tasks, per_task)
         if agents is not None:
             losses, accuracy, loss = losses[:, agents], accuracy[..., agents], loss[..., agents]
         weight = energy_weight(cfg.constraints, model.classical_start)

@@ -52,18 +52,17 @@ def gradient_norms(
     if gradient_on == "full" and len(trajectory.full_gradients) == len(trajectory.weights) - 1:
         last = agent_gradients(trajectory.weights[-1], task.x_train, task.y_train)
         return torch.stack([stacked_norm(g, agents, task.num_tasks) for g in (*trajectory.full_gradients, last)])
-    w = torch.stack(trajectory.weights)  # (L+1, N, d+1, C)
     if gradient_on == "full":
-        grads = agent_gradients(w, task.x_train, task.y_train)
+        return trajectory.per_layer(lambda w: stacked_norm(agent_gradients(w, task.x_train, task.y_train), agents,
+                                                           task.num_tasks))
+    batches = list(trajectory.batches)
+    if gradient_on == "batch":
+        batches = [batches[0]] + batches
     else:
-        batches = list(trajectory.batches)
-        if gradient_on == "batch":
-            batches = [batches[0]] + batches
-        else:
-            fresh = batch_indices(task, seed, len(batches) + 1, batches[0].shape[1])
-            batches = batches + [fresh]
-        xb, yb = gather_batch(task.x_train, task.y_train, torch.stack(batches, dim=1))  # (N, L+1, B, ...)
-        grads = agent_gradients(w, xb.transpose(0, 1), yb.transpose(0, 1))
+        fresh = batch_indices(task, seed, len(batches) + 1, batches[0].shape[1])
+        batches = batches + [fresh]
+    xb, yb = gather_batch(task.x_train, task.y_train, torch.stack(batches, dim=1))  # (N, L+1, B, ...)
+    grads = agent_gradients(torch.stack(trajectory.weights), xb.transpose(0, 1), yb.transpose(0, 1))
     return stacked_norm(grads, agents, task.num_tasks)
 
 
@@ -97,7 +96,7 @@ def training_losses(trajectory: Trajectory, task: Task | TaskBatch, agents: torc
                     ) -> torch.Tensor:
     """``f(W_l) = (1/N) sum_i f_i(W_{i,l})`` for l = 0..L -> (L+1,) (per task for a batch: (L+1, T)): the agents'
     mean full local training loss."""
-    losses = agent_losses(torch.stack(trajectory.weights), task.x_train, task.y_train)  # (L+1, N)
+    losses = trajectory.per_layer(lambda w: agent_losses(w, task.x_train, task.y_train))  # (L+1, N)
     return agent_mean(losses, agents, task.num_tasks)
 
 

@@ -113,7 +113,7 @@ def peaks(threads: int) -> dict[str, float]:
     return {"peak_gflops": gflops, "peak_gbytes": gbytes}
 
 
-def run_case(name: str, steps: int) -> dict:
+def run_case(name: str, steps: int, skip_count: bool = False) -> dict:
     from surf.app.registry import build_family, load_config
     from surf.training.trainer import MetaTrainer
 
@@ -125,22 +125,29 @@ def run_case(name: str, steps: int) -> dict:
     cfg = load_config(REPO / "simulations" / "quickstart.yaml", CASES[base] + ["trainer.val_tasks=1"])
     family = build_family(cfg)
     trainer = MetaTrainer(family)
-    tasks = [trainer.train_tasks(step) for step in range(steps + 2)]  # task construction is not part of the step
-    start = time.perf_counter()
-    trainer.primal_dual_step(tasks[0])  # warm-up (and compilation)
-    warm_up = time.perf_counter() - start
-    start = time.perf_counter()
-    for batch in tasks[1:-1]:
+    times = []
+    for step in range(steps + 1):  # step 0: warm-up (and compilation)
+        batch = trainer.train_tasks(step)  # task construction is not part of the step (one task alive at a time)
+        start = time.perf_counter()
         trainer.primal_dual_step(batch)
-    seconds = (time.perf_counter() - start) / steps
+        times.append(time.perf_counter() - start)
+        del batch
+    warm_up, seconds = times[0], sum(times[1:]) / steps
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    if skip_count:
+        return _row(name, seconds, peak_rss, trainer, family, 0, 0, warm_up - seconds if compiled else 0.0)
     with torch.compiler.set_stance("force_eager"), TrafficCounter() as counter:  # same ops, counted eagerly
-        trainer.primal_dual_step(tasks[-1])
+        trainer.primal_dual_step(trainer.train_tasks(steps + 1))
+    return _row(name, seconds, peak_rss, trainer, family, counter.flops, counter.bytes,
+                warm_up - seconds if compiled else 0.0)
+
+
+def _row(name: str, seconds: float, peak_rss: float, trainer, family, flops: int, nbytes: int,
+         compile_seconds: float) -> dict:
     threads = torch.get_num_threads()
     return {"case": name, "seconds_per_step": seconds, "peak_rss_gib": peak_rss, "threads": threads,
             "parameters": sum(p.numel() for p in trainer.model.parameters()), "device": str(family.device),
-            "flops": counter.flops, "bytes": counter.bytes, "compile_seconds": warm_up - seconds if compiled else 0.0,
-            **peaks(threads)}
+            "flops": flops, "bytes": nbytes, "compile_seconds": compile_seconds, **peaks(threads)}
 
 
 def main() -> None:
@@ -149,14 +156,17 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", help="also write the rows as JSON here")
+    parser.add_argument("--no-count", action="store_true",
+                        help="skip the counted step (FLOPs and bytes; slow at 100,000 agents): no roofline columns")
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_case(args.one, args.steps)))
+        print(json.dumps(run_case(args.one, args.steps, args.no_count)))
         return
     before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     results = []
     for name in args.cases.split(","):
-        out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps)],
+        out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
+                              *(["--no-count"] if args.no_count else [])],
                              capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{name}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
@@ -172,9 +182,12 @@ def main() -> None:
     for r in results:
         rate, traffic = r["flops"] / r["seconds_per_step"] / 1e9, r["bytes"] / r["seconds_per_step"] / 1e9
         ratio = f"{paper['seconds_per_step'] / r['seconds_per_step']:.1f}x" if paper else "-"
-        print(f"| {r['case']} | {r['threads']} | {r['seconds_per_step']:.3f} | {r['peak_rss_gib']:.2f} | "
-              f"{r['flops'] / 1e9:.2f} | {r['bytes'] / 1e9:.2f} | {rate:.1f} | {100 * rate / r['peak_gflops']:.0f} % | "
-              f"{traffic:.1f} | {100 * traffic / r['peak_gbytes']:.0f} % | {r['flops'] / r['bytes']:.2f} | {ratio} |")
+        roofline = (f"{r['flops'] / 1e9:.2f} | {r['bytes'] / 1e9:.2f} | {rate:.1f} | "
+                    f"{100 * rate / r['peak_gflops']:.0f} % | {traffic:.1f} | "
+                    f"{100 * traffic / r['peak_gbytes']:.0f} % | {r['flops'] / r['bytes']:.2f}") if r["bytes"] else (
+            " | ".join(["(not counted)"] + ["-"] * 6))
+        print(f"| {r['case']} | {r['threads']} | {r['seconds_per_step']:.3f} | {r['peak_rss_gib']:.2f} | {roofline} | "
+              f"{ratio} |")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
 

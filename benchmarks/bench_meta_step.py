@@ -6,7 +6,7 @@ Cases (each in its own subprocess so that peak RSS belongs to one case):
   quickstart-10x2   the previous default: L=10, K=2, gradient-norm constraint, trained clean
   (every other case: the previous default's settings at another size; threads=0, i.e. chosen by problem size)
   paper-closed      paper variant at paper size (N=100, d=512, C=10, B=10, L=10, K=2), closed-form gradients
-  compact-paper     compact variant at paper size
+  compact-paper     compact variant at paper size (compact-paper-recompute: in the memory mode, model.recompute)
   compact-N1000, compact-N10000, compact-N100000   compact variant, d=64, C=10, random 3-regular graph, L=10,
                     K=2, full local gradients (N >= 10,000 with model.recompute=true)
 
@@ -57,6 +57,7 @@ CASES: dict[str, list[str]] = {
     "quickstart-10x2": PREVIOUS,
     "paper-closed": PAPER + ["model.variant=paper"],
     "compact-paper": PAPER + ["model.variant=compact"],
+    "compact-paper-recompute": PAPER + ["model.variant=compact", "model.recompute=true"],
     "compact-N1000": LARGE + ["num_agents=1000", "data.gaussian_samples=30000"],
     "compact-N10000": LARGE + ["num_agents=10000", "data.gaussian_samples=30000", "model.recompute=true"],
     "compact-N100000": LARGE + ["num_agents=100000", "data.gaussian_samples=30000", "model.recompute=true"],

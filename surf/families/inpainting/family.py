@@ -33,10 +33,10 @@ from surf.problems.proximal import Perturb
 from surf.utils.device import configure_threads, resolve_device
 from surf.utils.seeding import torch_generator
 
-DEQUANTIZE = 1.0 / 32.0
+DEQUANTIZE = 1.0 / 32.0  # density pretraining: uniform noise of this width on the (few-level) pixel values
 # per-image constraints: values below this count as it, so an image restored exactly (a digit whose hole is blank
 # background: ||x_0 - x|| = 0) has a finite ratio; 1e-3 over an 8x8 image is a PSNR near 78 dB
-EXACT = 1e-3  # density pretraining: uniform noise of this width on the (few-level) pixel values
+EXACT = 1e-3
 
 
 class InpaintingFamily:

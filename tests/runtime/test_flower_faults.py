@@ -147,3 +147,16 @@ def test_node_that_never_comes_back_goes_unreported(setup):
     assert result.unreported == split_agents(N, NODES)[KILLED]
     assert result.history.shape[1] == N - len(result.unreported)
     assert torch.isfinite(result.accuracy).all() and result.faults[0]["step"] == 3
+
+
+def test_node_state_between_steps_keeps_no_hop_buffers(setup):
+    """The Context travels with every ClientApp call: a node keeps z and the filter sum only within a step."""
+    from surf.runtime.flower.client import load_state
+
+    exp, model, files = setup
+    grid = LocalGrid(files)
+    jobs, _ = deploy_jobs(exp, model, NODES, 1, 0.3, (), prime=True, rejoin="resume", keep_history=True)
+    Relay(grid, [], jobs[0], {s: 1000 + s for s in range(NODES)}).run()
+    for context in grid.contexts.values():
+        state = load_state(context)
+        assert {"w", "delta", "accuracy"} <= set(state) and not {"z", "out"} & set(state)

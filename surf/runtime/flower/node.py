@@ -142,12 +142,16 @@ class Shard:
         sent = MessageBuffer(self.spec.async_mode, store=state).transmitter(ok)(k, torch.cat([z, received]))
         z = aggregate(self.rows, sent)  # one hop: the agents' rows of S times what they heard
         state["z"] = z
-        if layer == 0:  # priming: channel k+1 carries z_k; after the last hop, channel 1 carries W_0 again
-            return self.pack(z if k < self.rule.hops else state["w"], quiet)
-        state["out"] = state["out"] + self.rule.taps(layer)[k] * z  # eq. 12, accumulated hop by hop
+        if layer > 0:
+            state["out"] = state["out"] + self.rule.taps(layer)[k] * z  # eq. 12, accumulated hop by hop
         if k < self.rule.hops:
             return self.pack(z, quiet)
+        del state["z"]  # z and the filter sum live within a step: the Context travels with every call, keep it small
+        if layer == 0:  # priming: channel k+1 carried z_k; after the last hop, channel 1 carries W_0 again
+            del state["out"]
+            return self.pack(state["w"], quiet)
         new = self._step(state, layer)
+        del state["out"]
         state["w_new"] = torch.where(state["active"].view(*state["active"].shape, 1, 1), new, state["w"])
         state["pending"] = torch.tensor(layer)
         return self.pack(state["w_new"], quiet)

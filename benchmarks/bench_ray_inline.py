@@ -8,14 +8,18 @@ is ~200 KB). Run alone, once as is and once with the simulation's setting, and c
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
-SIZES = (1_000, 50_000, 90_000, 110_000, 220_000, 440_000)  # bytes passed to the actor and returned
-CALLS = 50
+SIZES = [1_000, 50_000, 90_000, 110_000, 220_000, 440_000]  # bytes passed to the actor and returned
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="bytes per call (argument and return)")
+    parser.add_argument("--calls", type=int, default=50, help="calls timed per size")
+    args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
@@ -30,12 +34,12 @@ def main() -> None:
     ray.get(actor.run.remote(b""))  # the actor is up
     limit = os.environ.get("RAY_max_direct_call_object_size", "Ray's default (100 KB)")
     print(f"RAY_max_direct_call_object_size: {limit}")
-    for size in SIZES:
+    for size in args.sizes:
         value = b"x" * size
         start = time.perf_counter()
-        for _ in range(CALLS):
+        for _ in range(args.calls):
             ray.get(actor.run.remote(value))
-        print(f"{size:>8,} bytes: {1000 * (time.perf_counter() - start) / CALLS:6.2f} ms per call")
+        print(f"{size:>8,} bytes: {1000 * (time.perf_counter() - start) / args.calls:6.2f} ms per call")
     ray.shutdown()
 
 

@@ -86,9 +86,9 @@ def setup(tmp_path_factory):
     return exp, model, files
 
 
-def relay(setup, kill_at=None, restart=False, rejoin="resume"):
+def relay(setup, kill_at=None, restart=False, rejoin="resume", grid=None):
     exp, model, files = setup
-    grid = LocalGrid(files, kill_at, restart)
+    grid = grid or LocalGrid(files, kill_at, restart)
     placement = {s: 1000 + s for s in range(NODES)}
     jobs, _ = deploy_jobs(exp, model, NODES, 1, 0.3, (), prime=True, rejoin=rejoin, keep_history=True)
     return Relay(grid, [], jobs[0], placement).run()
@@ -153,10 +153,8 @@ def test_node_state_between_steps_keeps_no_hop_buffers(setup):
     """The Context travels with every ClientApp call: a node keeps z and the filter sum only within a step."""
     from surf.runtime.flower.client import load_state
 
-    exp, model, files = setup
-    grid = LocalGrid(files)
-    jobs, _ = deploy_jobs(exp, model, NODES, 1, 0.3, (), prime=True, rejoin="resume", keep_history=True)
-    Relay(grid, [], jobs[0], {s: 1000 + s for s in range(NODES)}).run()
+    grid = LocalGrid(setup[2])
+    relay(setup, grid=grid)
     for context in grid.contexts.values():
         state = load_state(context)
         assert {"w", "delta", "accuracy"} <= set(state) and not {"z", "out"} & set(state)

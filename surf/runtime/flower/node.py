@@ -141,10 +141,10 @@ class Shard:
         ok = torch.cat([state["active"], present])
         sent = MessageBuffer(self.spec.async_mode, store=state).transmitter(ok)(k, torch.cat([z, received]))
         z = aggregate(self.rows, sent)  # one hop: the agents' rows of S times what they heard
-        state["z"] = z
         if layer > 0:
             state["out"] = state["out"] + self.rule.taps(layer)[k] * z  # eq. 12, accumulated hop by hop
         if k < self.rule.hops:
+            state["z"] = z
             return self.pack(z, quiet)
         del state["z"]  # z and the filter sum live within a step: the Context travels with every call, keep it small
         if layer == 0:  # priming: channel k+1 carried z_k; after the last hop, channel 1 carries W_0 again

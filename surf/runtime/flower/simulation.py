@@ -14,7 +14,7 @@ from surf.runtime.flower.relay import Job, JobResult, server_app
 OFFLINE_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "RAY_USAGE_STATS_ENABLED": "0",
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # Ray passes a task argument or return value of up to 100 KB inline and anything larger through its object store,
-# which costs about 10 ms more per call here (benchmarks/bench_flower.py). A node's Context (its models, previous
+# which costs about 10 ms more per call here (benchmarks/bench_ray_inline.py). A node's Context (its models, previous
 # updates and stale messages: ~200 KB at 10 agents of the quickstart) crosses that line on every ClientApp call, so
 # the simulation raises it to 2 MiB (an environment default: a RAY_max_direct_call_object_size you set wins).
 RAY_ENV = {"RAY_max_direct_call_object_size": str(2 * 2**20)}

@@ -19,100 +19,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from surf.runtime.flower.node import Inbox, Packed, Shard, ShardSpec
+from surf.runtime.flower.node import Outbox, Shard, ShardSpec
+from surf.runtime.flower.wire import (
+    flags_from_bytes,
+    from_record,
+    inbox,
+    outbox_records,
+    packed_record,
+    to_record,
+    unpack,
+)
 
 _SHARDS: dict[str, Shard] = {}
 _CACHE: dict[tuple, Any] = {}  # parsed configs, task samplers, full tasks (simulation), node data files
 CACHE_SIZE = 4096  # shards kept per process (one per node and job)
 TASK_CACHE = 256  # full tasks kept per process (simulation)
-
-
-RAW = "surf.raw"  # stype of an Array holding a tensor's bytes as they are (no numpy header to write and parse)
-
-
-def to_array(value: torch.Tensor) -> Any:
-    """A tensor -> Flower ``Array`` of its raw bytes."""
-    from flwr.app import Array
-
-    raw = value.detach().cpu().contiguous().numpy()
-    return Array(dtype=str(raw.dtype), shape=tuple(raw.shape), stype=RAW, data=raw.tobytes())
-
-
-def from_array(array: Any) -> torch.Tensor:
-    """Inverse of :func:`to_array` (any other Array through numpy)."""
-    if array.stype != RAW:
-        return torch.from_numpy(array.numpy().copy())
-    return torch.from_numpy(np.frombuffer(array.data, dtype=np.dtype(array.dtype)).copy()).reshape(array.shape)
-
-
-def to_record(tensors: dict[str, torch.Tensor]) -> Any:
-    """Tensors -> Flower ArrayRecord (one Array per entry)."""
-    from flwr.app import ArrayRecord
-
-    return ArrayRecord({key: to_array(value) for key, value in tensors.items()})
-
-
-def from_record(record: Any) -> dict[str, torch.Tensor]:
-    """Flower ArrayRecord -> tensors."""
-    return {key: from_array(array) for key, array in record.items()}
-
-
-def outbox_records(packed: Packed) -> tuple[Any, Any]:
-    """A node's reply: ONE Array with a contiguous block of rows per destination node (raw, flat), and the agents of
-    each block in order. The relay moves the blocks to their destinations without reading them."""
-    from flwr.app import ArrayRecord, ConfigRecord
-
-    order = list(packed)
-    rows = torch.cat([packed[dst][1].reshape(-1) for dst in order]) if order else torch.zeros(0)
-    layout = ConfigRecord({"order": order, **{str(dst): packed[dst][0] for dst in order}})
-    return ArrayRecord({"rows": to_array(rows)}), layout
-
-
-def inbox_blocks(content: Any, row_shape: tuple[int, ...]) -> Inbox:
-    """The hop message's one inbox Array split back into the blocks of its source nodes, with their agents and the
-    tasks in which each counts."""
-    senders, num_tasks = content["senders"], row_shape[0]
-    order = list(senders["order"])
-    counts = [len(senders[str(src)]) for src in order]
-    rows = from_array(content["inbox"]["rows"]).reshape(sum(counts), *row_shape).split(counts)
-    return {src: (list(senders[str(src)]), block,
-                  torch.tensor(list(senders[f"p{src}"]), dtype=torch.bool).view(len(block), num_tasks))
-            for src, block in zip(order, rows, strict=True)}
-
-
-def pack(tensors: dict[str, torch.Tensor]) -> bytes:
-    """Many tensors as one byte string: an 8-byte header length, a JSON layout, the raw bytes (one copy each)."""
-    layout, chunks, offset = {}, [], 0
-    for key, value in tensors.items():
-        raw = value.detach().cpu().contiguous().numpy()
-        layout[key] = [str(raw.dtype), list(raw.shape), offset, raw.nbytes]
-        chunks.append(raw.tobytes())
-        offset += raw.nbytes
-    header = json.dumps(layout).encode()
-    return len(header).to_bytes(8, "little") + header + b"".join(chunks)
-
-
-def unpack(data: bytes) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`pack`."""
-    size = int.from_bytes(data[:8], "little")
-    tensors, start = {}, 8 + size
-    for key, (dtype, shape, offset, nbytes) in json.loads(data[8:start]).items():
-        kind = np.dtype(dtype)
-        values = np.frombuffer(data, dtype=kind, count=nbytes // kind.itemsize, offset=start + offset)
-        tensors[key] = torch.from_numpy(values.copy()).reshape(shape)
-    return tensors
-
-
-def packed_record(tensors: dict[str, torch.Tensor]) -> Any:
-    """Tensors -> an ArrayRecord holding ONE Array (:func:`pack`): one Flower object to copy instead of one per
-    tensor (the node state and Θ travel with every message of the simulation)."""
-    from flwr.app import Array, ArrayRecord
-
-    data = pack(tensors)
-    return ArrayRecord({"packed": Array(dtype="uint8", shape=(len(data),), stype=RAW, data=data)})
 
 
 def save_state(context: Any, state: dict[str, torch.Tensor]) -> None:
@@ -216,15 +139,11 @@ def shard_of(context: Any) -> Shard:
     return _SHARDS[key]
 
 
-def _mask(flags: list, rows: int) -> torch.Tensor | None:
-    return torch.tensor(flags, dtype=torch.bool).view(rows, -1) if flags else None
-
-
-def _reply(message: Any, packed: Packed) -> Any:
+def _reply(message: Any, outbox: Outbox) -> Any:
     from flwr.app import Message, RecordDict
 
-    outbox, layout = outbox_records(packed)
-    return Message(RecordDict({"outbox": outbox, "layout": layout}), reply_to=message)
+    rows, layout = outbox_records(outbox)
+    return Message(RecordDict({"outbox": rows, "layout": layout}), reply_to=message)
 
 
 def _hello(message: Any, context: Any) -> Any:
@@ -250,9 +169,9 @@ def _setup(message: Any, context: Any) -> Any:
     _store_setup(message.content, context)
     state: dict[str, torch.Tensor] = {}
     shard = shard_of(context)
-    packed = shard.setup(state, _mask(list(message.content["hop"]["quiet"]), len(shard.spec.agents)))
+    outbox = shard.setup(state, flags_from_bytes(message.content["hop"]["quiet"], len(shard.spec.agents)))
     save_state(context, state)
-    return _reply(message, packed)
+    return _reply(message, outbox)
 
 
 def _rejoin(message: Any, context: Any) -> Any:
@@ -273,11 +192,10 @@ def _hop(message: Any, context: Any) -> Any:
     shard = shard_of(context)
     hop, own = message.content["hop"], len(shard.spec.agents)
     state = load_state(context)
-    inbox = inbox_blocks(message.content, tuple(state["w"].shape[1:]))
-    packed = shard.hop(state, int(hop["layer"]), int(hop["k"]), inbox, _mask(list(hop["inactive"]), own),
-                       _mask(list(hop["quiet"]), own), set(hop["lost"]))
+    outbox = shard.hop(state, int(hop["layer"]), int(hop["k"]), inbox(message.content, tuple(state["w"].shape[1:])),
+                       flags_from_bytes(hop["inactive"], own), flags_from_bytes(hop["quiet"], own), set(hop["lost"]))
     save_state(context, state)
-    return _reply(message, packed)
+    return _reply(message, outbox)
 
 
 def _report(message: Any, context: Any) -> Any:

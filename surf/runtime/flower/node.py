@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -33,8 +33,16 @@ from surf.problems.softmax import agent_accuracies, agent_gradients, agent_losse
 if TYPE_CHECKING:
     from surf.data.tasks import Task
 
-Packed = dict[int, tuple[list[int], torch.Tensor]]  # destination shard -> (agents, their rows (A, T, d+1, C))
-Inbox = dict[int, tuple[list[int], torch.Tensor, torch.Tensor]]  # source shard -> (agents, rows, present (A, T))
+Inbox = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # agents heard from (A,), their rows, present (A, T)
+
+
+class Outbox(NamedTuple):
+    """A node's reply: one block of rows per destination node, the blocks one after the other."""
+
+    order: list[int]  # destination nodes
+    counts: list[int]  # rows in each destination's block
+    agents: torch.Tensor  # (A,) the agent of every row
+    rows: torch.Tensor  # (A, T, d+1, C)
 
 
 @dataclass
@@ -75,11 +83,22 @@ class Shard:
         self.data = [(t.x_train, t.y_train, t.x_test, t.y_test) for t in tasks]
         self.num_layers = rule.steps
         own = {agent: i for i, agent in enumerate(spec.agents)}
-        self.routes = {int(d): torch.tensor([own[a] for a in agents]) for d, agents in spec.routes.items()}
-        self.position = {agent: i for i, agent in enumerate(spec.columns[len(spec.agents):])}
+        self.agents = torch.tensor(spec.agents, dtype=torch.int64)
+        self.route_order = torch.tensor([int(d) for d in spec.routes], dtype=torch.int64)  # destination nodes
+        routes = [torch.tensor([own[a] for a in agents], dtype=torch.int64) for agents in spec.routes.values()]
+        self.route_rows = torch.cat(routes) if routes else torch.zeros(0, dtype=torch.int64)  # own rows, by route
+        self.route_of = torch.repeat_interleave(torch.tensor([len(r) for r in routes], dtype=torch.int64))
+        self.outside, self.outside_order = torch.sort(torch.tensor(spec.columns[len(spec.agents):], dtype=torch.int64))
+
+    def positions(self, agents: torch.Tensor) -> torch.Tensor:
+        """Where the outside agents ``agents`` sit among the node's outside columns (a ValueError for a stranger)."""
+        found = torch.searchsorted(self.outside, agents).clamp(max=max(len(self.outside) - 1, 0))
+        if len(agents) and (not len(self.outside) or not torch.equal(self.outside[found], agents)):
+            raise ValueError(f"node of agents {self.spec.agents[:4]}... got messages of agents it does not hear from")
+        return self.outside_order[found]
 
     # ------------------------------------------------------------------ setup and metrics
-    def setup(self, state: dict[str, torch.Tensor], quiet: torch.Tensor | None) -> Packed:
+    def setup(self, state: dict[str, torch.Tensor], quiet: torch.Tensor | None) -> Outbox:
         """W_0 of the node's agents (keyed per agent) -> state; reply the channel-1 messages."""
         w = torch.stack([initial_weights(task, self.seed, self.w0_std) for task in self.tasks], dim=1)
         num_metrics = (self.num_layers + 1, len(self.spec.agents), len(self.tasks))
@@ -117,12 +136,12 @@ class Shard:
 
     # ------------------------------------------------------------------ one hop
     def hop(self, state: dict[str, torch.Tensor], layer: int, k: int, inbox: Inbox, inactive: torch.Tensor | None,
-            quiet: torch.Tensor | None, lost: set[int]) -> Packed:
+            quiet: torch.Tensor | None, lost: set[int]) -> Outbox:
         """Hop ``k`` of step ``layer`` (layer 0 = priming the stale buffers at setup, everyone present).
 
-        ``inbox[s]`` holds the rows node s sent and for which tasks each counts; ``inactive`` (agents, T) marks own
-        agents that sit this step out, ``quiet`` those that sit out the round consuming this reply, ``lost`` the
-        steps in which the relay lost this node's messages.
+        ``inbox`` holds the outside agents heard from, their rows and for which tasks each counts; ``inactive``
+        (agents, T) marks own agents that sit this step out, ``quiet`` those that sit out the round consuming this
+        reply, ``lost`` the steps in which the relay lost this node's messages.
         """
         num_tasks, own = len(self.tasks), len(self.spec.agents)
         if k == 1:
@@ -133,11 +152,11 @@ class Shard:
             state["active"] = ~inactive if inactive is not None and layer > 0 else torch.ones(own, num_tasks,
                                                                                                  dtype=torch.bool)
         z = state["z"]
-        received = torch.zeros(len(self.position), *z.shape[1:])
-        present = torch.zeros(len(self.position), num_tasks, dtype=torch.bool)
-        for agents, rows, flags in inbox.values():
-            where = torch.tensor([self.position[a] for a in agents], dtype=torch.int64)
-            received[where], present[where] = rows, flags
+        agents, rows, flags = inbox
+        where = self.positions(agents)
+        received = torch.zeros(len(self.outside), *z.shape[1:])
+        present = torch.zeros(len(self.outside), num_tasks, dtype=torch.bool)
+        received[where], present[where] = rows, flags
         ok = torch.cat([state["active"], present])
         sent = MessageBuffer(self.spec.async_mode, store=state).transmitter(ok)(k, torch.cat([z, received]))
         z = aggregate(self.rows, sent)  # one hop: the agents' rows of S times what they heard
@@ -171,13 +190,13 @@ class Shard:
         keys = ("accuracy", "loss", "grad2", "history") if self.spec.keep_history else ("accuracy", "loss", "grad2")
         return {key: state[key] for key in keys}
 
-    def pack(self, values: torch.Tensor, quiet: torch.Tensor | None) -> Packed:
-        """One tensor per destination node: the rows of the own agents it hears from, except agents that sit the
-        consuming round out in every task (``quiet`` (agents, T); None = everyone sends)."""
-        sending = ~quiet.all(dim=1) if quiet is not None else torch.ones(len(self.spec.agents), dtype=torch.bool)
-        packed = {}
-        for dst, rows in self.routes.items():
-            rows = rows[sending[rows]]
-            if len(rows):
-                packed[dst] = ([self.spec.agents[i] for i in rows.tolist()], values[rows].contiguous())
-        return packed
+    def pack(self, values: torch.Tensor, quiet: torch.Tensor | None) -> Outbox:
+        """One block per destination node: the rows of the own agents it hears from, except agents that sit the
+        consuming round out in every task (``quiet`` (agents, T); None = everyone sends); one gather for all."""
+        rows, route = self.route_rows, self.route_of
+        if quiet is not None:
+            sending = ~quiet.all(dim=1)[rows]
+            rows, route = rows[sending], route[sending]
+        counts = torch.bincount(route, minlength=len(self.route_order))
+        nonempty = counts > 0
+        return Outbox(self.route_order[nonempty].tolist(), counts[nonempty].tolist(), self.agents[rows], values[rows])

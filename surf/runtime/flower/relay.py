@@ -112,7 +112,7 @@ class Relay:
         self.out: dict[int, int] = {}  # shard -> step since which it is out
         self.kept_out: set[int] = set()  # shards back but kept out (rejoin="out"): they only report
         self.lost: list[set[int]] = [set() for _ in self.routing.shards]  # steps in which a node's messages were lost
-        self.latest: dict[tuple[int, int], tuple[Any, list[int]]] = {}  # (src, dst) -> block of rows, its agents
+        self.latest: dict[tuple[int, int], tuple[Any, np.ndarray]] = {}  # (src, dst) -> block of rows, its agents
         self.dtype = "float32"  # of the rows the nodes send
         self.result = JobResult(job.name)
         self.start = time.perf_counter()
@@ -189,14 +189,11 @@ class Relay:
             return torch.ones(job.shift.shape[0], len(job.tasks), dtype=torch.bool)
         return self._inactive(step + 1)
 
-    def _flags(self, mask: torch.Tensor | None, agents: list[int]) -> list[bool]:
-        return mask[agents].flatten().tolist() if mask is not None else []
-
     def spec(self, s: int) -> Any:
         """The setup message of shard s: its spec, its rows of S (unless it reads them from its data file), Θ."""
         from flwr.app import ConfigRecord, RecordDict
 
-        from surf.runtime.flower.client import packed_record, to_record
+        from surf.runtime.flower.wire import packed_record, to_record
 
         job, routing = self.job, self.routing
         spec = ShardSpec(job.name, job.config_yaml, job.method, job.tasks, routing.shards[s], routing.columns[s],
@@ -212,11 +209,13 @@ class Relay:
     def _setup(self) -> None:
         from flwr.app import ConfigRecord
 
+        from surf.runtime.flower.wire import flags_to_bytes
+
         start, quiet = time.perf_counter(), self._quiet(0, 0)
 
         def make(s: int) -> Any:
             content = self.spec(s)
-            content["hop"] = ConfigRecord({"quiet": self._flags(quiet, self.routing.shards[s])})
+            content["hop"] = ConfigRecord({"quiet": flags_to_bytes(_rows(quiet, self.routing.shards[s]))})
             return content
 
         replies, failed = self._send("query.setup", make, self._active())
@@ -230,47 +229,40 @@ class Relay:
     def _collect(self, replies: dict) -> int:
         """Cut every reply's Array into its per-destination blocks (byte ranges: the relay never reads the values)
         and keep them for the next round; returns the replies' bytes (node -> relay)."""
+        from surf.runtime.flower.wire import outbox_blocks
+
         self.latest, uplink = {}, 0
         for s, content in replies.items():
-            layout, array = content["layout"], content["outbox"]["rows"]
-            blocks = [(int(dst), list(layout[str(dst)])) for dst in layout["order"]]
-            rows = sum(len(agents) for _, agents in blocks)
-            row_bytes, offset, data = len(array.data) // max(rows, 1), 0, memoryview(array.data)
-            for dst, agents in blocks:
-                self.latest[(s, dst)] = (data[offset: offset + len(agents) * row_bytes], agents)
-                offset += len(agents) * row_bytes
-            uplink, self.dtype = uplink + len(array.data), array.dtype
+            blocks, self.dtype, size = outbox_blocks(content)
+            for dst, block, agents in blocks:
+                self.latest[(s, dst)] = (block, agents)
+            uplink += size
         return uplink
 
     def _hop(self, step: int, k: int, failed: set[int]) -> set[int]:
         """Hop k of a step: route the channel-k messages; returns the shards that failed in this step so far."""
-        from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+        from flwr.app import ConfigRecord, RecordDict
 
-        from surf.runtime.flower.client import RAW
+        from surf.runtime.flower.wire import flags_to_bytes, inbox_records
 
-        job, ledger, routing = self.job, self.result.ledger, self.routing
+        ledger, routing = self.result.ledger, self.routing
         round_index, inactive, quiet = len(ledger.rounds), self._inactive(step), self._quiet(step, k)
         if inactive is not None and k == 1:
             self.result.scheduled_drops += int(inactive.sum())
-        present = ~inactive if inactive is not None else None
+        present = (~inactive).numpy() if inactive is not None else None
         inboxes: dict[int, list] = {}
         for (src, dst), (array, agents) in self.latest.items():
             inboxes.setdefault(dst, []).append((src, array, agents))
         start = time.perf_counter()
 
         def make(s: int) -> RecordDict:
-            senders, blocks = ConfigRecord({"order": [src for src, _, _ in inboxes.get(s, [])]}), []
-            for src, block, agents in inboxes.get(s, []):
-                senders[str(src)] = agents
-                senders[f"p{src}"] = self._flags(present, agents) or [True] * (len(agents) * len(job.tasks))
+            blocks = inboxes.get(s, [])
+            for src, block, agents in blocks:
                 ledger.add(round_index, src, s, len(block), len(agents))
-                blocks.append(block)
-            data = b"".join(blocks)
-            size = len(data) // np.dtype(self.dtype).itemsize
-            inbox = ArrayRecord({"rows": Array(dtype=self.dtype, shape=(size,), stype=RAW, data=data)})
+            inbox, senders = inbox_records(blocks, self.dtype, present)
             own = routing.shards[s]
-            hop = ConfigRecord({"layer": step, "k": k, "inactive": self._flags(inactive, own),
-                                "quiet": self._flags(quiet, own), "lost": sorted(self.lost[s])})
+            hop = ConfigRecord({"layer": step, "k": k, "inactive": flags_to_bytes(_rows(inactive, own)),
+                                "quiet": flags_to_bytes(_rows(quiet, own)), "lost": sorted(self.lost[s])})
             return RecordDict({"hop": hop, "inbox": inbox, "senders": senders})
 
         shards = [s for s in self._active() if s not in failed]
@@ -320,7 +312,7 @@ class Relay:
     def _report(self) -> None:
         from flwr.app import ConfigRecord, RecordDict
 
-        from surf.runtime.flower.client import from_record
+        from surf.runtime.flower.wire import from_record
 
         start, routing = time.perf_counter(), self.routing
         shards = [s for s in range(len(routing)) if s not in self.out or s in self.kept_out]
@@ -348,6 +340,11 @@ def discover(grid: Any, node_ids: list[int], timeout: float) -> dict[int, tuple[
     return {reply.metadata.src_node_id: (list(reply.content["share"]["agents"]),
                                          str(reply.content["share"]["fingerprint"]))
             for reply in exchange(grid, messages, timeout) if not reply.has_error()}
+
+
+def _rows(mask: torch.Tensor | None, agents: list[int]) -> torch.Tensor | None:
+    """A shard's rows of an (N, T) mask."""
+    return mask[agents] if mask is not None else None
 
 
 def _failure(when: str, failed: dict[int, tuple[str, bool]]) -> str:

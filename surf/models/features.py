@@ -59,9 +59,10 @@ def mix(step: NetworkStep, z: torch.Tensor, hops: int, name: str) -> torch.Tenso
     return z
 
 
-def layer_features(names: list[str], state: State, grad: torch.Tensor, step: NetworkStep, hops: int,
+def layer_features(names: list[str], state: State, grad: torch.Tensor, step: NetworkStep | None, hops: int,
                    layer: int) -> tuple[list[torch.Tensor], State]:
-    """The features of layer ``layer`` (1-based), in the order of ``names``, and the new state."""
+    """The features of layer ``layer`` (1-based), in the order of ``names``, and the new state (``step``, the
+    layer's network, only for features that communicate: an agent-local feature runs anywhere, e.g. a Flower node)."""
     values, new = {}, dict(state)
     if "tracking" in names:
         new["y"] = mix(step, state["y"], hops, "tracking") + grad - state["previous_gradient"]

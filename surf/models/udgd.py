@@ -171,15 +171,24 @@ class UnrolledDGD(nn.Module):
             no_self[0] = (~server).to(no_self.dtype)
             taps = taps.unsqueeze(1) * no_self
         filtered = network.filter(w, taps, self.cfg.recompute)  # eq. 12, K rounds
-        extra, grad = (), None
-        if self.cfg.features:  # the gradient first: the features send it (or what it updates) with the model
-            grad = agent_gradients(w, *self._local_data(task.x_train, task.y_train, idx))
-            extra, state = layer_features(self.cfg.features, state, grad, network, self.cfg.hops, layer + 1)
+        extra, grad, state = self.step_features(layer, w, state, task.x_train, task.y_train, idx, network)
         update, gradient, fallback = self.local_step(layer, w, delta, filtered, task.x_train, task.y_train, idx,
                                                      extra, grad, safeguard)
         if server is not None:  # eq. 13: the server applies no local step
             update = update * (~server).view(-1, 1, 1)
         return filtered - update, gradient, fallback, state  # eq. 11
+
+    def step_features(self, layer: int, w: torch.Tensor, state: dict[str, torch.Tensor], x_train: torch.Tensor,
+                      y_train: torch.Tensor, idx: torch.Tensor, network: NetworkStep | None = None
+                      ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None, dict[str, torch.Tensor]]:
+        """Layer ``layer``'s extra features (``model.features``), the gradient they came from and the features' new
+        state; ``((), None, state)`` without features. The gradient comes first: the features send it (or what it
+        updates) with the model. ``network`` is needed only by the features that communicate."""
+        if not self.cfg.features:
+            return (), None, state
+        grad = agent_gradients(w, *self._local_data(x_train, y_train, idx))
+        extra, state = layer_features(self.cfg.features, state, grad, network, self.cfg.hops, layer + 1)
+        return extra, grad, state
 
     def local_step(
         self,

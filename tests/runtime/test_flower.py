@@ -27,12 +27,13 @@ N, LAYERS, HOPS, N_ASYNC, FAULTY_AGENT, FAULTY_LAYER = 12, 3, 2, 3, 5, 2
 TASKS = [("test", 0, False), ("test", 1, True)]
 
 
-def _config():
+def _config(features=(), safeguard="loss"):
     return from_dict({
         "num_agents": N, "threads": 1, "device": "cpu", "topology": {"name": "example_ring12"},
         "data": {"source": "gaussian", "gaussian_dim": 6, "gaussian_classes": 4, "gaussian_samples": 2000,
                  "train_per_agent": 12, "test_per_agent": 5, "batch_size": 4},
-        "model": {"layers": LAYERS, "hops": HOPS, "w0_std": 0.5, "hidden": 8, "safeguard": "loss"},
+        "model": {"layers": LAYERS, "hops": HOPS, "w0_std": 0.5, "hidden": 8, "safeguard": safeguard,
+                  "features": list(features)},
     })
 
 
@@ -47,8 +48,8 @@ def fault(message, context, call_next):
 
 
 class Setup:
-    def __init__(self):
-        self.cfg = _config()
+    def __init__(self, features=(), safeguard="loss"):
+        self.cfg = _config(features, safeguard)
         self.exp = ClassifierFamily(self.cfg)
         torch.manual_seed(0)  # the MLP's first layer is drawn from the global generator: the same model every run
         self.model = self.exp.build_model()
@@ -98,6 +99,8 @@ def flower():
     jobs.append(setup.job("dgd", 4, method="dgd", step_size=0.3, momentum=0.5))
     jobs.append(setup.job("dsgd", N, method="dsgd", step_size=0.3))
     jobs.append(setup.job("fault", 1))
+    setup.adam = Setup(["adam"], safeguard="none")  # every agent takes the learned step: the feature decides
+    jobs.append(setup.adam.job("adam", 3, drops=True))
     deployed, setup.deploy_steps = deploy_jobs(setup.dropping, setup.model, 3, num_tasks=2)
     results = run_jobs(jobs + deployed, client_mods=[fault])
     setup.deploy = (deployed, results[len(jobs):])
@@ -120,6 +123,23 @@ def test_flower_layers_equal_vectorized_engine(flower, per_node, drops):
     assert (result.history - setup.reference(drops)).abs().max().item() < 1e-5
     assert result.dropped == []
     assert result.scheduled_drops == (N_ASYNC * LAYERS * len(TASKS) if drops else 0)
+
+
+def test_agent_local_feature_equals_vectorized_engine(flower):
+    """``model.features: [adam]``: each node keeps its agents' second moments, frozen while they are dropped (an
+    agent dropped at layer 1 is back at layer 2 with a different second moment if it was not)."""
+    setup, results = flower
+    adam = setup.adam
+    reference = adam.reference(True)
+    assert (results["adam"].history - reference).abs().max().item() < 1e-5
+    columns = [step.mlp[0].weight[:, 4].clone() for step in adam.model.steps]  # the adam feature's input weights
+    with torch.no_grad():
+        for step in adam.model.steps:
+            step.mlp[0].weight[:, 4] = 0
+        without = adam.reference(True)
+        for step, column in zip(adam.model.steps, columns, strict=True):
+            step.mlp[0].weight[:, 4] = column
+    assert (without - reference).abs().max().item() > 1e-3  # the feature matters in this comparison
 
 
 def test_zero_mode_and_messages_counted(flower):
@@ -194,6 +214,13 @@ def test_batchnorm_across_agents_is_refused():
     cfg = from_dict(to_dict(_config()), ["model.variant=paper", "model.batchnorm=true", "model.safeguard=none"])
     with pytest.raises(ConfigError, match="batchnorm"):
         check_decentralizable(ClassifierFamily(cfg))
+
+
+@pytest.mark.parametrize("feature", ["tracking", "neighbor_gradient"])
+def test_features_that_send_extra_messages_are_refused(feature):
+    check_decentralizable(ClassifierFamily(_config(["adam"])))  # agent-local: runs (test above)
+    with pytest.raises(ConfigError, match="extra messages"):
+        check_decentralizable(ClassifierFamily(_config([feature])))
 
 
 def test_deploy_cli_errors_are_one_line(tmp_path, capsys):

@@ -20,6 +20,7 @@ from surf.evaluation.baselines import tune_dgd
 from surf.evaluation.classifier import method_name
 from surf.evaluation.summary import Comparison, Descent, Runtime, Summary
 from surf.families.classifier.family import ClassifierFamily
+from surf.models.features import extra_vectors
 from surf.models.udgd import UnrolledDGD
 from surf.runtime.flower.relay import Job, JobResult
 from surf.scenarios.drops import dropped_agents
@@ -37,9 +38,10 @@ def check_decentralizable(exp: ClassifierFamily) -> None:
                           "vectorized engine (surf eval) for star mode")
     if model.hops < 1:
         raise ConfigError("model.hops=0 has no communication to relay; use surf eval")
-    if model.features:
-        raise ConfigError(f"model.features={model.features} (extra messages and per-agent feature state) are not "
-                          "relayed by the Flower runtime yet; use the vectorized engine (surf eval)")
+    if extra_vectors(model.features):
+        raise ConfigError(f"model.features={model.features}: features that send extra messages (tracking, "
+                          "neighbor_gradient) are not relayed by the Flower runtime yet; use the vectorized engine "
+                          "(surf eval) or agent-local features only (adam)")
 
 
 def _schedule(exp: ClassifierFamily, tasks: list, rounds_per_step: int) -> object | None:

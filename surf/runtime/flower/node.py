@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 Inbox = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # agents heard from (A,), their rows, present (A, T)
 
 
+FEATURE, PENDING = "feature:", "pending:"  # node-state keys of the step features' state and of its pending update
+
+
 class Outbox(NamedTuple):
     """A node's reply: one block of rows per destination node, the blocks one after the other."""
 
@@ -104,6 +107,7 @@ class Shard:
         num_metrics = (self.num_layers + 1, len(self.spec.agents), len(self.tasks))
         state.update(w=w, delta=torch.zeros_like(w), recorded=torch.tensor(-1),
                      accuracy=torch.zeros(num_metrics), loss=torch.zeros(num_metrics), grad2=torch.zeros(num_metrics))
+        state.update({FEATURE + name: value for name, value in self.rule.initial_features(w).items()})
         if self.spec.keep_history:
             state["history"] = torch.zeros(self.num_layers + 1, *w.shape)
         self._record_until(state, 0)
@@ -132,6 +136,9 @@ class Shard:
             keep = moved.view(*moved.shape, 1, 1)
             state["delta"] = torch.where(keep, pending - state["w"], state["delta"])
             state["w"] = torch.where(keep, pending, state["w"])
+            for key in [key for key in state if key.startswith(PENDING)]:  # step features: frozen with the model
+                name = FEATURE + key[len(PENDING):]
+                state[name] = torch.where(keep, state.pop(key), state[name])
         self._record_until(state, layer)
 
     # ------------------------------------------------------------------ one hop
@@ -169,20 +176,26 @@ class Shard:
         if layer == 0:  # priming: channel k+1 carried z_k; after the last hop, channel 1 carries W_0 again
             del state["out"]
             return self.pack(state["w"], quiet)
-        new = self._step(state, layer)
+        new, features = self._step(state, layer)
         del state["out"]
+        state.update({PENDING + name: value for name, value in features.items()})
         state["w_new"] = torch.where(state["active"].view(*state["active"].shape, 1, 1), new, state["w"])
         state["pending"] = torch.tensor(layer)
         return self.pack(state["w_new"], quiet)
 
-    def _step(self, state: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
-        """``W_l = H(W_{l-1}) - update`` (eq. 11 / eq. 10) for every task, on the node's own rows."""
+    def _step(self, state: dict[str, torch.Tensor], layer: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``W_l = H(W_{l-1}) - update`` (eq. 11 / eq. 10) for every task, on the node's own rows, and the new state
+        of the step features."""
         w, delta, filtered = state["w"], state["delta"], state["out"]
-        new = []
+        names = [key[len(FEATURE):] for key in state if key.startswith(FEATURE)]
+        new, features = [], []
         for t, (task, (x, y, _, _)) in enumerate(zip(self.tasks, self.data, strict=True)):
             idx = batch_indices(task, self.seed, layer, self.rule.batch_size)
-            new.append(filtered[:, t] - self.rule.update(layer, w[:, t], delta[:, t], filtered[:, t], x, y, idx))
-        return torch.stack(new, dim=1)
+            update, task_features = self.rule.update(layer, w[:, t], delta[:, t], filtered[:, t], x, y, idx,
+                                                     {name: state[FEATURE + name][:, t] for name in names})
+            new.append(filtered[:, t] - update)
+            features.append(task_features)
+        return torch.stack(new, dim=1), {name: torch.stack([f[name] for f in features], dim=1) for name in names}
 
     def finish(self, state: dict[str, torch.Tensor], lost: set[int]) -> dict[str, torch.Tensor]:
         """Commit the last step and hand over the per-layer metrics (and history when asked)."""

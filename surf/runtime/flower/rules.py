@@ -1,7 +1,8 @@
 """What an agent does in one layer (U-DGD) or one round (DGD, DSGD), written once for every runtime.
 
 A rule gives the graph-filter taps of a step (``sum_k h_k S^k W``, eq. 12: K hops = K communication rounds) and the
-agent-local update subtracted from the filter output (eq. 11 for U-DGD, eq. 10 for DGD). The vectorized engine and a
+agent-local update subtracted from the filter output (eq. 11 for U-DGD, eq. 10 for DGD), with the new state of the
+agent-local step features (``model.features: [adam]``). The vectorized engine and a
 Flower node call the same functions: the node on the rows of its own agents.
 """
 
@@ -12,8 +13,11 @@ from dataclasses import dataclass
 import torch
 
 from surf.data.batches import gather_batch
+from surf.models.features import initial_state
 from surf.models.udgd import UnrolledDGD
 from surf.problems.softmax import agent_gradients
+
+Features = dict[str, torch.Tensor]  # per-agent state of agent-local step features (surf.models.features)
 
 
 class UnrolledRule:
@@ -27,10 +31,17 @@ class UnrolledRule:
     def taps(self, step: int) -> torch.Tensor:
         return self.model.taps[step - 1].detach()
 
+    def initial_features(self, w: torch.Tensor) -> Features:
+        """The agent-local features' state before layer 1 (``model.features``; the Flower runtime refuses features
+        that send extra messages)."""
+        return initial_state(self.model.cfg.features, w)
+
     @torch.no_grad()
-    def update(self, step: int, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor,
-               x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return self.model.local_step(step - 1, w, delta, filtered, x, y, idx)[0]  # safeguarded as model.safeguard
+    def update(self, step: int, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor, x: torch.Tensor,
+               y: torch.Tensor, idx: torch.Tensor, features: Features) -> tuple[torch.Tensor, Features]:
+        extra, grad, features = self.model.step_features(step - 1, w, features, x, y, idx)
+        update = self.model.local_step(step - 1, w, delta, filtered, x, y, idx, extra, grad)[0]  # as model.safeguard
+        return update, features
 
 
 @dataclass
@@ -48,8 +59,11 @@ class GradientRule:
     def taps(self, step: int) -> torch.Tensor:
         return torch.tensor([0.0, 1.0])
 
-    def update(self, step: int, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor,
-               x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def initial_features(self, w: torch.Tensor) -> Features:
+        return {}
+
+    def update(self, step: int, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor, x: torch.Tensor,
+               y: torch.Tensor, idx: torch.Tensor, features: Features) -> tuple[torch.Tensor, Features]:
         if self.stochastic:
             x, y = gather_batch(x, y, idx)
-        return self.step_size * agent_gradients(w, x, y) - self.momentum * delta
+        return self.step_size * agent_gradients(w, x, y) - self.momentum * delta, features

@@ -30,6 +30,14 @@ from surf.data.shares import split_agents
 from surf.runtime.flower.accounting import Ledger
 from surf.runtime.flower.node import ShardSpec
 from surf.runtime.flower.routing import Routing
+from surf.runtime.flower.wire import (
+    flags_to_bytes,
+    from_record,
+    inbox_records,
+    outbox_blocks,
+    packed_record,
+    to_record,
+)
 
 Inactive = Callable[[int], torch.Tensor]  # step t = 1, 2, ... -> (N, T) bool: agents scheduled as dropped
 ALIVE_ERRORS = {1, 2, 6, 8}  # Flower error codes of a node that is up but whose ClientApp failed
@@ -193,8 +201,6 @@ class Relay:
         """The setup message of shard s: its spec, its rows of S (unless it reads them from its data file), Θ."""
         from flwr.app import ConfigRecord, RecordDict
 
-        from surf.runtime.flower.wire import packed_record, to_record
-
         job, routing = self.job, self.routing
         spec = ShardSpec(job.name, job.config_yaml, job.method, job.tasks, routing.shards[s], routing.columns[s],
                          {str(d): agents for d, agents in routing.routes[s].items()}, job.async_mode, job.step_size,
@@ -208,8 +214,6 @@ class Relay:
 
     def _setup(self) -> None:
         from flwr.app import ConfigRecord
-
-        from surf.runtime.flower.wire import flags_to_bytes
 
         start, quiet = time.perf_counter(), self._quiet(0, 0)
 
@@ -229,8 +233,6 @@ class Relay:
     def _collect(self, replies: dict) -> int:
         """Cut every reply's Array into its per-destination blocks (byte ranges: the relay never reads the values)
         and keep them for the next round; returns the replies' bytes (node -> relay)."""
-        from surf.runtime.flower.wire import outbox_blocks
-
         self.latest, uplink = {}, 0
         for s, content in replies.items():
             blocks, self.dtype, size = outbox_blocks(content)
@@ -242,8 +244,6 @@ class Relay:
     def _hop(self, step: int, k: int, failed: set[int]) -> set[int]:
         """Hop k of a step: route the channel-k messages; returns the shards that failed in this step so far."""
         from flwr.app import ConfigRecord, RecordDict
-
-        from surf.runtime.flower.wire import flags_to_bytes, inbox_records
 
         ledger, routing = self.result.ledger, self.routing
         round_index, inactive, quiet = len(ledger.rounds), self._inactive(step), self._quiet(step, k)
@@ -311,8 +311,6 @@ class Relay:
 
     def _report(self) -> None:
         from flwr.app import ConfigRecord, RecordDict
-
-        from surf.runtime.flower.wire import from_record
 
         start, routing = time.perf_counter(), self.routing
         shards = [s for s in range(len(routing)) if s not in self.out or s in self.kept_out]

@@ -219,6 +219,8 @@ class InpaintingConfig:
     reference: str = "clean"  # CII's x*: clean (the image) | classical (a long DCT-FISTA solve)
     constraint_scope: str = "batch"  # batch: a_l = the batch mean of the per-image values (authors) | image: every
     #   image's own slack (its ratio / difference), averaged over the batch: a descent step for each image
+    constraint_noise: float = 0.0  # > 0: CII also on every layer from a perturbed input x_{l-1} + s n, n ~ N(0, I)
+    #   per pixel, s ~ U(0, constraint_noise) per image: a descent step from nearby points too (robust CII)
     reference_iters: int = 300  # iterations of that long solve
     classical_rho: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0])  # tuned on val
     noise_injection: float = 0.0  # training: x_l += s_l n/||n||, l = 0..L-2, s_l = level/(l+1)^decay (authors: 1)

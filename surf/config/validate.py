@@ -100,7 +100,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("eval.momentum_grid values must be in [0, 1)")
     _validate_learned_optimizer(cfg)
     _validate_sparse_coding(cfg.sparse_coding)
-    _validate_inpainting(cfg.inpainting)
+    _validate_inpainting(cfg.inpainting, cfg.constraints.kind)
     return cfg
 
 
@@ -155,7 +155,7 @@ def _validate_sparse_coding(sc: SparseCodingConfig) -> None:
         raise ConfigError("sparse_coding noise levels, strengths, noise_decay and dictionary_iters must be >= 0")
 
 
-def _validate_inpainting(ic: InpaintingConfig) -> None:
+def _validate_inpainting(ic: InpaintingConfig, kind: str) -> None:
     """Checks of the ``inpainting`` section (validated whatever the family, so typos surface early)."""
     for key in ("upsample", "batch_size", "test_images", "mask_squares", "layers", "flow_levels", "flow_depth",
                 "flow_hidden", "reference_iters"):
@@ -175,9 +175,13 @@ def _validate_inpainting(ic: InpaintingConfig) -> None:
         raise ConfigError("inpainting.sigma, pretrain_lr, step_init and prox_init must be > 0")
     if not ic.classical_rho or min(ic.classical_rho) <= 0:
         raise ConfigError("inpainting.classical_rho must be a non-empty list of positive weights")
-    levels = [ic.noise_std, ic.noise_injection, ic.noise_decay, *ic.perturb_strengths, *ic.ood_noise]
+    levels = [ic.noise_std, ic.noise_injection, ic.noise_decay, ic.constraint_noise, *ic.perturb_strengths,
+              *ic.ood_noise]
     if min(levels) < 0:
         raise ConfigError("inpainting noise levels, noise_decay and perturb_strengths must be >= 0")
+    if ic.constraint_noise > 0 and kind not in ("distance", "none"):
+        raise ConfigError(f"inpainting.constraint_noise={ic.constraint_noise} needs constraints.kind=distance (CII: "
+                          f"the distance from a perturbed input), not {kind}; or set it to 0")
     unknown = [m for m in ic.ood_masks if m not in CHOICES["inpainting.mask"]]
     if unknown:
         raise ConfigError(f"inpainting.ood_masks: {unknown[0]!r} is not one of {', '.join(CHOICES['inpainting.mask'])}")

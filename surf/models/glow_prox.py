@@ -109,16 +109,20 @@ class GlowProx(nn.Module):
         """``lambda_1..lambda_L >= 0``."""
         return nn.functional.softplus(self.prox_raw)
 
+    def layer(self, layer: int, x: torch.Tensor, y: torch.Tensor,
+              mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``layer`` (1..L) from ``x_{layer-1} = x`` -> ``(x_layer, z_layer)``."""
+        flow = self.flow(layer)
+        z = gaussian_prox(flow.encode(data_step(x, y, mask, self.steps[layer - 1])), self.proxes[layer - 1])  # G1, G2
+        # (G3); an inverse that overflows on an input far outside the training images gives mid-grey, not NaN
+        return torch.nan_to_num(flow.decode(z), nan=0.5).clamp(0.0, 1.0), z
+
     def forward(self, y: torch.Tensor, mask: torch.Tensor, perturb: Perturb | None = None) -> GlowProxTrajectory:
         """Unroll on observations ``y`` (B, C, H, W) with masks ``mask``; ``perturb(l, x_l)`` for l = 0..L."""
         x = y if perturb is None else perturb(0, y)
         xs, zs = [x], [self.flow(1).encode(x)]
-        mu, lam = self.steps, self.proxes
         for layer in range(1, self.layers + 1):
-            flow = self.flow(layer)
-            z = gaussian_prox(flow.encode(data_step(x, y, mask, mu[layer - 1])), lam[layer - 1])  # (G1), (G2)
-            # (G3); an inverse that overflows on an input far outside the training images gives mid-grey, not NaN
-            x = torch.nan_to_num(flow.decode(z), nan=0.5).clamp(0.0, 1.0)
+            x, z = self.layer(layer, x, y, mask)
             if perturb is not None:
                 x = perturb(layer, x)
             xs.append(x)

@@ -94,6 +94,34 @@ def test_per_image_scope_averages_every_image_s_own_slack():
     assert torch.allclose(fam.scoped_slacks(exact), torch.tensor([1e-3 - 0.9, 2.0 - 0.9]))
 
 
+def test_robust_cii_adds_every_layer_from_a_perturbed_input():
+    """``constraint_noise``: L more CII slacks, each layer re-run from ``x_{l-1} + s n`` (s <= level per image); at a
+    vanishing level they are the nominal slacks (the layer's output from its own input is the next iterate)."""
+    cfg = config(["constraints.kind=distance", "inpainting.free_layers=0", "inpainting.constraint_scope=image",
+                  "inpainting.constraint_noise=1e-9"])
+    fam = InpaintingFamily(cfg, pools=random_pools())
+    model, batch = fam.build_model(), fam.task("train", 0)
+    model.eval()
+    assert fam.robust and fam.num_constraints == 2 * 3
+    with torch.no_grad():
+        terms = fam.task_terms(model, batch)
+        traj = model(batch.y, batch.mask)
+    assert terms.slacks.shape == (6,)
+    assert torch.allclose(terms.slacks[3:], terms.slacks[:3], atol=1e-5)
+    assert torch.allclose(terms.slacks[:3], fam.scoped_slacks(fam.per_image_values(traj, batch)))
+    fam.ic.constraint_noise = 0.5
+    with torch.no_grad():
+        before, after = fam.perturbed_steps(model, traj, batch)
+        again = fam.perturbed_steps(model, traj, batch)
+    nominal = fam.per_image_values(traj, batch)[:, :-1]
+    offsets = (before - nominal).abs().amax(-1)  # an input moved by ||s n|| <= 0.5 * ||n||: about 0.5 * 8 at most
+    assert before.shape == after.shape == (1, 3, 8) and torch.equal(before, again[0])  # keyed by the task
+    assert 0 < offsets.max() < 0.5 * 8 * 1.5 and ((after >= 0) & (after <= 8)).all()  # outputs clamped to [0, 1]
+    assert fam.step_slacks(before, after).shape == (3, 8)
+    with pytest.raises(ConfigError, match="constraint_noise"):
+        config(["inpainting.constraint_noise=0.1"])  # CI cannot take it
+
+
 def test_tasks_are_keyed_and_injection_is_the_authors_schedule():
     fam = InpaintingFamily(config(), pools=random_pools())
     a, b = fam.task("train", 3), fam.task("train", 3)

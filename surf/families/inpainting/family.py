@@ -10,6 +10,9 @@ by ``(seed, split, index)``. Per task the Lagrangian terms are (robust unrolling
   batch (``image``: ``mean_b c_l^b``, a per-image descent step in expectation), for layers
   ``free_layers + 1 .. L`` (the authors leave layer 1 free: ``x_0 = y`` has a zero data gradient, so CI cannot hold
   there); ``constraints.kind = none`` is standard unrolling (CI values logged only);
+* optional robust CII (``constraint_noise``): every layer once more from a perturbed input, ``||f_l(x_{l-1} + s n)
+  - x*||`` against ``||x_{l-1} + s n - x*||`` (``s ~ U(0, constraint_noise)`` per image, ``n ~ N(0, I)``): a descent
+  step from points near the trajectory too, the property the robustness protocol tests; the loss stays clean;
 * optional training noise (``noise_injection``): the authors' ``x_l <- clamp(x_l + s_l n / ||n||, 0, 1)`` on
   ``x_0..x_{L-2}`` with ``s_l = level / (l + 1)^decay``, keyed by task.
 """
@@ -58,9 +61,15 @@ class InpaintingFamily:
         return self.ic.layers - self.ic.free_layers
 
     @property
+    def robust(self) -> bool:
+        """CII also from perturbed inputs (``inpainting.constraint_noise > 0``, validated to CII or none)."""
+        return self.ic.constraint_noise > 0 and self.cfg.constraints.kind == "distance"
+
+    @property
     def num_constraints(self) -> int:
-        """Per constrained layer: one (CII) or two (CI on the x- and the z-gradient, also logged when unconstrained)."""
-        return self.constrained_layers * (1 if self.cfg.constraints.kind == "distance" else 2)
+        """Per constrained layer: one (CII; two when robust) or two (CI on the x- and the z-gradient, also logged when
+        unconstrained)."""
+        return self.constrained_layers * (1 + self.robust if self.cfg.constraints.kind == "distance" else 2)
 
     def describe(self) -> str:
         c, h, w = self.shape
@@ -125,17 +134,41 @@ class InpaintingFamily:
 
         A free layer's value never enters (``a_0`` of the x-gradient is 0 at ``x_0 = y``: its ratio would be inf).
         """
-        ccfg = self.cfg.constraints
-        kept = values[:, self.ic.free_layers:].movedim(1, 0)  # (L + 1 - free, R[, B])
-        slacks = descent_constraints(kept, ccfg.form, ccfg.epsilon).movedim(0, 1)  # (R, L - free[, B])
+        return self.step_slacks(values[:, :-1], values[:, 1:])
+
+    def step_slacks(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        """Slacks of the constrained layers from the values before and after each layer (R, L[, B]) (eq. 3 on the
+        pair) -> (R * (L - free)[, B]), layer-major per row."""
+        ccfg, free = self.cfg.constraints, self.ic.free_layers
+        slacks = descent_constraints(torch.stack([before[:, free:], after[:, free:]]), ccfg.form, ccfg.epsilon)[0]
         return slacks.reshape(-1, *slacks.shape[2:])
 
     def scoped_slacks(self, per_image: torch.Tensor) -> torch.Tensor:
         """Slacks from per-image values (R, L+1, B): those of the batch means (``constraint_scope = batch``, the
         authors), or every image's own slacks averaged over the batch (``image``) -> (R * (L - free),)."""
+        return self.scoped_step_slacks(per_image[:, :-1], per_image[:, 1:])
+
+    def scoped_step_slacks(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        """``scoped_slacks`` of per-image values before and after each layer (R, L, B) -> (R * (L - free),)."""
         if self.ic.constraint_scope == "image":
-            return self.slacks(per_image.clamp_min(EXACT)).mean(-1)
-        return self.slacks(per_image.mean(-1))
+            return self.step_slacks(before.clamp_min(EXACT), after.clamp_min(EXACT)).mean(-1)
+        return self.step_slacks(before.mean(-1), after.mean(-1))
+
+    def perturbed_steps(self, model: GlowProx, traj: GlowProxTrajectory,
+                        batch: InpaintingBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Robust CII (``inpainting.constraint_noise``): every layer once more from a perturbed input ``x~_{l-1} =
+        x_{l-1} + s n`` (the iterate detached: a property of layer l alone; ``n ~ N(0, I)`` per pixel, ``s ~ U(0,
+        constraint_noise)`` per image, keyed by task) -> ``||x~_{l-1} - x*||``, ``||f_l(x~_{l-1}) - x*||`` (1, L, B)."""
+        reference, level = self.reference(batch), self.ic.constraint_noise
+        gen = torch_generator(self.cfg.seed, "inpainting", "constraint_noise", *batch.key)
+        inputs, outputs = [], []
+        for layer in range(1, self.ic.layers + 1):
+            x = traj.x[layer - 1].detach()
+            scale = level * torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=gen)
+            noisy = x + (scale * torch.randn(x.shape, generator=gen)).to(x.device, x.dtype)
+            inputs.append(noisy)
+            outputs.append(model.layer(layer, noisy, batch.y, batch.mask)[0])
+        return cii_per_image(inputs, reference)[None], cii_per_image(outputs, reference)[None]
 
     def injection(self, batch: InpaintingBatch) -> Perturb | None:
         """The authors' training noise (``inpainting.noise_injection``), or None."""
@@ -151,10 +184,13 @@ class InpaintingFamily:
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.cfg.constraints.kind != "none"):
             per_image = self.per_image_values(traj, batch)  # (R, L+1, B); standard unrolling: logged only
         values = per_image.mean(-1)  # batch means of the per-image norms (R, L+1)
+        slacks = self.scoped_slacks(per_image)
+        if self.robust:  # the same descent step from perturbed inputs: L - free more constraints
+            slacks = torch.cat([slacks, self.scoped_step_slacks(*self.perturbed_steps(model, traj, batch))])
         with torch.no_grad():
             metrics = {"psnr": layer_psnr(traj.x, batch.clean).mean(-1),
                        "objective": layer_objective(traj, batch.y, batch.mask, self.ic.sigma).mean(-1)}
-        return TaskTerms(loss, self.scoped_slacks(per_image), values.detach(), metrics)
+        return TaskTerms(loss, slacks, values.detach(), metrics)
 
     def pretraining(self, model: nn.Module) -> Pretraining | None:
         """Maximum-likelihood fit of every flow to dequantized meta-train images (``inpainting.pretrain_steps``)."""

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from surf.utils.errors import ConfigError, SurfError
-
-REPO = Path(__file__).resolve().parent.parent
+from surf.utils.paths import REPO
 
 
 class _Parser(argparse.ArgumentParser):

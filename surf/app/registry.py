@@ -38,8 +38,7 @@ from surf.reporting.tables import format_table as classifier_table
 from surf.scenarios.scenario import list_scenarios, load_scenario
 from surf.training.rundir import RunDir
 from surf.utils.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[2]
+from surf.utils.paths import REPO
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import networkx as nx
 import numpy as np
 
 from surf.utils.errors import ConfigError, TopologyError, ensure
+from surf.utils.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 TOPOLOGY_DIR = REPO / "topologies"
 
 

@@ -34,9 +34,9 @@ from surf.config import Config, from_dict, to_dict
 from surf.graphs.network import Schedule, StepConditions
 from surf.scenarios.perturbations import KINDS, AsyncAgents, Context, Perturbation
 from surf.utils.errors import ConfigError
+from surf.utils.paths import REPO
 from surf.utils.typed import coerce_value
 
-REPO = Path(__file__).resolve().parents[2]
 SCENARIO_DIR = REPO / "simulations" / "scenarios"
 _KEYS = ("description", "severity_name", "severities", "severity", "async_mode", "perturbations", "overrides")
 SEVERITY = "severity"

@@ -111,8 +111,8 @@ def test_robust_cii_adds_every_layer_from_a_perturbed_input():
     assert torch.allclose(terms.slacks[:3], fam.scoped_slacks(fam.per_image_values(traj, batch)))
     fam.ic.constraint_noise = 0.5
     with torch.no_grad():
-        before, after = fam.perturbed_steps(model, traj, batch)
-        again = fam.perturbed_steps(model, traj, batch)
+        before, after = fam.perturbed_steps(model, traj, batch, batch.clean)
+        again = fam.perturbed_steps(model, traj, batch, batch.clean)
     nominal = fam.per_image_values(traj, batch)[:, :-1]
     offsets = (before - nominal).abs().amax(-1)  # an input moved by ||s n|| <= 0.5 * ||n||: about 0.5 * 8 at most
     assert before.shape == after.shape == (1, 3, 8) and torch.equal(before, again[0])  # keyed by the task

@@ -123,10 +123,12 @@ class InpaintingFamily:
         rho = self.classical_rho(self.ic.reference_iters, True)
         return dct_inpaint(batch.y, batch.mask, rho, self.ic.reference_iters)[-1]
 
-    def per_image_values(self, traj: GlowProxTrajectory, batch: InpaintingBatch) -> torch.Tensor:
-        """Per-image constraint values (R, L+1, B): CI's x- and z-gradient norms (R = 2) or CII's distance (R = 1)."""
+    def per_image_values(self, traj: GlowProxTrajectory, batch: InpaintingBatch,
+                         reference: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-image constraint values (R, L+1, B): CI's x- and z-gradient norms (R = 2) or CII's distance (R = 1) to
+        ``reference`` (default ``self.reference(batch)``)."""
         if self.cfg.constraints.kind == "distance":
-            return cii_per_image(traj.x, self.reference(batch))[None]
+            return cii_per_image(traj.x, self.reference(batch) if reference is None else reference)[None]
         return ci_per_image(traj, batch.y, batch.mask, self.ic.sigma)
 
     def slacks(self, values: torch.Tensor) -> torch.Tensor:
@@ -154,12 +156,12 @@ class InpaintingFamily:
             return self.step_slacks(before.clamp_min(EXACT), after.clamp_min(EXACT)).mean(-1)
         return self.step_slacks(before.mean(-1), after.mean(-1))
 
-    def perturbed_steps(self, model: GlowProx, traj: GlowProxTrajectory,
-                        batch: InpaintingBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def perturbed_steps(self, model: GlowProx, traj: GlowProxTrajectory, batch: InpaintingBatch,
+                        reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Robust CII (``inpainting.constraint_noise``): every layer once more from a perturbed input ``x~_{l-1} =
         x_{l-1} + s n`` (the iterate detached: a property of layer l alone; ``n ~ N(0, I)`` per pixel, ``s ~ U(0,
         constraint_noise)`` per image, keyed by task) -> ``||x~_{l-1} - x*||``, ``||f_l(x~_{l-1}) - x*||`` (1, L, B)."""
-        reference, level = self.reference(batch), self.ic.constraint_noise
+        level = self.ic.constraint_noise
         gen = torch_generator(self.cfg.seed, "inpainting", "constraint_noise", *batch.key)
         inputs, outputs = [], []
         for layer in range(1, self.ic.layers + 1):
@@ -182,11 +184,12 @@ class InpaintingFamily:
         traj = model(batch.y, batch.mask, self.injection(batch) if model.training else None)
         loss = (traj.x[-1] - batch.clean).flatten(1).pow(2).sum(-1).mean()
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.cfg.constraints.kind != "none"):
-            per_image = self.per_image_values(traj, batch)  # (R, L+1, B); standard unrolling: logged only
+            reference = self.reference(batch) if self.cfg.constraints.kind == "distance" else None  # once per task
+            per_image = self.per_image_values(traj, batch, reference)  # (R, L+1, B); standard unrolling: logged only
         values = per_image.mean(-1)  # batch means of the per-image norms (R, L+1)
         slacks = self.scoped_slacks(per_image)
         if self.robust:  # the same descent step from perturbed inputs: L - free more constraints
-            slacks = torch.cat([slacks, self.scoped_step_slacks(*self.perturbed_steps(model, traj, batch))])
+            slacks = torch.cat([slacks, self.scoped_step_slacks(*self.perturbed_steps(model, traj, batch, reference))])
         with torch.no_grad():
             metrics = {"psnr": layer_psnr(traj.x, batch.clean).mean(-1),
                        "objective": layer_objective(traj, batch.y, batch.mask, self.ic.sigma).mean(-1)}

@@ -13,6 +13,10 @@ hops, plain S mixing, not the learned taps):
   ``v_l = b2 v_{l-1} + (1 - b2) g_l * g_l``, feature ``g_l / (sqrt(v_l / (1 - b2^l) + e^2) + e)``, ``b2 = 0.9``,
   ``e = 1e-8``
   (20 layers: Adam's 0.999 would average over all of them). Agent-local: **free**.
+* ``catch_up`` — the gradient of an agent that missed layers: ``(l - 1 - t_i) g_l``, ``t_i`` the last layer agent i
+  took part in (its state; 0 before layer 1). Zero for an agent that ran layer l - 1; after the step's per-agent
+  normalization it is the normalized gradient of an agent coming back from dropped layers, so the learned step can
+  make up for the steps it missed (robust meta-training under drops). Agent-local: **free**.
 
 The extra messages travel on their own channels of :meth:`NetworkStep.aggregate`, so dropped agents' stale (or zero)
 messages apply to them as to the model; a dropped agent's feature state is frozen with its model. Every feature
@@ -29,8 +33,9 @@ FEATURES: dict[str, str] = {
     "tracking": "DIGing gradient-tracking variable y_l = S^K y_l-1 + g_l - g_l-1 (one extra vector per message)",
     "neighbor_gradient": "neighbour-averaged gradient S^K g_l (one extra vector per message)",
     "adam": "Adam-like second-moment normalized gradient g_l / sqrt(v_l) (agent-local, free)",
+    "catch_up": "gradient of an agent back from dropped layers, (layers missed) g_l (agent-local, free)",
 }
-VECTORS = {"tracking": 1, "neighbor_gradient": 1, "adam": 0}  # extra vectors per message
+VECTORS = {"tracking": 1, "neighbor_gradient": 1, "adam": 0, "catch_up": 0}  # extra vectors per message
 ADAM_DECAY, ADAM_EPS = 0.9, 1e-8
 
 State = dict[str, torch.Tensor]
@@ -42,13 +47,16 @@ def extra_vectors(names: list[str]) -> int:
 
 
 def initial_state(names: list[str], w: torch.Tensor) -> State:
-    """The features' state before layer 1: y_0 = g_0 = 0 (tracking), v_0 = 0 (adam)."""
+    """The features' state before layer 1: y_0 = g_0 = 0 (tracking), v_0 = 0 (adam), t = 0 (catch_up: one per
+    agent, shaped (..., 1, 1))."""
     zeros = torch.zeros_like(w)
     state: State = {}
     if "tracking" in names:
         state.update(y=zeros, previous_gradient=zeros)
     if "adam" in names:
         state["second_moment"] = zeros
+    if "catch_up" in names:
+        state["last_layer"] = zeros[..., :1, :1].clone()
     return state
 
 
@@ -74,4 +82,7 @@ def layer_features(names: list[str], state: State, grad: torch.Tensor, step: Net
         new["second_moment"] = ADAM_DECAY * state["second_moment"] + (1.0 - ADAM_DECAY) * grad * grad
         corrected = new["second_moment"] / (1.0 - ADAM_DECAY ** layer)
         values["adam"] = grad / (corrected.add(ADAM_EPS ** 2).sqrt() + ADAM_EPS)  # sqrt'(0) would be inf
+    if "catch_up" in names:  # a dropped agent's state is frozen: t stays at the last layer it ran
+        values["catch_up"] = (layer - 1 - state["last_layer"]) * grad
+        new["last_layer"] = torch.full_like(state["last_layer"], float(layer))
     return [values[name] for name in names], new

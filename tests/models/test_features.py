@@ -10,7 +10,7 @@ from surf.graphs.network import Network
 from surf.models.features import extra_vectors, initial_state, layer_features
 from surf.models.udgd import UnrolledDGD
 
-ALL = ["tracking", "neighbor_gradient", "adam"]
+ALL = ["tracking", "neighbor_gradient", "adam", "catch_up"]
 
 
 def _model(features, **kw):
@@ -24,15 +24,29 @@ def test_tracking_neighbor_gradient_and_adam_recursions(shift):
     dense = shift.to_dense()
     g1, g2 = torch.randn(12, 6, 4), torch.randn(12, 6, 4)
     step = Network(shift).step(1)
-    state = initial_state(ALL, g1)
-    (y1, n1, a1), state = layer_features(ALL, state, g1, step, 1, layer=1)
-    (y2, n2, a2), state = layer_features(ALL, state, g2, Network(shift).step(2), 1, layer=2)
+    names = ["tracking", "neighbor_gradient", "adam"]
+    state = initial_state(names, g1)
+    (y1, n1, a1), state = layer_features(names, state, g1, step, 1, layer=1)
+    (y2, n2, a2), state = layer_features(names, state, g2, Network(shift).step(2), 1, layer=2)
     mix = lambda z: (dense @ z.reshape(12, -1)).reshape(z.shape)  # noqa: E731
     assert torch.allclose(y1, g1, atol=1e-6) and torch.allclose(y2, mix(y1) + g2 - g1, atol=1e-5)
     assert torch.allclose(n1, mix(g1), atol=1e-5) and torch.allclose(n2, mix(g2), atol=1e-5)
     v2 = 0.9 * 0.1 * g1 * g1 + 0.1 * g2 * g2
     assert torch.allclose(a1, g1 / (g1.abs() + 1e-8), atol=1e-4)  # one layer: v / (1 - b2) = g^2
     assert torch.allclose(a2, g2 / ((v2 / (1 - 0.81)).sqrt() + 1e-8), atol=1e-4)
+
+
+def test_catch_up_is_the_gradient_times_the_layers_missed():
+    """An agent dropped at layers 1 and 2 comes back at layer 3 with 2 g_3 (its feature at layer 2, g_2, is
+    discarded with its step); every other agent's feature is 0."""
+    g = torch.randn(5, 6, 4)
+    state = initial_state(["catch_up"], g)
+    for layer in (1, 2, 3):
+        (value,), new = layer_features(["catch_up"], state, g, None, 1, layer)
+        assert torch.equal(value[0], (layer - 1) * g[0]) and not value[1:].any()
+        dropped = torch.zeros(5, 1, 1, dtype=torch.bool)
+        dropped[0] = True
+        state = {"last_layer": torch.where(dropped, state["last_layer"], new["last_layer"])}  # frozen while dropped
 
 
 def test_untrained_model_ignores_features_and_trained_one_uses_them(task, shift):
@@ -49,13 +63,13 @@ def test_untrained_model_ignores_features_and_trained_one_uses_them(task, shift)
 
 
 def test_feature_messages_are_counted():
-    assert extra_vectors(ALL) == 2 and extra_vectors(["adam"]) == 0
+    assert extra_vectors(ALL) == 2 and extra_vectors(["adam", "catch_up"]) == 0
     assert _model(ALL).vectors_per_message == 3 and _model([]).vectors_per_message == 1
     plain, tracked = unrolled_cost(20, 1, 300, 650).as_dict(), unrolled_cost(20, 1, 300, 650, vectors=2).as_dict()
     assert tracked["bytes"] == 2 * plain["bytes"] and tracked["messages"] == plain["messages"]
 
 
-@pytest.mark.parametrize("features", [["tracking"], ["neighbor_gradient"], ["adam"]])
+@pytest.mark.parametrize("features", [["tracking"], ["neighbor_gradient"], ["adam"], ["catch_up"]])
 def test_meta_gradient_is_finite_with_each_feature(task, shift, features):
     """Even where a gradient coordinate is exactly 0 (sqrt at 0 would make the Adam feature's gradient inf)."""
     model = _model(features)

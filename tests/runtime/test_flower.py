@@ -99,7 +99,7 @@ def flower():
     jobs.append(setup.job("dgd", 4, method="dgd", step_size=0.3, momentum=0.5))
     jobs.append(setup.job("dsgd", N, method="dsgd", step_size=0.3))
     jobs.append(setup.job("fault", 1))
-    setup.adam = Setup(["adam"], safeguard="none")  # every agent takes the learned step: the feature decides
+    setup.adam = Setup(["adam", "catch_up"], safeguard="none")  # every agent takes the learned step: features decide
     jobs.append(setup.adam.job("adam", 3, drops=True))
     deployed, setup.deploy_steps = deploy_jobs(setup.dropping, setup.model, 3, num_tasks=2)
     results = run_jobs(jobs + deployed, client_mods=[fault])
@@ -125,21 +125,23 @@ def test_flower_layers_equal_vectorized_engine(flower, per_node, drops):
     assert result.scheduled_drops == (N_ASYNC * LAYERS * len(TASKS) if drops else 0)
 
 
-def test_agent_local_feature_equals_vectorized_engine(flower):
-    """``model.features: [adam]``: each node keeps its agents' second moments, frozen while they are dropped (an
-    agent dropped at layer 1 is back at layer 2 with a different second moment if it was not)."""
+def test_agent_local_features_equal_vectorized_engine(flower):
+    """``model.features: [adam, catch_up]``: each node keeps its agents' second moments and last layers run, frozen
+    while they are dropped (an agent dropped at layer 1 is back at layer 2 with a different second moment and a
+    non-zero catch-up gradient)."""
     setup, results = flower
     adam = setup.adam
     reference = adam.reference(True)
     assert (results["adam"].history - reference).abs().max().item() < 1e-5
-    columns = [step.mlp[0].weight[:, 4].clone() for step in adam.model.steps]  # the adam feature's input weights
-    with torch.no_grad():
-        for step in adam.model.steps:
-            step.mlp[0].weight[:, 4] = 0
-        without = adam.reference(True)
-        for step, column in zip(adam.model.steps, columns, strict=True):
-            step.mlp[0].weight[:, 4] = column
-    assert (without - reference).abs().max().item() > 1e-3  # the feature matters in this comparison
+    for column in (4, 5):  # the adam and catch_up features' input weights
+        weights = [step.mlp[0].weight[:, column].clone() for step in adam.model.steps]
+        with torch.no_grad():
+            for step in adam.model.steps:
+                step.mlp[0].weight[:, column] = 0
+            without = adam.reference(True)
+            for step, weight in zip(adam.model.steps, weights, strict=True):
+                step.mlp[0].weight[:, column] = weight
+        assert (without - reference).abs().max().item() > 1e-3  # the feature matters in this comparison
 
 
 def test_zero_mode_and_messages_counted(flower):

@@ -6,7 +6,7 @@ import torch
 
 from surf.config import ModelConfig
 from surf.graphs.comm import unrolled_cost
-from surf.graphs.network import Network
+from surf.graphs.network import Network, NetworkStep
 from surf.models.features import extra_vectors, initial_state, layer_features
 from surf.models.udgd import UnrolledDGD
 
@@ -36,17 +36,18 @@ def test_tracking_neighbor_gradient_and_adam_recursions(shift):
     assert torch.allclose(a2, g2 / ((v2 / (1 - 0.81)).sqrt() + 1e-8), atol=1e-4)
 
 
-def test_catch_up_is_the_gradient_times_the_layers_missed():
+def test_catch_up_is_the_gradient_times_the_layers_missed(shift):
     """An agent dropped at layers 1 and 2 comes back at layer 3 with 2 g_3 (its feature at layer 2, g_2, is
-    discarded with its step); every other agent's feature is 0."""
-    g = torch.randn(5, 6, 4)
+    discarded with its step); every other agent's feature is 0. The state is frozen as the engine freezes it."""
+    g = torch.randn(12, 6, 4)
+    active = torch.ones(12, dtype=torch.bool)
+    active[0] = False
+    step = NetworkStep(Network(shift), shift, active)
     state = initial_state(["catch_up"], g)
     for layer in (1, 2, 3):
         (value,), new = layer_features(["catch_up"], state, g, None, 1, layer)
         assert torch.equal(value[0], (layer - 1) * g[0]) and not value[1:].any()
-        dropped = torch.zeros(5, 1, 1, dtype=torch.bool)
-        dropped[0] = True
-        state = {"last_layer": torch.where(dropped, state["last_layer"], new["last_layer"])}  # frozen while dropped
+        state = {name: step.keep(new_value, state[name]) for name, new_value in new.items()}  # UnrolledDGD.forward
 
 
 def test_untrained_model_ignores_features_and_trained_one_uses_them(task, shift):

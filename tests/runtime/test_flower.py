@@ -99,8 +99,8 @@ def flower():
     jobs.append(setup.job("dgd", 4, method="dgd", step_size=0.3, momentum=0.5))
     jobs.append(setup.job("dsgd", N, method="dsgd", step_size=0.3))
     jobs.append(setup.job("fault", 1))
-    setup.adam = Setup(["adam", "catch_up"], safeguard="none")  # every agent takes the learned step: features decide
-    jobs.append(setup.adam.job("adam", 3, drops=True))
+    setup.local = Setup(["adam", "catch_up"], safeguard="none")  # every agent takes the learned step: features decide
+    jobs.append(setup.local.job("local_features", 3, drops=True))
     deployed, setup.deploy_steps = deploy_jobs(setup.dropping, setup.model, 3, num_tasks=2)
     results = run_jobs(jobs + deployed, client_mods=[fault])
     setup.deploy = (deployed, results[len(jobs):])
@@ -130,16 +130,16 @@ def test_agent_local_features_equal_vectorized_engine(flower):
     while they are dropped (an agent dropped at layer 1 is back at layer 2 with a different second moment and a
     non-zero catch-up gradient)."""
     setup, results = flower
-    adam = setup.adam
-    reference = adam.reference(True)
-    assert (results["adam"].history - reference).abs().max().item() < 1e-5
+    local = setup.local
+    reference = local.reference(True)
+    assert (results["local_features"].history - reference).abs().max().item() < 1e-5
     for column in (4, 5):  # the adam and catch_up features' input weights
-        weights = [step.mlp[0].weight[:, column].clone() for step in adam.model.steps]
+        weights = [step.mlp[0].weight[:, column].clone() for step in local.model.steps]
         with torch.no_grad():
-            for step in adam.model.steps:
+            for step in local.model.steps:
                 step.mlp[0].weight[:, column] = 0
-            without = adam.reference(True)
-            for step, weight in zip(adam.model.steps, weights, strict=True):
+            without = local.reference(True)
+            for step, weight in zip(local.model.steps, weights, strict=True):
                 step.mlp[0].weight[:, column] = weight
         assert (without - reference).abs().max().item() > 1e-3  # the feature matters in this comparison
 

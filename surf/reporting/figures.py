@@ -122,11 +122,13 @@ def section_fig1(groups: list[Group], plots: Path) -> list[str]:
                 ["accuracy (relabelled)", *[f"{v:.3f}" for v in mean_curve(g, "per_layer_relabelled", "accuracy")]],
                 ["loss (CE)", *[f"{v:.3f}" for v in mean_curve(g, "per_layer", "loss")]]]
         if ref and len(ref["accuracy"]) == layers:
-            rows.append([f"paper {s['method']} accuracy", *[paper_value(v) for v in ref["accuracy"]]])
-            rows.append([f"paper {s['method']} loss (CE/15)", *[paper_value(v) for v in ref["loss_code_scale"]]])
-        lines += [f"**{g.label}** ({s['method']}, {g.first.config['model']['variant']} model, "
+            rows.append([f"paper {s.method} accuracy", *[paper_value(v) for v in ref["accuracy"]]])
+            rows.append([f"paper {s.method} loss (CE/15)", *[paper_value(v) for v in ref["loss_code_scale"]]])
+        lines += [f"**{g.label}** ({s.method}, {g.first.config['model']['variant']} model, "
                   f"meta-trained on {'relabelled' if g.first.config['data']['relabel_train'] else 'original'} "
-                  f"labels; descent in {100 * s.descent.grad_norm_decrease_fraction:.1f} % of (task, layer) pairs)", "",
+                  f"labels; gradient norm decreasing in "
+                  f"{100 * g.stat(lambda x: x.descent.grad_norm_decrease_fraction).mean:.1f} % of (task, layer) "
+                  f"pairs, declared descent: {declared_descent(g)} %)", "",
                   *table(header, rows), ""]
     path = plots / "fig1_per_layer.png"
     plot_per_layer_groups(trained, path, paper.FIG1, "layer")

@@ -9,6 +9,7 @@ import yaml
 
 from surf.config import from_dict, to_dict
 from surf.evaluation.summary import Comparison, Descent, Summary
+from surf.reporting.figures import SECTIONS
 from surf.reporting.sweep_data import Entry, Group, group, load_entries, mean_ci, paired_across, t_quantile
 from surf.reporting.sweep_report import write_report
 
@@ -23,7 +24,8 @@ def _summary(accuracy, n_async, heavy_ball, declared=0.97):
 
     return Summary(family="decentralized", kind="run", method="surf", layers=20, rounds=20,
                    final={"accuracy": accuracy, "accuracy_relabelled": accuracy - 0.001, "accuracy_std": 0.03},
-                   per_layer={"accuracy": [0.1, 0.5, 0.4, accuracy]},
+                   per_layer={"accuracy": [0.1, 0.5, 0.4, accuracy], "loss": [2.3, 1.0, 1.1, 0.3]},
+                   per_layer_relabelled={"accuracy": [0.1, 0.5, 0.4, accuracy - 0.001]},
                    descent=Descent(grad_norm_decrease_fraction=0.7, declared_quantity="energy",
                                    declared_decrease_fraction=declared),
                    eval={"n_async": n_async, "test_tasks": 30},
@@ -57,7 +59,7 @@ def test_paired_differences_use_the_same_seed():
     assert loss.mean == pytest.approx(-0.004) and loss.ci == pytest.approx(0.0, abs=1e-9)
 
 
-def _fake_sweep(root):
+def _fake_sweep(root, figure="ablation"):
     """Two named cells x 3 seeds, each clean (the trained cell) and with 10 dropped agents (an eval cell)."""
     base = to_dict(from_dict({}))
     cells = []
@@ -72,10 +74,10 @@ def _fake_sweep(root):
                 (folder / "summary.json").write_text(json.dumps(_summary(accuracy, n_async, heavy).to_dict()))
                 (folder / "config.yaml").write_text(yaml.safe_dump({**base, "seed": seed, "name": name}))
             cells.append({"name": f"{name}-{seed}", "overrides": {"name": name, "seed": seed}, "path": str(path),
-                          "evals": [{"name": "eval.n_async-0", "overrides": {"eval.n_async": 0}, "path": str(path)},
+                          "evals": [{"name": "as trained", "overrides": {}, "path": str(path)},
                                     {"name": "eval.n_async-10", "overrides": {"eval.n_async": 10},
                                      "path": str(drops)}]})
-    (root / "sweep.json").write_text(json.dumps({"name": "ablation", "figure": "ablation", "sweep_file": "x.yaml",
+    (root / "sweep.json").write_text(json.dumps({"name": figure, "figure": figure, "sweep_file": "x.yaml",
                                                  "cells": cells}))
 
 
@@ -94,3 +96,13 @@ def test_ablation_report(tmp_path):
     assert cells[-1] == "1 / 1"  # the per-layer accuracy fell once (0.5 -> 0.4)
     assert "| dgd_momentum (20 rounds) |" in text and "| dgd_x10 (200 rounds) |" in text
     assert (tmp_path / "plots" / "ablation.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("figure", sorted(SECTIONS))
+def test_every_figure_section_renders_from_a_three_seed_sweep(tmp_path, figure):
+    _fake_sweep(tmp_path, figure)
+    text = write_report(tmp_path).read_text()
+    assert f"# Sweep `{figure}` ({figure})" in text and "candidate" in text
+    if figure == "fig1":  # the per-layer table of each trained cell, with its declared descent
+        assert text.count("| accuracy (relabelled) | 0.100 | 0.500 | 0.400 |") == 2 and "energy 97.0 %" in text
+    assert list((tmp_path / "plots").glob("*.png"))

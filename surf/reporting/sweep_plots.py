@@ -60,8 +60,10 @@ def plot_rounds(groups: list, path: Path, relative_to: float | None = None) -> N
             curve = base.per_step.get("accuracy")
             if curve and name != "centralized":
                 ax.plot(range(len(curve)), [a / scale for a in curve], alpha=0.8, label=f"{name} (tuned)")
+        graph = g.first.config["topology"]["name"]  # an evaluation on another graph is named by that graph alone
+        title = graph if g.cond_label.startswith("topology.name") else f"{graph} ({g.cond_label})"
         ax.set(xlabel="communication rounds", ylabel="accuracy" + (" / centralized" if relative_to else ""),
-               title=f"{g.first.config['topology']['name']} ({g.cond_label})", xscale="symlog")
+               title=title, xscale="symlog")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _save(fig, path)

@@ -104,5 +104,9 @@ def test_every_figure_section_renders_from_a_three_seed_sweep(tmp_path, figure):
     text = write_report(tmp_path).read_text()
     assert f"# Sweep `{figure}` ({figure})" in text and "candidate" in text
     if figure == "fig1":  # the per-layer table of each trained cell, with its declared descent
-        assert text.count("| accuracy (relabelled) | 0.100 | 0.500 | 0.400 |") == 2 and "energy 97.0 %" in text
+        section = text[text.index("## Fig. 1"):text.index("## All cells")]
+        assert section.count("| accuracy (relabelled) | 0.100 | 0.500 | 0.400 |") == 2 and "energy 97.0 %" in section
+    if figure == "fig5":  # the declared quantity's descent beside the gradient norm's, mean over seeds
+        section = text[text.index("## Fig. 5"):text.index("## All cells")]
+        assert "| ours (plain) | 0.100 | 0.500 | 0.400 | 0.9" in section and "| 70.0 | energy 97.0 |" in section
     assert list((tmp_path / "plots").glob("*.png"))

@@ -147,6 +147,10 @@ class Relay:
         failed.update({s: ("timeout", False) for s in shards if s not in replies and s not in failed})
         return replies, failed
 
+    def _cold_wait(self) -> float:
+        """How long a ClientApp's first message may take: it imports torch and loads its node data first."""
+        return max(60.0, 3 * (self.job.round_timeout or 0.0))
+
     def _active(self) -> list[int]:
         return [s for s in range(len(self.routing)) if s not in self.out]
 
@@ -222,7 +226,9 @@ class Relay:
             content["hop"] = ConfigRecord({"quiet": flags_to_bytes(_rows(quiet, self.routing.shards[s]))})
             return content
 
-        replies, failed = self._send("query.setup", make, self._active())
+        # the setup is each ClientApp's first message: it starts cold (imports, node data), so it gets the cold wait
+        replies, failed = self._send("query.setup", make, self._active(),
+                                     self._cold_wait() if self.job.round_timeout else None)
         if len(failed) == len(self._active()):
             raise RuntimeError(_failure("at setup", failed))
         for s, (reason, _) in failed.items():  # out from the start: its agents never send
@@ -290,7 +296,7 @@ class Relay:
         fresh = [node for node in self.grid.get_node_ids() if node not in known]
         if not fresh:
             return
-        wait = max(60.0, 3 * (self.job.round_timeout or 0.0))  # a restarted SuperNode starts its ClientApp cold
+        wait = self._cold_wait()  # a restarted SuperNode starts its ClientApp cold
         holders = discover(self.grid, fresh, wait)
         for node, (agents, _) in holders.items():
             s = next((s for s in self.out if self.routing.shards[s] == agents and s not in self.kept_out), None)

@@ -16,6 +16,7 @@ from surf.reporting.sweep_data import (
     acc_rel,
     best_baseline,
     graph_info,
+    graph_label,
     mean_curve,
     task_std,
 )
@@ -144,7 +145,7 @@ def section_fig2(groups: list[Group], plots: Path) -> list[str]:
         s = g.first.summary
         graph = g.first.config["topology"]["name"]
         ref = paper.FIG2.get(graph, {})
-        shown = graph if g.cond_label.startswith("topology.name") else f"{graph} ({g.cond_label})"
+        shown = graph_label(g)
         long = best_baseline(s, 10 * s.rounds, relabelled=True)
         verdict = "—" if long is None else ("yes" if acc_rel(s) >= long[1] else f"no ({long[0]} {long[1]:.3f})")
         rows.append([shown, pm(g.stat(acc)), pm(g.stat(acc_rel)), paper_value(ref.get("surf")),

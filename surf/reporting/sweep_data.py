@@ -131,6 +131,12 @@ def load_entries(sweep_dir: Path) -> tuple[dict, list[Entry], list[str]]:
     return index, entries, missing
 
 
+def graph_label(g: Group) -> str:
+    """The group's graph; an evaluation on another graph is named by that graph alone, other conditions follow it."""
+    graph = g.first.config["topology"]["name"]
+    return graph if g.cond_label.startswith("topology.name") else f"{graph} ({g.cond_label})"
+
+
 def group(entries: list[Entry]) -> list[Group]:
     groups: dict[tuple[str, str], Group] = {}
     for entry in entries:

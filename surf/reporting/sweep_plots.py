@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from surf.reporting.sweep_data import acc, acc_rel, mean_curve  # noqa: E402
+from surf.reporting.sweep_data import acc, acc_rel, graph_label, mean_curve  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -60,10 +60,8 @@ def plot_rounds(groups: list, path: Path, relative_to: float | None = None) -> N
             curve = base.per_step.get("accuracy")
             if curve and name != "centralized":
                 ax.plot(range(len(curve)), [a / scale for a in curve], alpha=0.8, label=f"{name} (tuned)")
-        graph = g.first.config["topology"]["name"]  # an evaluation on another graph is named by that graph alone
-        title = graph if g.cond_label.startswith("topology.name") else f"{graph} ({g.cond_label})"
         ax.set(xlabel="communication rounds", ylabel="accuracy" + (" / centralized" if relative_to else ""),
-               title=title, xscale="symlog")
+               title=graph_label(g), xscale="symlog")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _save(fig, path)

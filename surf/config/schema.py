@@ -111,6 +111,9 @@ class TrainerConfig:
     scenario_severity: float | list[Any] | None = None  # a value, a range [lo, hi] drawn per task, or None = the
     #   representative severity; with a list of scenarios: a list with one such entry per scenario
     select_by: str = "loss"  # model selection on validation tasks: lowest loss | highest accuracy (step 0 included)
+    lr_schedule: str = "constant"  # Adam's step: constant | cosine (annealed to 0 over trainer.steps)
+    ema: float | None = None  # beta of an exponential moving average of the meta-parameters: validated, selected
+    #   and saved instead of the raw iterate (surf.training.averaging); None = off
 
     def scenario_mixture(self) -> list[tuple[str, Any]]:
         """``(scenario, severity)`` per member of ``scenario`` (one for a name, several for a list; none without):
@@ -260,6 +263,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "constraints.kind": ("gradient_norm", "distance", "energy", "loss", "window", "none"),
     "constraints.window_reduce": ("mean", "max"),
     "trainer.select_by": ("loss", "accuracy"),
+    "trainer.lr_schedule": ("constant", "cosine"),
     "constraints.form": ("difference", "ratio", "normalized"),
     "constraints.gradient_on": ("batch", "next_batch", "full"),
     "eval.async_mode": ("stale", "zero"),

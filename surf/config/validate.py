@@ -83,6 +83,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"trainer.max_failures={cfg.trainer.max_failures} must be >= 0")
     if cfg.trainer.lr <= 0:
         raise ConfigError(f"trainer.lr={cfg.trainer.lr} must be > 0")
+    if cfg.trainer.ema is not None and not 0.0 < cfg.trainer.ema < 1.0:
+        raise ConfigError(f"trainer.ema={cfg.trainer.ema} must be in (0, 1) (e.g. 0.99), or null for no averaging")
     fractions = cfg.data.pool_fractions
     if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1.0) > 1e-6:
         raise ConfigError(f"data.pool_fractions={fractions} must be 3 positive numbers summing to 1")

@@ -8,7 +8,9 @@ Per meta-step: draw ``tasks_per_step`` meta-train tasks, unroll, form the Lagran
 take one Adam step on Theta, then one projected dual step ``lambda <- [lambda + eta c]_+`` (eq. 5); both come from
 ``surf.constrained.formulation.DescentFormulation``. With ``constraints.kind = none`` this is standard
 (unconstrained) unrolling. The model with the lowest validation loss (or, ``trainer.select_by=accuracy``, the
-highest validation accuracy) is kept; the untrained model at step 0 takes part. A data-parallel runtime
+highest validation accuracy) is kept; the untrained model at step 0 takes part. ``trainer.lr_schedule`` and
+``trainer.ema`` (a moving average of the parameters, validated and kept instead of the iterate) are in
+``surf.training.averaging``. A data-parallel runtime
 (``surf.runtime.ray_train``) subclasses the trainer and overrides only
 ``reduce_gradients`` / ``reduce_means`` (all-reduce), ``rank`` / ``world_size`` (which tasks a worker draws) and
 ``checkpoint`` (where a checkpoint goes), so every runtime shares this loop.
@@ -28,6 +30,7 @@ from tqdm import tqdm
 from surf.constrained.duals import DualVariables
 from surf.constrained.formulation import DescentFormulation
 from surf.families.base import TaskFamily, TaskTerms
+from surf.training.averaging import ParameterAverage, cosine_lr
 from surf.training.pretrain import pretrain
 from surf.utils.errors import TrainingError
 from surf.utils.faults import pause_point
@@ -71,6 +74,7 @@ class MetaTrainer:
         self.step_seconds = 0.0  # time spent drawing tasks and in meta-steps (this process; for throughput)
         self.best_val = math.inf  # the selection criterion (trainer.select_by), lower is better
         self.best_state: dict | None = None
+        self.average: ParameterAverage | None = None  # trainer.ema: created at step 0 (after the warm start)
         self.best_step: int | None = None
         self.best_validation: dict[str, float] = {}  # the selected model's validation metrics
         self.start_validation: dict[str, float] = {}  # the untrained (e.g. warm-started) model's, at step 0
@@ -137,9 +141,15 @@ class MetaTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         lagrangian.backward()
         self.reduce_gradients()
-        if self.cfg.trainer.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.trainer.grad_clip)
+        tcfg = self.cfg.trainer
+        if tcfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip)
+        if tcfg.lr_schedule == "cosine":
+            for group in self.optimizer.param_groups:
+                group["lr"] = cosine_lr(tcfg.lr, self.step, tcfg.steps)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.model)
         layers = {name: value / len(tasks) for name, value in _layer_sums(terms).items()}
         means = self._reduce({"lagrangian": lagrangian, "loss": objective, "slacks": slacks, **layers})
         self.formulation.dual_step(means["slacks"])  # eq. 5
@@ -180,6 +190,8 @@ class MetaTrainer:
         with self.interrupts as interrupts:
             if self.completed_step() < 0:  # a fresh run: pretrain (if any), validate the untrained model at step 0
                 self.pretrain()
+                if self.cfg.trainer.ema is not None:
+                    self.average = ParameterAverage(self.model, self.cfg.trainer.ema)
                 last_val = self._validate_and_select()
                 self.start_validation = _scalars(last_val)
                 self.log({"step": 0, **last_val})
@@ -226,11 +238,17 @@ class MetaTrainer:
         never worse by that criterion than the one training started from, on these validation tasks (under the
         training scenario, if any)."""
         self._pause("validate")
+        raw = None
+        if self.average is not None:  # validate the average; the iterate goes on training
+            raw = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.average.state_dict())
         result = self.validate()
         criterion = -result["val_accuracy"] if self.cfg.trainer.select_by == "accuracy" else result["val_loss"]
         if criterion < self.best_val:
             self.best_val, self.best_step, self.best_validation = criterion, self.step, _scalars(result)
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if raw is not None:
+            self.model.load_state_dict(raw)
         return result
 
     # -- checkpoints --------------------------------------------------------------------------------------------
@@ -245,6 +263,7 @@ class MetaTrainer:
             "best_step": self.best_step,
             "best_validation": self.best_validation,
             "start_validation": self.start_validation,
+            "average": self.average.state_dict() if self.average is not None else None,
         }
 
     def save(self, path: Path) -> None:
@@ -266,6 +285,11 @@ class MetaTrainer:
         self.best_step = state.get("best_step")  # absent from checkpoints written before model-selection records
         self.best_validation = state.get("best_validation", {})
         self.start_validation = state.get("start_validation", {})
+        self.average = None  # a checkpoint from before trainer.ema was set restarts the average at its iterate
+        if self.cfg.trainer.ema is not None and self.completed_step() >= 0:
+            self.average = ParameterAverage(self.model, self.cfg.trainer.ema)
+            if state.get("average") is not None:
+                self.average.load_state_dict(state["average"])
 
 
 class Interrupts:

@@ -19,6 +19,11 @@ import math
 import torch
 
 
+def snapshot(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A copy of a state dict that later steps do not change."""
+    return {key: value.detach().clone() for key, value in state.items()}
+
+
 def cosine_lr(base: float, step: int, total: int) -> float:
     """Adam's step size at meta-step ``step`` (0-based) of ``total`` under cosine annealing to 0."""
     return base * 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
@@ -31,14 +36,14 @@ class ParameterAverage:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay={decay} must be in (0, 1)")
         self.decay = decay
-        self.average = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        self.parameters = {name for name, value in model.named_parameters() if value.is_floating_point()}
+        self.average = snapshot(model.state_dict())
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         """``Theta_bar <- beta Theta_bar + (1 - beta) Theta`` for the parameters; buffers copied."""
-        parameters = {name for name, _ in model.named_parameters()}
         for key, value in model.state_dict().items():
-            if key in parameters and value.is_floating_point():
+            if key in self.parameters:
                 self.average[key].lerp_(value, 1.0 - self.decay)
             else:
                 self.average[key].copy_(value)
@@ -47,4 +52,4 @@ class ParameterAverage:
         return self.average
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.average = {key: value.detach().clone() for key, value in state.items()}
+        self.average = snapshot(state)

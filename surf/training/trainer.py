@@ -30,7 +30,7 @@ from tqdm import tqdm
 from surf.constrained.duals import DualVariables
 from surf.constrained.formulation import DescentFormulation
 from surf.families.base import TaskFamily, TaskTerms
-from surf.training.averaging import ParameterAverage, cosine_lr
+from surf.training.averaging import ParameterAverage, cosine_lr, snapshot
 from surf.training.pretrain import pretrain
 from surf.utils.errors import TrainingError
 from surf.utils.faults import pause_point
@@ -240,13 +240,13 @@ class MetaTrainer:
         self._pause("validate")
         raw = None
         if self.average is not None:  # validate the average; the iterate goes on training
-            raw = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            raw = snapshot(self.model.state_dict())
             self.model.load_state_dict(self.average.state_dict())
         result = self.validate()
         criterion = -result["val_accuracy"] if self.cfg.trainer.select_by == "accuracy" else result["val_loss"]
         if criterion < self.best_val:
             self.best_val, self.best_step, self.best_validation = criterion, self.step, _scalars(result)
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best_state = snapshot(self.model.state_dict())
         if raw is not None:
             self.model.load_state_dict(raw)
         return result

@@ -39,6 +39,20 @@ def _fallback_counts(trajectory: Trajectory, agents: torch.Tensor | None) -> tup
     return taken.sum().item(), active.sum().item()
 
 
+def _drop_change_by_last_layer(change: torch.Tensor, trajectory: Trajectory,
+                               agents: torch.Tensor | None) -> torch.Tensor:
+    """Sums of ``change`` (N,) and agent counts over the agents that ran the last layer and over those dropped at
+    it (they keep their previous model) -> (2 groups, [sum, count])."""
+    ran = trajectory.active[-1]
+    if ran is None:  # nobody dropped at the last layer
+        ran = torch.ones_like(change, dtype=torch.bool)
+    counted = torch.ones_like(ran)
+    if agents is not None:  # only the data-holding agents count (not a star's server)
+        counted = torch.zeros_like(ran).index_fill_(0, agents.to(ran.device), True)
+    groups = torch.stack([ran & counted, ~ran & counted]).to(change.dtype)  # (2, N)
+    return torch.stack([groups @ change, groups.sum(1)], dim=1)
+
+
 def _decrease_fraction(values: torch.Tensor) -> float:
     """Share of (trajectory, layer) pairs whose value strictly decreased from layer l-1 to l; (T, L+1) input."""
     return (values[:, 1:] < values[:, :-1]).float().mean().item()
@@ -55,16 +69,22 @@ def evaluate_unrolled(family: ClassifierFamily, model: UnrolledDGD, tasks: list,
     constraints = cfg.constraints
     weight = energy_weight(constraints, model.classical_start)
     repeats = cfg.eval.async_repeats if drops is not None else 1
-    acc, loss, finals, declared, slacks, fallbacks = [], [], [], [], [], []
+    acc, loss, finals, declared, slacks, fallbacks, changes = [], [], [], [], [], [], []
     measured: dict[str, list[torch.Tensor]] = {}
     for task in tasks:
         shift = family.shift_for(task)
+        if drops is not None:  # the same task without drops: each agent's own accuracy change, paired
+            clean = torch.stack(model(task, shift, cfg.seed, None, drops.async_mode).weights[-1:])
+            clean_final = agent_accuracies(clean, task.x_test, task.y_test)[0]
         for rep in range(repeats):
             schedule = drops.schedule(context(family, task, rep), shift) if drops is not None else None
             mode = drops.async_mode if drops is not None else cfg.eval.async_mode
             trajectory = model(task, shift, cfg.seed, schedule, mode)
             w = torch.stack(trajectory.weights)
-            acc.append([_masked_mean(a, agents) for a in agent_accuracies(w, task.x_test, task.y_test)])
+            accuracies = agent_accuracies(w, task.x_test, task.y_test)  # (L+1, N)
+            acc.append([_masked_mean(a, agents) for a in accuracies])
+            if drops is not None:
+                changes.append(_drop_change_by_last_layer(accuracies[-1] - clean_final, trajectory, agents))
             loss.append([_masked_mean(v, agents) for v in agent_losses(w, task.x_test, task.y_test)])
             for name, values in full_data_measures(trajectory, task, constraints, weight, agents).items():
                 measured.setdefault(name, []).append(values)
@@ -75,7 +95,11 @@ def evaluate_unrolled(family: ClassifierFamily, model: UnrolledDGD, tasks: list,
             if trajectory.fallbacks:
                 fallbacks.append(_fallback_counts(trajectory, agents))
     curves = {name: torch.stack(values) for name, values in measured.items()}
+    by_last = torch.stack(changes).sum(0) if changes else None  # (ran, dropped at the last layer) x (sum, count)
     return {
+        "drop_change_by_last_layer": None if by_last is None else {
+            group: (total / count).item() for group, (total, count) in zip(("ran", "dropped"), by_last, strict=True)
+            if count > 0},
         "accuracy": torch.tensor(acc).mean(0).tolist(),
         "loss": torch.tensor(loss).mean(0).tolist(),
         "grad_norm": curves["gradient_norm"].mean(0).tolist(),
@@ -105,6 +129,9 @@ def evaluate(family: ClassifierFamily, model: UnrolledDGD, n_async: int | None =
     curves = ("accuracy", "loss", "grad_norm", "train_loss", "declared")
     final = {"accuracy": plain["accuracy"][-1], "loss": plain["loss"][-1],
              "accuracy_relabelled": other["accuracy"][-1], "accuracy_std": plain["final_accuracy_std"]}
+    if drops is not None:  # where the drop loss sits: each agent's final accuracy minus its own without drops
+        final.update({f"drop_change_{group}_last_layer": change
+                      for group, change in plain["drop_change_by_last_layer"].items()})
     if "centralized" in baselines:
         final["relative_accuracy"] = plain["accuracy"][-1] / baselines["centralized"].final["accuracy"]
     return Summary(

@@ -35,6 +35,11 @@ def format_table(summary: Summary) -> str:
     comm = summary.communication
     if comm:
         lines.append(f"communication: {comm.rounds} rounds, {comm.messages:,} messages, {format_bytes(comm.bytes)}")
+    if "drop_change_dropped_last_layer" in summary.final:
+        ran, dropped = summary.final["drop_change_ran_last_layer"], summary.final["drop_change_dropped_last_layer"]
+        lines.append(f"under the drops each agent's final accuracy moved by {ran:+.4f} if it ran the last layer, "
+                     f"{dropped:+.4f} if it was dropped at it (kept its previous model); paired with the same tasks "
+                     "without drops")
     if "relative_accuracy" in summary.final:
         lines.append(f"relative accuracy (/ centralized): {summary.final['relative_accuracy']:.4f}")
     lines.append("baselines on the same tasks (hyper-parameters tuned on validation tasks unless marked 'paper'):")

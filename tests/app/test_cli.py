@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from surf.app.cli import main
 from tests.conftest import REPO, TINY, TINY_DROPS, assert_valid, run_tiny
@@ -52,7 +53,14 @@ def test_eval_with_dropped_agents(tmp_path, tiny_run, capsys):
     summary = assert_valid(tmp_path / "e" / "summary.json")
     assert summary["eval"]["n_async"] == 2 and summary["kind"] == "eval"
     assert summary["evaluated_from"] == str(tiny_run)
-    assert "n_async=2" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "n_async=2" in out and "if it was dropped at it" in out
+    # the drop loss splits, paired agent by agent, into the agents that ran the last layer and the 2 dropped at it
+    agents = yaml.safe_load((tiny_run / "config.yaml").read_text())["num_agents"]
+    final, clean = summary["final"], json.loads((tiny_run / "summary.json").read_text())["final"]
+    pooled = ((agents - 2) * final["drop_change_ran_last_layer"] + 2 * final["drop_change_dropped_last_layer"]) / agents
+    assert pooled == pytest.approx(final["accuracy"] - clean["accuracy"], abs=1e-6)
+    assert "drop_change_dropped_last_layer" not in clean
 
 
 @pytest.mark.parametrize(

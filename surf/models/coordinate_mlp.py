@@ -27,7 +27,7 @@ class SigmoidLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features: torch.Tensor, a: torch.Tensor, c: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        hidden = torch.sigmoid(torch.addmm(c.unsqueeze(1), a, features))  # (H, M)
+        hidden = torch.addmm(c.unsqueeze(1), a, features).sigmoid_()  # (H, M), in place: one buffer
         ctx.save_for_backward(features, a, v, hidden)
         return torch.mv(hidden.t(), v)
 
@@ -35,7 +35,8 @@ class SigmoidLayer(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         features, a, v, hidden = ctx.saved_tensors
-        grad_q = torch.ops.aten.sigmoid_backward(torch.outer(v, grad_out), hidden)
+        grad_q = torch.outer(v, grad_out)
+        torch.ops.aten.sigmoid_backward.grad_input(grad_q, hidden, grad_input=grad_q)  # in place: one buffer
         return a.t() @ grad_q, grad_q @ features.t(), grad_q.sum(1), torch.mv(hidden, grad_out)
 
 

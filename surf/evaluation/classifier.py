@@ -60,22 +60,23 @@ def _decrease_fraction(values: torch.Tensor) -> float:
 
 @torch.no_grad()
 def evaluate_unrolled(family: ClassifierFamily, model: UnrolledDGD, tasks: list,
-                      drops: BoundScenario | None = None) -> dict:
+                      drops: BoundScenario | None = None, split_drop_loss: bool = False) -> dict:
     """Per-layer held-out accuracy/loss, full-local-gradient norm and training loss, averaged over tasks and drop
     repetitions, and the descent of every quantity: the run's declared one (its constraint: kind, form, epsilon)
-    and, on the agents' full local data, the gradient norm, the loss, the energy and the window."""
+    and, on the agents' full local data, the gradient norm, the loss, the energy and the window. With drops and
+    ``split_drop_loss``, also each task without drops, for the drop loss split by the last layer (paired by agent)."""
     model.eval()
     cfg, agents = family.cfg, family.data_agents()
     constraints = cfg.constraints
     weight = energy_weight(constraints, model.classical_start)
     repeats = cfg.eval.async_repeats if drops is not None else 1
+    paired = drops is not None and split_drop_loss
     acc, loss, finals, declared, slacks, fallbacks, changes = [], [], [], [], [], [], []
     measured: dict[str, list[torch.Tensor]] = {}
     for task in tasks:
         shift = family.shift_for(task)
-        if drops is not None:  # the same task without drops: each agent's own accuracy change, paired
-            clean = torch.stack(model(task, shift, cfg.seed, None, drops.async_mode).weights[-1:])
-            clean_final = agent_accuracies(clean, task.x_test, task.y_test)[0]
+        if paired:  # the same task without drops: each agent's own accuracy change
+            clean_final = agent_accuracies(model(task, shift, cfg.seed).weights[-1], task.x_test, task.y_test)
         for rep in range(repeats):
             schedule = drops.schedule(context(family, task, rep), shift) if drops is not None else None
             mode = drops.async_mode if drops is not None else cfg.eval.async_mode
@@ -83,7 +84,7 @@ def evaluate_unrolled(family: ClassifierFamily, model: UnrolledDGD, tasks: list,
             w = torch.stack(trajectory.weights)
             accuracies = agent_accuracies(w, task.x_test, task.y_test)  # (L+1, N)
             acc.append([_masked_mean(a, agents) for a in accuracies])
-            if drops is not None:
+            if paired:
                 changes.append(_drop_change_by_last_layer(accuracies[-1] - clean_final, trajectory, agents))
             loss.append([_masked_mean(v, agents) for v in agent_losses(w, task.x_test, task.y_test)])
             for name, values in full_data_measures(trajectory, task, constraints, weight, agents).items():
@@ -122,7 +123,7 @@ def evaluate(family: ClassifierFamily, model: UnrolledDGD, n_async: int | None =
     drops = dropped_agents_scenario(n_async, cfg.eval.async_mode) if n_async > 0 else None
     tasks = [family.task("test", i) for i in range(cfg.eval.test_tasks)]
     relabelled = [family.task("test", i, relabel=True) for i in range(cfg.eval.test_tasks)]
-    plain = evaluate_unrolled(family, model, tasks, drops)
+    plain = evaluate_unrolled(family, model, tasks, drops, split_drop_loss=True)
     other = evaluate_unrolled(family, model, relabelled, drops)
     baselines = evaluate_baselines(family, tasks, relabelled, max(model.rounds, 1), drops)
     edges, floats = message_shape(family, tasks)

@@ -40,7 +40,7 @@ def as_overrides(values: dict, section: str = "") -> list[str]:
     return out
 
 
-# the quickstart trains under 0..10 of its 100 agents dropped per layer; its tiny runs drop 0..1 of their 8
+# the quickstart trains under 10 of its 100 agents dropped per layer; its tiny runs drop 0..1 of their 8
 TINY_DROPS = "trainer.scenario_severity=[0,1]"
 
 

@@ -6,6 +6,7 @@ Errors in user input (config, data, graph) print one line and exit 2; numerical 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             "every process it started was stopped"
         print(f"surf: interrupted; {after}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `surf sweep --dry-run | head`: the reader left early, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:

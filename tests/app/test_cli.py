@@ -96,6 +96,14 @@ def test_list_shows_every_registry(capsys):
     assert "dgd_momentum" in out and "[star; tunes step]" in out and "fig4_async" in out
 
 
+def test_a_reader_that_leaves_early_is_not_an_error():
+    cmd = [sys.executable, "-m", "surf.app.cli", "list"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO) as proc:
+        proc.stdout.close()  # like `surf list | head -0`: every write after this one is a broken pipe
+        stderr = proc.stderr.read().decode()
+    assert proc.returncode == 0 and "Traceback" not in stderr and stderr == ""
+
+
 def test_cli_start_up_does_not_import_pyg_or_torch_for_help():
     code = ("import sys; from surf.app import cli; cli.main(['list']); "
             "print('PYG' if 'torch_geometric' in sys.modules else 'NO_PYG')")

@@ -65,9 +65,9 @@ def test_seeds_cross_every_trained_cell_and_names_label_cells(tmp_path):
         Sweep(write_sweep(tmp_path, seeds=[]), tmp_path / "out", tmp_path / "store")
 
 
-def test_every_sweep_on_the_shipped_default_resolves_with_three_seeds(tmp_path):
+def test_every_sweep_on_the_shipped_default_resolves_with_at_least_three_seeds(tmp_path):
     """Every sweep built on quickstart.yaml (the shipped learned optimizer) resolves (e.g. the paper-variant and star
-    cells pin a default start, which a heavy-ball warm start cannot serve) with 3 seeds per trained cell."""
+    cells pin a default start, which a heavy-ball warm start cannot serve) with at least 3 seeds per trained cell."""
     from tests.conftest import REPO
 
     bases = 0
@@ -76,7 +76,7 @@ def test_every_sweep_on_the_shipped_default_resolves_with_three_seeds(tmp_path):
         if spec.get("base") == "quickstart.yaml":
             bases += 1
             sweep = Sweep(path, tmp_path / "out", tmp_path / "store")
-            assert len({c.cfg.seed for c in sweep.cells}) == 3, path.name
+            assert len({c.cfg.seed for c in sweep.cells}) >= 3, path.name
     assert bases >= 9
 
 

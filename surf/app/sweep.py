@@ -79,9 +79,11 @@ class Cell:
 
 
 def config_hash(cfg: Config) -> str:
-    """Short digest of a resolved config without its ``name`` (a label: it changes no number): two cells with the
-    same config share a trained model, whichever sweep or config file named them."""
-    text = json.dumps({**config_mod.to_dict(cfg), "name": None}, sort_keys=True, default=str)
+    """Short digest of a resolved config without its ``name`` (a label: it changes no number) and ``threads`` (how
+    wide it computes: the compact classifier gives the same bits on any thread count, ``surf.utils.invariant``;
+    elsewhere the count only reorders a few floating-point sums): two cells with the same config share a trained
+    model, whichever sweep or config file named them and however many threads trained it."""
+    text = json.dumps({**config_mod.to_dict(cfg), "name": None, "threads": None}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -189,7 +191,8 @@ class Sweep:
         """``<name>-<hash>`` in the store, or an existing trained cell with the same config.
 
         A stored cell matches when its saved config, read with today's defaults for keys added since, equals
-        ``cfg`` but for the name: a new config field does not orphan the models trained before it.
+        ``cfg`` but for the name and threads: neither a new config field nor a new hash orphans the models trained
+        before it.
         """
         digest = config_hash(cfg)
         if not self.store.exists():
@@ -199,7 +202,8 @@ class Sweep:
             return existing[0]
         for saved in sorted(self.store.glob("*/config.yaml")):
             try:
-                if dataclasses.replace(config_mod.from_dict(yaml.safe_load(saved.read_text())), name=cfg.name) == cfg:
+                stored = config_mod.from_dict(yaml.safe_load(saved.read_text()))
+                if dataclasses.replace(stored, name=cfg.name, threads=cfg.threads) == cfg:
                     return saved.parent
             except (ConfigError, yaml.YAMLError):
                 continue  # a config from an incompatible version: not a match

@@ -18,7 +18,7 @@ import shlex
 import sys
 import traceback
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from surf.app.cells import log_path, run_cell
@@ -112,7 +112,8 @@ def _run_on_ray(sweep: Sweep, cells: list[Cell], workers: int | None, address: s
             cell, node = ready.popleft()
             trained_from = cell.parent.path if cell.parent else None
             size = resources(cell.cfg.threads, _device(cell.cfg), pool.limit)
-            pool.submit(cell, size, run_cell, cell.cfg, cell.path, trained_from, log=log_path(cell.path), node=node)
+            cfg = replace(cell.cfg, threads=size.threads)  # its share of the node, whatever its size would ask
+            pool.submit(cell, size, run_cell, cfg, cell.path, trained_from, log=log_path(cell.path), node=node)
         bar.set_postfix_str(f"running {len(pool)}, failed {len(failures)}")
         outcome = pool.next()
         cell = outcome.key

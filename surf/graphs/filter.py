@@ -16,6 +16,7 @@ from torch.autograd.function import once_differentiable
 from torch_geometric.nn import MessagePassing
 
 from surf.graphs.aggregate import aggregate, transposed
+from surf.utils.invariant import scaled
 
 Transmit = Callable[[int, torch.Tensor], torch.Tensor]  # (hop k, what agents would send) -> what they send
 
@@ -90,5 +91,5 @@ class RecomputedFilter(torch.autograd.Function):
 def _scale(tap: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Multiply by a scalar tap, or by a per-agent tap vector broadcast over the trailing dims."""
     if tap.dim() == 0:
-        return tap * z
+        return scaled(tap, z)
     return tap.reshape(-1, *([1] * (z.dim() - 1))) * z

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from surf.utils.invariant import shifted, single_thread
+
 
 class SigmoidLayer(torch.autograd.Function):
     """``y[m] = v . sigmoid(A features[:, m] + c)`` -> (M,), with features (F, M), A (H, F), c (H,), v (H,)."""
@@ -37,7 +39,9 @@ class SigmoidLayer(torch.autograd.Function):
         features, a, v, hidden = ctx.saved_tensors
         grad_q = torch.outer(v, grad_out)
         torch.ops.aten.sigmoid_backward.grad_input(grad_q, hidden, grad_input=grad_q)  # in place: one buffer
-        return a.t() @ grad_q, grad_q @ features.t(), grad_q.sum(1), torch.mv(hidden, grad_out)
+        with single_thread():  # MKL splits this product's rounding by thread count (surf.utils.invariant)
+            grad_features = a.t() @ grad_q
+        return grad_features, grad_q @ features.t(), grad_q.sum(1), torch.mv(hidden, grad_out)
 
 
 def coordinate_mlp(features: torch.Tensor, first: torch.nn.Linear, second: torch.nn.Linear) -> torch.Tensor:
@@ -46,4 +50,4 @@ def coordinate_mlp(features: torch.Tensor, first: torch.nn.Linear, second: torch
     flat = features.reshape(features.shape[0], -1)
     w2 = second.weight[0]
     out = SigmoidLayer.apply(flat, 2.0 * first.weight, 2.0 * first.bias, 2.0 * w2)
-    return (out + (second.bias - w2.sum())).reshape(features.shape[1:])
+    return shifted(out, second.bias - w2.sum()).reshape(features.shape[1:])

@@ -19,6 +19,7 @@ from torch import nn
 
 from surf.config import ModelConfig
 from surf.models.coordinate_mlp import coordinate_mlp
+from surf.utils.invariant import scaled
 
 
 def rms(v: torch.Tensor) -> torch.Tensor:
@@ -64,7 +65,7 @@ class CompactStep(nn.Module):
 
     def forward(self, w: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor, gap: torch.Tensor,
                 extra: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
-        return self.step * grad - self.momentum * delta - self._correction(w, grad, delta, gap, extra)
+        return scaled(self.step, grad) - scaled(self.momentum, delta) - self._correction(w, grad, delta, gap, extra)
 
     def _correction(self, w: torch.Tensor, grad: torch.Tensor, delta: torch.Tensor, gap: torch.Tensor,
                     extra: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -132,7 +133,7 @@ def _worker_loop(config: dict) -> None:
     cfg: Config = config["cfg"]
     if config["use_gpu"]:
         torch.cuda.set_device(ray.train.torch.get_device())
-    exp = config["family"](cfg)
+    exp = config["family"](replace(cfg, threads=cfg.threads or 1))  # a worker holds one CPU (ScalingConfig default)
     run = RunDir(config["run_path"])
     trainer = DistributedMetaTrainer(exp, context.get_world_rank(), context.get_world_size(), run,
                                      config["fail_at_step"])

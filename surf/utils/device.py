@@ -18,13 +18,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-SMALL_WORK = 2**22  # floats in a problem's largest per-step tensor below which extra threads cost more than they save
+WORK_PER_THREAD = 2**18  # floats of a problem's largest per-step tensor that make one more thread pay (measured)
 
 
 def configure_threads(requested: int, work: int) -> int:
-    """Set torch's intra-op threads: ``requested`` if > 0, otherwise chosen by problem size — one thread for small
-    problems (``work`` floats < SMALL_WORK: OpenMP's fork/join costs more than tiny ops gain, and badly so on a
-    shared machine), every core above. Returns the count."""
-    threads = requested if requested > 0 else (1 if work < SMALL_WORK else os.cpu_count() or 1)
+    """Set torch's intra-op threads: ``requested`` if > 0, otherwise one thread per ``WORK_PER_THREAD`` floats of
+    the problem's largest per-step tensor (``work``), at least 1 and at most every core. Measured on the 2-core
+    machine (BENCHMARKS.md), the compact meta-step gains nothing from a second thread at 20 agents (work 2**17.7),
+    1.16x at 50 and 1.28x at the quickstart's 100 (2**20); ATen splits no op below 32,768 elements, and a thread
+    that waits for a busy core costs far more than it gains. The compact classifier's numbers do not depend on
+    the count (``surf.utils.invariant``). Returns the count."""
+    threads = requested if requested > 0 else min(os.cpu_count() or 1, max(1, work // WORK_PER_THREAD))
     torch.set_num_threads(threads)
     return threads

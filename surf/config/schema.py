@@ -242,7 +242,7 @@ class Config:
     family: str = "decentralized"  # decentralized (U-DGD classifier) | sparse_coding (LISTA) | inpainting
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch intra-op CPU threads; 0 = by problem size (1 for small problems, all cores for large)
+    threads: int = 0  # torch intra-op CPU threads; 0 = by problem size (one per 2**18 floats of the largest tensor)
     num_agents: int = 100
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -37,7 +37,7 @@ class RunDir:
                 saved = yaml.safe_load(self.config.read_text())
             except yaml.YAMLError:
                 raise ConfigError(f"--resume: {self.config} is corrupt; start a new run without --resume") from None
-            if saved != to_dict(cfg):
+            if _identity(saved) != _identity(to_dict(cfg)):
                 raise ConfigError(f"--resume: config differs from {self.config}; resume with the same config")
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             self.plots.mkdir(parents=True, exist_ok=True)
@@ -92,3 +92,9 @@ def _step_of(line: str) -> int | None:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _identity(config: dict) -> dict:
+    """What a resumed run must share with its start: everything but ``threads`` (how wide it computes; a sweep
+    cell resumed by a sweep with another ``--workers`` gets another share of the node, surf.app.sweep)."""
+    return {**config, "threads": None} if isinstance(config, dict) else config

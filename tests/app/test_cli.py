@@ -42,6 +42,17 @@ def test_same_seed_same_summary_and_resume_matches(tmp_path, tiny_run):
     assert resumed["per_layer"] == first["per_layer"] and resumed["final"] == first["final"]
 
 
+def test_resume_accepts_another_thread_count_but_not_another_config(tmp_path, capsys):
+    """A sweep cell resumed by a sweep with another --workers gets another thread count (surf.app.sweep_run)."""
+    assert run_tiny(tmp_path / "r", ["trainer.steps=2", "threads=1"]) == 0
+    (tmp_path / "r" / "summary.json").unlink()
+    assert run_tiny(tmp_path / "r", ["trainer.steps=2", "threads=2"], resume=True) == 0
+    assert "threads: 1" in (tmp_path / "r" / "config.yaml").read_text()  # the run keeps what it started with
+    capsys.readouterr()
+    assert run_tiny(tmp_path / "r", ["trainer.steps=2", "seed=1"], resume=True) == 2
+    assert "config differs" in capsys.readouterr().err
+
+
 def test_unconstrained_and_distance_constraints_run(tmp_path):
     assert run_tiny(tmp_path / "u", ["constraints.kind=none"]) == 0
     assert json.loads((tmp_path / "u" / "summary.json").read_text())["method"] == "unrolling"

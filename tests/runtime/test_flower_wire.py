@@ -1,5 +1,7 @@
 """What travels in the Flower records: ids and flags as single bytes entries, blocks of rows routed by byte range."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from flwr.app import RecordDict
 
 from surf.runtime.flower.node import Outbox, Shard, ShardSpec
 from surf.runtime.flower.wire import (
+    dtype_name,
     flags_from_bytes,
     flags_to_bytes,
     ids_from_bytes,
@@ -34,6 +37,28 @@ def test_pack_round_trip():
     tensors = {"w": torch.randn(3, 2, 5), "recorded": torch.tensor(4), "mask": torch.tensor([True, False])}
     back = unpack(pack(tensors))
     assert all(torch.equal(back[key], value) for key, value in tensors.items())
+    assert [dtype_name(np.dtype(kind)) for kind in ("float32", ">f8", "bool")] == ["float32", ">f8", "bool"]
+
+
+def test_a_process_builds_one_surf_model_per_job_for_all_its_shards():
+    """Every shard of one job shares the model its packed parameters describe; another job gets its own."""
+    from surf.app.registry import load_config
+    from surf.models.udgd import UnrolledDGD
+    from surf.runtime.flower.client import _rule
+    from tests.conftest import QUICKSTART, TINY
+
+    cfg = load_config(QUICKSTART, TINY)
+    spec = SimpleNamespace(method="surf", config_yaml="job-config")
+    tasks = [SimpleNamespace(x_train=torch.zeros(2, 3, 65), num_classes=10)]
+    model = UnrolledDGD(cfg.model, 65, 10, cfg.data.batch_size)
+    theta = pack(model.state_dict())
+    first, second = _rule(spec, cfg, tasks, theta), _rule(spec, cfg, tasks, bytes(theta))
+    assert first is second
+    built, original = first.model.state_dict(), model.state_dict()
+    assert all(torch.equal(built[key], original[key]) for key in original)
+    with torch.no_grad():
+        model.taps.add_(1.0)
+    assert _rule(spec, cfg, tasks, pack(model.state_dict())) is not first
 
 
 def test_blocks_travel_from_outbox_to_inbox_unchanged():

@@ -15,6 +15,7 @@ is kept there too, so any process can rebuild the node. Where its data comes fro
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -111,15 +112,22 @@ def node_data(spec: ShardSpec, context: Any, rows: torch.Tensor | None) -> tuple
     return [full(key).select(agents) for key in spec.tasks], rows, "task sampler"
 
 
-def _rule(spec: ShardSpec, cfg: Any, tasks: list, theta: dict[str, torch.Tensor] | None) -> Any:
+def _rule(spec: ShardSpec, cfg: Any, tasks: list, theta: bytes | None) -> Any:
+    """The shard's rule; a SURF model is built once per process and job (its packed parameters ``theta``) and
+    shared by every shard of it: it keeps no state between calls (building 100 copies took 1.1 s per process)."""
     from surf.runtime.flower.rules import GradientRule, UnrolledRule
 
     if spec.method == "surf":
         from surf.models.udgd import UnrolledDGD
 
-        model = UnrolledDGD(cfg.model, tasks[0].x_train.shape[-1], tasks[0].num_classes, cfg.data.batch_size)
-        model.load_state_dict(theta)
-        return UnrolledRule(model)
+        features, classes = tasks[0].x_train.shape[-1], tasks[0].num_classes
+
+        def build() -> UnrolledRule:
+            model = UnrolledDGD(cfg.model, features, classes, cfg.data.batch_size)
+            model.load_state_dict(unpack(theta))
+            return UnrolledRule(model)
+
+        return _cached(("rule", spec.config_yaml, hashlib.sha1(theta).hexdigest(), features, classes), build)
     return GradientRule(spec.step_size, spec.momentum, spec.steps, spec.method == "dsgd", cfg.data.batch_size)
 
 
@@ -132,7 +140,7 @@ def shard_of(context: Any) -> Shard:
         if len(_SHARDS) >= CACHE_SIZE:
             _SHARDS.pop(next(iter(_SHARDS)))
         cfg = _config(spec.config_yaml)
-        theta = unpack(context.state["theta"]["packed"].data) if "theta" in context.state else None
+        theta = context.state["theta"]["packed"].data if "theta" in context.state else None
         rows = from_record(context.state["rows"])["rows"] if "rows" in context.state else None
         tasks, rows, source = node_data(spec, context, rows)
         _SHARDS[key] = Shard(spec, rows, _rule(spec, cfg, tasks, theta), tasks, cfg.seed, cfg.model.w0_std, source)

@@ -26,7 +26,6 @@ trained cell. ``surf.app.sweep_run`` runs the cells.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -79,11 +78,11 @@ class Cell:
 
 
 def config_hash(cfg: Config) -> str:
-    """Short digest of a resolved config without its ``name`` (a label: it changes no number) and ``threads`` (how
-    wide it computes: the compact classifier gives the same bits on any thread count, ``surf.utils.invariant``;
+    """Short digest of a resolved config without its ``name`` (a label: it changes no number) and its execution-only
+    fields (``config.identity``: the thread count; the compact classifier gives the same bits on any count,
     elsewhere the count only reorders a few floating-point sums): two cells with the same config share a trained
     model, whichever sweep or config file named them and however many threads trained it."""
-    text = json.dumps({**config_mod.to_dict(cfg), "name": None, "threads": None}, sort_keys=True, default=str)
+    text = json.dumps({**config_mod.identity(config_mod.to_dict(cfg)), "name": None}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -190,9 +189,8 @@ class Sweep:
     def _trained_dir(self, name: str, cfg: Config) -> Path:
         """``<name>-<hash>`` in the store, or an existing trained cell with the same config.
 
-        A stored cell matches when its saved config, read with today's defaults for keys added since, equals
-        ``cfg`` but for the name and threads: neither a new config field nor a new hash orphans the models trained
-        before it.
+        A stored cell matches when its saved config, read with today's defaults for keys added since, has the same
+        hash: neither a new config field nor a change of what the hash leaves out orphans the models trained before.
         """
         digest = config_hash(cfg)
         if not self.store.exists():
@@ -202,8 +200,7 @@ class Sweep:
             return existing[0]
         for saved in sorted(self.store.glob("*/config.yaml")):
             try:
-                stored = config_mod.from_dict(yaml.safe_load(saved.read_text()))
-                if dataclasses.replace(stored, name=cfg.name, threads=cfg.threads) == cfg:
+                if config_hash(config_mod.from_dict(yaml.safe_load(saved.read_text()))) == digest:
                     return saved.parent
             except (ConfigError, yaml.YAMLError):
                 continue  # a config from an incompatible version: not a match

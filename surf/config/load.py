@@ -61,3 +61,12 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
 def to_dict(cfg: Config) -> dict[str, Any]:
     """The config as plain nested dicts (what ``config.yaml`` holds)."""
     return dataclasses.asdict(cfg)
+
+
+EXECUTION_ONLY = ("threads",)  # how wide a run computes, not what: the same numbers on any count (surf.utils.invariant)
+
+
+def identity(config: Any) -> Any:
+    """A config dict without its execution-only fields: what a resumed run and a stored trained cell must match.
+    Anything else (a corrupt ``config.yaml`` read as a string) is returned as it is, and matches no config."""
+    return {**config, **dict.fromkeys(EXECUTION_ONLY)} if isinstance(config, dict) else config

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from surf.config import Config, to_dict
+from surf.config import Config, identity, to_dict
 from surf.families.base import TaskFamily
 from surf.utils.errors import ConfigError
 from surf.utils.io import atomic_write, git_sha, load_checkpoint
@@ -37,7 +37,7 @@ class RunDir:
                 saved = yaml.safe_load(self.config.read_text())
             except yaml.YAMLError:
                 raise ConfigError(f"--resume: {self.config} is corrupt; start a new run without --resume") from None
-            if _identity(saved) != _identity(to_dict(cfg)):
+            if identity(saved) != identity(to_dict(cfg)):
                 raise ConfigError(f"--resume: config differs from {self.config}; resume with the same config")
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             self.plots.mkdir(parents=True, exist_ok=True)
@@ -93,8 +93,3 @@ def _step_of(line: str) -> int | None:
     except (ValueError, KeyError, TypeError):
         return None
 
-
-def _identity(config: dict) -> dict:
-    """What a resumed run must share with its start: everything but ``threads`` (how wide it computes; a sweep
-    cell resumed by a sweep with another ``--workers`` gets another share of the node, surf.app.sweep)."""
-    return {**config, "threads": None} if isinstance(config, dict) else config

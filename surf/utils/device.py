@@ -24,10 +24,11 @@ WORK_PER_THREAD = 2**18  # floats of a problem's largest per-step tensor that ma
 def configure_threads(requested: int, work: int) -> int:
     """Set torch's intra-op threads: ``requested`` if > 0, otherwise one thread per ``WORK_PER_THREAD`` floats of
     the problem's largest per-step tensor (``work``), at least 1 and at most every core. Measured on the 2-core
-    machine (BENCHMARKS.md), the compact meta-step gains nothing from a second thread at 20 agents (work 2**17.7),
-    1.16x at 50 and 1.28x at the quickstart's 100 (2**20); ATen splits no op below 32,768 elements, and a thread
-    that waits for a busy core costs far more than it gains. The compact classifier's numbers do not depend on
-    the count (``surf.utils.invariant``). Returns the count."""
+    machine (``benchmarks/bench_threads.py``, BENCHMARKS.md), a second thread makes the compact meta-step 1.25x
+    faster at the quickstart's 100 agents (work 2**20) but only 1.09-1.13x at 20 and 50 agents (work below
+    2**19, one thread here), where the risk weighs more: a thread that waits for a busy core costs far more than it
+    gains. The compact classifier's numbers do not depend on the count (``surf.utils.invariant``). Returns the
+    count."""
     threads = requested if requested > 0 else min(os.cpu_count() or 1, max(1, work // WORK_PER_THREAD))
     torch.set_num_threads(threads)
     return threads

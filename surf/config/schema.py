@@ -216,6 +216,7 @@ class InpaintingConfig:
     flow_hidden: int = 32  # channels of each coupling's conv net
     step_init: float = 1.0  # mu_l at initialization (1 = 1/||A||^2, the classical step)
     prox_init: float = 0.1  # lambda_l at initialization
+    box_projection: bool = False  # clamp the data step's output to the image range [0, 1] before the flow (G1')
     pretrain_steps: int = 0  # maximum-likelihood pretraining of the flows on training images (0 = none)
     pretrain_lr: float = 1e-3
     free_layers: int = 1  # leading layers without a constraint (authors: 1; x_0 = y has a zero data gradient)
@@ -224,6 +225,9 @@ class InpaintingConfig:
     #   image's own slack (its ratio / difference), averaged over the batch: a descent step for each image
     constraint_noise: float = 0.0  # > 0: CII also on every layer from a perturbed input x_{l-1} + s n, n ~ N(0, I)
     #   per pixel, s ~ U(0, constraint_noise) per image: a descent step from nearby points too (robust CII)
+    robust_form: str = "descent"  # what those perturbed inputs must satisfy: descent (||f_l(x~) - x*|| <= (1 - eps)
+    #   ||x~ - x*||) | gain (||f_l(x~) - f_l(x)|| <= robust_gain ||x~ - x||: the layer damps perturbations)
+    robust_gain: float = 0.25  # gain form: the bound on every layer's gain on perturbations of its input
     reference_iters: int = 300  # iterations of that long solve
     classical_rho: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0])  # tuned on val
     noise_injection: float = 0.0  # training: x_l += s_l n/||n||, l = 0..L-2, s_l = level/(l+1)^decay (authors: 1)
@@ -276,4 +280,5 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "inpainting.mask": ("center", "squares", "pixels"),
     "inpainting.reference": ("clean", "classical"),
     "inpainting.constraint_scope": ("batch", "image"),
+    "inpainting.robust_form": ("descent", "gain"),
 }

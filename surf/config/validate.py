@@ -184,6 +184,12 @@ def _validate_inpainting(ic: InpaintingConfig, kind: str) -> None:
     if ic.constraint_noise > 0 and kind not in ("distance", "none"):
         raise ConfigError(f"inpainting.constraint_noise={ic.constraint_noise} needs constraints.kind=distance (CII: "
                           f"the distance from a perturbed input), not {kind}; or set it to 0")
+    if ic.robust_gain <= 0:
+        raise ConfigError(f"inpainting.robust_gain={ic.robust_gain} must be > 0 (the bound on a layer's gain on "
+                          "perturbations of its input)")
+    if ic.robust_form != "descent" and ic.constraint_noise <= 0:
+        raise ConfigError(f"inpainting.robust_form={ic.robust_form} needs inpainting.constraint_noise > 0 (the "
+                          "perturbation it is measured on)")
     unknown = [m for m in ic.ood_masks if m not in CHOICES["inpainting.mask"]]
     if unknown:
         raise ConfigError(f"inpainting.ood_masks: {unknown[0]!r} is not one of {', '.join(CHOICES['inpainting.mask'])}")

@@ -4,6 +4,7 @@ space, with per-layer Glow flows built from normflows' Glow blocks.
 Layer ``l = 1..L`` maps ``x_{l-1}`` to ``x_l`` (``A = diag(mask)``, ``surf.problems.inpainting``):
 
     x~  = x_{l-1} + mu_l A^T (y - A x_{l-1})            gradient step on 1/2 ||y - A x||^2, mu_l >= 0      (G1)
+    x~  = clamp(x~, 0, 1)                                 optional: projection onto the image box            (G1')
     z_l = G_l(x~) / (1 + lambda_l)                        prox of the Gaussian prior in G_l's latent space    (G2)
     x_l = clamp(G_l^{-1}(z_l), 0, 1)                                                                         (G3)
 
@@ -85,9 +86,9 @@ class GlowProx(nn.Module):
 
     def __init__(self, shape: tuple[int, int, int], layers: int, levels: int = 1, depth: int = 4, hidden: int = 32,
                  shared_flow: bool = False, step_init: float = 1.0, prox_init: float = 0.1,
-                 init_images: torch.Tensor | None = None) -> None:
+                 init_images: torch.Tensor | None = None, box_projection: bool = False) -> None:
         super().__init__()
-        self.layers = layers
+        self.layers, self.box_projection = layers, box_projection
         count = 1 if shared_flow else layers
         self.flows = nn.ModuleList(LatentFlow(shape, levels, depth, hidden) for _ in range(count))
         for flow in self.flows:
@@ -113,7 +114,10 @@ class GlowProx(nn.Module):
               mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer ``layer`` (1..L) from ``x_{layer-1} = x`` -> ``(x_layer, z_layer)``."""
         flow = self.flow(layer)
-        z = gaussian_prox(flow.encode(data_step(x, y, mask, self.steps[layer - 1])), self.proxes[layer - 1])  # G1, G2
+        x = data_step(x, y, mask, self.steps[layer - 1])  # (G1)
+        if self.box_projection:
+            x = x.clamp(0.0, 1.0)  # (G1')
+        z = gaussian_prox(flow.encode(x), self.proxes[layer - 1])  # (G2)
         # (G3); an inverse that overflows on an input far outside the training images gives mid-grey, not NaN
         return torch.nan_to_num(flow.decode(z), nan=0.5).clamp(0.0, 1.0), z
 

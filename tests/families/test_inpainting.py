@@ -16,6 +16,7 @@ from surf.families.inpainting.family import InpaintingFamily
 from surf.models.glow_prox import GlowProxTrajectory
 from surf.training.trainer import MetaTrainer
 from surf.utils.errors import ConfigError
+from surf.utils.seeding import torch_generator
 from tests.conftest import as_overrides, assert_valid, run_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,6 +121,44 @@ def test_robust_cii_adds_every_layer_from_a_perturbed_input():
     assert fam.step_slacks(before, after).shape == (3, 8)
     with pytest.raises(ConfigError, match="constraint_noise"):
         config(["inpainting.constraint_noise=0.1"])  # CI cannot take it
+
+
+def test_robust_gain_bounds_each_layers_response_to_a_perturbed_input():
+    """``robust_form = gain``: per layer ``||x~ - x_{l-1}||`` and ``||f_l(x~) - f_l(x_{l-1})||`` (both inputs through
+    the same layer), and slacks ``after / before - robust_gain`` per image (``image``) or of the batch means."""
+    cfg = config(["constraints.kind=distance", "inpainting.free_layers=0", "inpainting.constraint_scope=image",
+                  "inpainting.constraint_noise=0.3", "inpainting.robust_form=gain", "inpainting.robust_gain=0.2"])
+    fam = InpaintingFamily(cfg, pools=random_pools())
+    model, batch = fam.build_model().eval(), fam.task("train", 0)
+    with torch.no_grad():
+        traj = model(batch.y, batch.mask)
+        before, after = fam.perturbed_steps(model, traj, batch, batch.clean)
+        gen = torch_generator(cfg.seed, "inpainting", "constraint_noise", *batch.key)
+        for layer in (1, 2, 3):  # re-derived: the keyed draws of x~ = x_{l-1} + s n, then both through layer l
+            x = traj.x[layer - 1]
+            noisy = x + 0.3 * torch.rand(len(x), 1, 1, 1, generator=gen) * torch.randn(x.shape, generator=gen)
+            response = model.layer(layer, noisy, batch.y, batch.mask)[0] - model.layer(layer, x, batch.y, batch.mask)[0]
+            assert torch.allclose(before[0, layer - 1], (noisy - x).flatten(1).norm(dim=1), atol=1e-6)
+            assert torch.allclose(after[0, layer - 1], response.flatten(1).norm(dim=1), atol=1e-5)
+        terms = fam.task_terms(model, batch)
+    assert fam.num_constraints == 6 and terms.slacks.shape == (6,)
+    per_layer = (after[0].clamp_min(1e-3) / before[0].clamp_min(1e-3) - 0.2).mean(-1)
+    assert torch.allclose(terms.slacks[3:], per_layer, atol=1e-5)
+    # the same layer's output on the unperturbed input is the next iterate: x~ = x gives a zero response
+    fam.ic.constraint_noise = 1e-12
+    with torch.no_grad():
+        before, after = fam.perturbed_steps(model, traj, batch, batch.clean)
+    assert before.max() < 1e-9 and after.max() < 1e-5
+    pair_b, pair_a = torch.tensor([[[1.0, 2.0]]]), torch.tensor([[[0.5, 0.2]]])
+    assert torch.allclose(fam.robust_slacks(pair_b, pair_a), torch.tensor([(0.5 + 0.1) / 2 - 0.2]))
+    fam.ic.constraint_scope = "batch"
+    assert torch.allclose(fam.robust_slacks(pair_b, pair_a), torch.tensor([0.35 / 1.5 - 0.2]))
+    distance = ["constraints.kind=distance", "inpainting.constraint_noise=0.3"]
+    for bad, named in ((["inpainting.robust_form=lipschitz"], "robust_form"),
+                       (["constraints.kind=distance", "inpainting.robust_form=gain"], "constraint_noise > 0"),
+                       ([*distance, "inpainting.robust_form=gain", "inpainting.robust_gain=0"], "robust_gain")):
+        with pytest.raises(ConfigError, match=named):
+            config(bad)
 
 
 def test_tasks_are_keyed_and_injection_is_the_authors_schedule():

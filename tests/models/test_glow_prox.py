@@ -66,6 +66,23 @@ def test_a_layer_is_the_gradient_step_then_the_latent_prox():
     assert len(model.flows) == 2 and len(GlowProx((1, 8, 8), 3, depth=1, hidden=4, shared_flow=True).flows) == 1
 
 
+def test_box_projection_clamps_the_data_step_output_before_the_flow():
+    """(G1'): with ``box_projection`` a layer sees only the image range, so values of the hole below 0 act as 0;
+    without it they reach the flow."""
+    torch.manual_seed(2)
+    mask = torch.ones(3, 1, 8, 8)
+    mask[..., 2:5, 2:5] = 0
+    y = mask * torch.rand(3, 1, 8, 8)
+    negative, zero = y - 5.0 * (1 - mask), y.clone()  # the hole (untouched by the data step) at -5 or at 0
+    for box in (True, False):
+        torch.manual_seed(3)
+        model = GlowProx((1, 8, 8), 1, depth=2, hidden=8, init_images=torch.rand(32, 1, 8, 8), box_projection=box)
+        for flow in model.flows:
+            _randomized(flow, 0.05)
+        same = torch.equal(model.layer(1, negative, y, mask)[1], model.layer(1, zero, y, mask)[1])
+        assert same == box
+
+
 def test_inputs_far_outside_the_images_give_finite_images():
     """An inverse that overflows (latent coupling scales exp(s) on a wild input) yields images in [0, 1], not NaN."""
     torch.manual_seed(1)

@@ -83,7 +83,8 @@ class InpaintingFamily:
         ic, train = self.ic, self.pools["train"]
         picks = torch.randperm(len(train), generator=torch_generator(self.cfg.seed, "inpainting", "actnorm"))[:256]
         return GlowProx(self.shape, ic.layers, ic.flow_levels, ic.flow_depth, ic.flow_hidden, ic.shared_flow,
-                        ic.step_init, ic.prox_init, init_images=train[picks]).to(self.device)
+                        ic.step_init, ic.prox_init, init_images=train[picks],
+                        box_projection=ic.box_projection).to(self.device)
 
     def batch(self, split: str, count: int, key: tuple, spec: MaskSpec | None = None,
               noise: float | None = None) -> InpaintingBatch:
@@ -138,11 +139,13 @@ class InpaintingFamily:
         """
         return self.step_slacks(values[:, :-1], values[:, 1:])
 
-    def step_slacks(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    def step_slacks(self, before: torch.Tensor, after: torch.Tensor, form: str | None = None,
+                    epsilon: float | None = None) -> torch.Tensor:
         """Slacks of the constrained layers from the values before and after each layer (R, L[, B]) (eq. 3 on the
-        pair) -> (R * (L - free)[, B]), layer-major per row."""
+        pair, in the run's form and margin unless given) -> (R * (L - free)[, B]), layer-major per row."""
         ccfg, free = self.cfg.constraints, self.ic.free_layers
-        slacks = descent_constraints(torch.stack([before[:, free:], after[:, free:]]), ccfg.form, ccfg.epsilon)[0]
+        slacks = descent_constraints(torch.stack([before[:, free:], after[:, free:]]), form or ccfg.form,
+                                     ccfg.epsilon if epsilon is None else epsilon)[0]
         return slacks.reshape(-1, *slacks.shape[2:])
 
     def scoped_slacks(self, per_image: torch.Tensor) -> torch.Tensor:
@@ -150,27 +153,44 @@ class InpaintingFamily:
         authors), or every image's own slacks averaged over the batch (``image``) -> (R * (L - free),)."""
         return self.scoped_step_slacks(per_image[:, :-1], per_image[:, 1:])
 
-    def scoped_step_slacks(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    def scoped_step_slacks(self, before: torch.Tensor, after: torch.Tensor, form: str | None = None,
+                           epsilon: float | None = None) -> torch.Tensor:
         """``scoped_slacks`` of per-image values before and after each layer (R, L, B) -> (R * (L - free),)."""
         if self.ic.constraint_scope == "image":
-            return self.step_slacks(before.clamp_min(EXACT), after.clamp_min(EXACT)).mean(-1)
-        return self.step_slacks(before.mean(-1), after.mean(-1))
+            return self.step_slacks(before.clamp_min(EXACT), after.clamp_min(EXACT), form, epsilon).mean(-1)
+        return self.step_slacks(before.mean(-1), after.mean(-1), form, epsilon)
+
+    def robust_slacks(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        """Slacks of the robust constraints: the run's descent constraint (``robust_form = descent``) or the gain
+        bound ``after / before <= robust_gain`` (``gain``: eq. 3's ratio form with ``1 - eps = robust_gain``)."""
+        if self.ic.robust_form == "descent":
+            return self.scoped_step_slacks(before, after)
+        return self.scoped_step_slacks(before, after, "ratio", 1.0 - self.ic.robust_gain)
 
     def perturbed_steps(self, model: GlowProx, traj: GlowProxTrajectory, batch: InpaintingBatch,
                         reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Robust CII (``inpainting.constraint_noise``): every layer once more from a perturbed input ``x~_{l-1} =
+        """Robust constraints (``inpainting.constraint_noise``): every layer once more from a perturbed input ``x~ =
         x_{l-1} + s n`` (the iterate detached: a property of layer l alone; ``n ~ N(0, I)`` per pixel, ``s ~ U(0,
-        constraint_noise)`` per image, keyed by task) -> ``||x~_{l-1} - x*||``, ``||f_l(x~_{l-1}) - x*||`` (1, L, B)."""
-        level = self.ic.constraint_noise
+        constraint_noise)`` per image, keyed by task) -> the values before and after the layer (1, L, B):
+        ``||x~ - x*||``, ``||f_l(x~) - x*||`` (``robust_form = descent``) or ``||x~ - x_{l-1}||``, ``||f_l(x~) -
+        f_l(x_{l-1})||`` (``gain``: both inputs through the layer in one batch)."""
+        level, gain = self.ic.constraint_noise, self.ic.robust_form == "gain"
         gen = torch_generator(self.cfg.seed, "inpainting", "constraint_noise", *batch.key)
-        inputs, outputs = [], []
+        before, after = [], []
         for layer in range(1, self.ic.layers + 1):
             x = traj.x[layer - 1].detach()
             scale = level * torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=gen)
             noisy = x + (scale * torch.randn(x.shape, generator=gen)).to(x.device, x.dtype)
-            inputs.append(noisy)
-            outputs.append(model.layer(layer, noisy, batch.y, batch.mask)[0])
-        return cii_per_image(inputs, reference)[None], cii_per_image(outputs, reference)[None]
+            if gain:
+                both = model.layer(layer, torch.cat([x, noisy]), batch.y.repeat(2, 1, 1, 1),
+                                   batch.mask.repeat(2, 1, 1, 1))[0]
+                before.append(noisy - x)
+                after.append(both[len(x):] - both[:len(x)])
+            else:
+                before.append(noisy - reference)
+                after.append(model.layer(layer, noisy, batch.y, batch.mask)[0] - reference)
+        zero = torch.zeros_like(reference)
+        return cii_per_image(before, zero)[None], cii_per_image(after, zero)[None]
 
     def injection(self, batch: InpaintingBatch) -> Perturb | None:
         """The authors' training noise (``inpainting.noise_injection``), or None."""
@@ -188,8 +208,8 @@ class InpaintingFamily:
             per_image = self.per_image_values(traj, batch, reference)  # (R, L+1, B); standard unrolling: logged only
         values = per_image.mean(-1)  # batch means of the per-image norms (R, L+1)
         slacks = self.scoped_slacks(per_image)
-        if self.robust:  # the same descent step from perturbed inputs: L - free more constraints
-            slacks = torch.cat([slacks, self.scoped_step_slacks(*self.perturbed_steps(model, traj, batch, reference))])
+        if self.robust:  # the same layers from perturbed inputs: L - free more constraints
+            slacks = torch.cat([slacks, self.robust_slacks(*self.perturbed_steps(model, traj, batch, reference))])
         with torch.no_grad():
             metrics = {"psnr": layer_psnr(traj.x, batch.clean).mean(-1),
                        "objective": layer_objective(traj, batch.y, batch.mask, self.ic.sigma).mean(-1)}

@@ -10,9 +10,10 @@ by ``(seed, split, index)``. Per task the Lagrangian terms are (robust unrolling
   batch (``image``: ``mean_b c_l^b``, a per-image descent step in expectation), for layers
   ``free_layers + 1 .. L`` (the authors leave layer 1 free: ``x_0 = y`` has a zero data gradient, so CI cannot hold
   there); ``constraints.kind = none`` is standard unrolling (CI values logged only);
-* optional robust CII (``constraint_noise``): every layer once more from a perturbed input, ``||f_l(x_{l-1} + s n)
-  - x*||`` against ``||x_{l-1} + s n - x*||`` (``s ~ U(0, constraint_noise)`` per image, ``n ~ N(0, I)``): a descent
-  step from points near the trajectory too, the property the robustness protocol tests; the loss stays clean;
+* optional robust constraints (``constraint_noise``): every layer once more from a perturbed input ``x~ = x_{l-1} +
+  s n`` (``s ~ U(0, constraint_noise)`` per image, ``n ~ N(0, I)``): robust CII, ``||f_l(x~) - x*||`` against ``||x~
+  - x*||`` (``robust_form = descent``), or a bound on the layer's gain on the perturbation, ``||f_l(x~) -
+  f_l(x_{l-1})|| <= robust_gain ||x~ - x_{l-1}||`` (``gain``); the loss stays clean;
 * optional training noise (``noise_injection``): the authors' ``x_l <- clamp(x_l + s_l n / ||n||, 0, 1)`` on
   ``x_0..x_{L-2}`` with ``s_l = level / (l + 1)^decay``, keyed by task.
 """
@@ -28,7 +29,7 @@ from surf.config import Config
 from surf.constrained.constraints import descent_constraints
 from surf.families.base import Pretraining, TaskTerms
 from surf.families.inpainting.data import InpaintingBatch, MaskSpec, image_pools, observe_batch
-from surf.families.inpainting.measures import ci_per_image, cii_per_image, layer_objective, layer_psnr
+from surf.families.inpainting.measures import ci_per_image, cii_per_image, image_norms, layer_objective, layer_psnr
 from surf.models.glow_prox import GlowProx, GlowProxTrajectory
 from surf.models.perturbation import injection_scales, noise_hook
 from surf.problems.inpainting import dct_inpaint, psnr
@@ -189,8 +190,7 @@ class InpaintingFamily:
             else:
                 before.append(noisy - reference)
                 after.append(model.layer(layer, noisy, batch.y, batch.mask)[0] - reference)
-        zero = torch.zeros_like(reference)
-        return cii_per_image(before, zero)[None], cii_per_image(after, zero)[None]
+        return tuple(torch.stack([image_norms(d) for d in side])[None] for side in (before, after))
 
     def injection(self, batch: InpaintingBatch) -> Perturb | None:
         """The authors' training noise (``inpainting.noise_injection``), or None."""

@@ -20,19 +20,21 @@ from surf.models.glow_prox import GlowProxTrajectory
 from surf.problems.inpainting import objective, objective_gradients, psnr
 
 
-def _norms(t: torch.Tensor) -> torch.Tensor:
+def image_norms(t: torch.Tensor) -> torch.Tensor:
+    """``||t_b||`` per image (B, ...) -> (B,)."""
     return t.flatten(1).norm(dim=-1)
 
 
 def ci_per_image(traj: GlowProxTrajectory, y: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
     """``||grad_x F(x_l, z_l)||`` and ``||grad_z F(x_l, z_l)||`` per layer and image -> (2, L+1, B)."""
     rows = [objective_gradients(x, z, y, mask, sigma) for x, z in zip(traj.x, traj.z, strict=True)]
-    return torch.stack([torch.stack([_norms(gx) for gx, _ in rows]), torch.stack([_norms(gz) for _, gz in rows])])
+    return torch.stack([torch.stack([image_norms(gx) for gx, _ in rows]),
+                        torch.stack([image_norms(gz) for _, gz in rows])])
 
 
 def cii_per_image(xs: list[torch.Tensor], reference: torch.Tensor) -> torch.Tensor:
     """``||x_l - x*||`` per layer and image -> (L+1, B)."""
-    return torch.stack([_norms(x - reference) for x in xs])
+    return torch.stack([image_norms(x - reference) for x in xs])
 
 
 def layer_psnr(xs: list[torch.Tensor], clean: torch.Tensor) -> torch.Tensor:

@@ -70,3 +70,15 @@ def identity(config: Any) -> Any:
     """A config dict without its execution-only fields: what a resumed run and a stored trained cell must match.
     Anything else (a corrupt ``config.yaml`` read as a string) is returned as it is, and matches no config."""
     return {**config, **dict.fromkeys(EXECUTION_ONLY)} if isinstance(config, dict) else config
+
+
+def upgraded(saved: Any) -> Any:
+    """A saved, resolved config dict read through today's schema: fields added since take their defaults, so a run
+    directory written before an upgrade still matches its config. Anything that no longer validates, or is not a
+    mapping, is returned as it is (and matches no current config)."""
+    if not isinstance(saved, dict):
+        return saved
+    try:
+        return to_dict(from_dict(saved))
+    except ConfigError:
+        return saved

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from surf.config import Config, identity, to_dict
+from surf.config import Config, identity, to_dict, upgraded
 from surf.families.base import TaskFamily
 from surf.utils.errors import ConfigError
 from surf.utils.io import atomic_write, git_sha, load_checkpoint
@@ -37,7 +37,7 @@ class RunDir:
                 saved = yaml.safe_load(self.config.read_text())
             except yaml.YAMLError:
                 raise ConfigError(f"--resume: {self.config} is corrupt; start a new run without --resume") from None
-            if identity(saved) != identity(to_dict(cfg)):
+            if identity(upgraded(saved)) != identity(to_dict(cfg)):  # fields added since: their defaults
                 raise ConfigError(f"--resume: config differs from {self.config}; resume with the same config")
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             self.plots.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,22 @@ def test_resume_accepts_another_thread_count_but_not_another_config(tmp_path, ca
     assert "config differs" in capsys.readouterr().err
 
 
+def test_resume_of_a_run_written_before_a_config_field_was_added(tmp_path, capsys):
+    """A run directory from before an upgrade lacks the fields added since; they take their defaults on resume, while
+    any field that differs from the default is still a different config."""
+    assert run_tiny(tmp_path / "r", ["trainer.steps=2"]) == 0
+    (tmp_path / "r" / "summary.json").unlink()
+    path = tmp_path / "r" / "config.yaml"
+    saved = yaml.safe_load(path.read_text())
+    del saved["inpainting"]["robust_gain"], saved["inpainting"]["box_projection"]  # fields a later version added
+    path.write_text(yaml.safe_dump(saved))
+    assert run_tiny(tmp_path / "r", ["trainer.steps=2"], resume=True) == 0
+    (tmp_path / "r" / "summary.json").unlink()
+    capsys.readouterr()
+    assert run_tiny(tmp_path / "r", ["trainer.steps=2", "inpainting.robust_gain=0.5"], resume=True) == 2
+    assert "config differs" in capsys.readouterr().err
+
+
 def test_unconstrained_and_distance_constraints_run(tmp_path):
     assert run_tiny(tmp_path / "u", ["constraints.kind=none"]) == 0
     assert json.loads((tmp_path / "u" / "summary.json").read_text())["method"] == "unrolling"

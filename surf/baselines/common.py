@@ -11,7 +11,6 @@ identically.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,7 +19,7 @@ import torch
 from surf.data.batches import batch_indices, gather_batch
 from surf.data.tasks import Task
 from surf.graphs.network import Network, NetworkStep, Schedule
-from surf.problems.softmax import agent_accuracies, agent_gradients, agent_losses
+from surf.problems.softmax import agent_gradients, agent_metrics
 from surf.utils.errors import ConfigError
 
 State = dict[str, torch.Tensor]
@@ -72,13 +71,11 @@ class Problem:
 
     def metrics(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean held-out accuracy and loss over data agents, each (G,); a diverged loss counts as inf."""
-        return self._mean(agent_accuracies, w), self._mean(agent_losses, w)
-
-    def _mean(self, fn: Callable[..., torch.Tensor], w: torch.Tensor) -> torch.Tensor:
-        values = fn(w, self.task.x_test, self.task.y_test)  # (G, N)
+        values = agent_metrics(w, self.task.x_test, self.task.y_test)  # (G, N) each, one product of logits
         if self.agents is not None:
-            values = values[:, self.agents]
-        return torch.nan_to_num(values, nan=float("inf")).mean(dim=1)
+            values = tuple(v[:, self.agents] for v in values)
+        accuracy, loss = (torch.nan_to_num(v, nan=float("inf")).mean(dim=1) for v in values)
+        return accuracy, loss
 
 
 class RoundMethod(Protocol):

@@ -17,7 +17,7 @@ from surf.families.classifier.family import ClassifierFamily
 from surf.families.classifier.measures import constraint_values, declared_quantity, energy_weight, full_data_measures
 from surf.graphs.comm import unrolled_cost
 from surf.models.udgd import Trajectory, UnrolledDGD
-from surf.problems.softmax import agent_accuracies, agent_losses
+from surf.problems.softmax import agent_accuracies, agent_metrics
 from surf.scenarios.scenario import BoundScenario, dropped_agents_scenario
 
 
@@ -82,11 +82,11 @@ def evaluate_unrolled(family: ClassifierFamily, model: UnrolledDGD, tasks: list,
             mode = drops.async_mode if drops is not None else cfg.eval.async_mode
             trajectory = model(task, shift, cfg.seed, schedule, mode)
             w = torch.stack(trajectory.weights)
-            accuracies = agent_accuracies(w, task.x_test, task.y_test)  # (L+1, N)
+            accuracies, losses = agent_metrics(w, task.x_test, task.y_test)  # (L+1, N) each
             acc.append([_masked_mean(a, agents) for a in accuracies])
             if paired:
                 changes.append(_drop_change_by_last_layer(accuracies[-1] - clean_final, trajectory, agents))
-            loss.append([_masked_mean(v, agents) for v in agent_losses(w, task.x_test, task.y_test)])
+            loss.append([_masked_mean(v, agents) for v in losses])
             for name, values in full_data_measures(trajectory, task, constraints, weight, agents).items():
                 measured.setdefault(name, []).append(values)
             values, slack = constraint_values(trajectory, task, constraints, cfg.seed, weight, agents)

@@ -42,11 +42,19 @@ def _labels(y: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return y.expand(*shape[:-2], shape[-1]).unsqueeze(-2)
 
 
-def agent_losses(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of each agent on its samples: f_i(W_i) = (1/m) sum_j CE(x_ij W_i, y_ij) -> (..., N)."""
-    z = class_logits(w, x)
+def _losses(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     picked = torch.gather(torch.log_softmax(z, dim=-2), -2, _labels(y, z.shape)).squeeze(-2)
     return -picked.mean(dim=-1)
+
+
+def _accuracies(z: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    predicted = z.max(dim=-2).indices  # argmax's first-maximum ties, 5x faster than argmax over a strided dim
+    return (predicted == y.expand(*z.shape[:-2], z.shape[-1])).to(dtype).mean(dim=-1)
+
+
+def agent_losses(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each agent on its samples: f_i(W_i) = (1/m) sum_j CE(x_ij W_i, y_ij) -> (..., N)."""
+    return _losses(class_logits(w, x), y)
 
 
 def agent_gradients(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -58,9 +66,13 @@ def agent_gradients(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.
 
 def agent_accuracies(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fraction of each agent's samples classified correctly by its own model -> (..., N)."""
+    return _accuracies(class_logits(w, x), y, w.dtype)
+
+
+def agent_metrics(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(agent_accuracies, agent_losses)`` from one product of logits (the same numbers as the two calls)."""
     z = class_logits(w, x)
-    predicted = z.max(dim=-2).indices  # argmax's first-maximum ties, 5x faster than argmax over a strided dim
-    return (predicted == y.expand(*z.shape[:-2], z.shape[-1])).to(w.dtype).mean(dim=-1)
+    return _accuracies(z, y, w.dtype), _losses(z, y)
 
 
 def stacked_norm(g: torch.Tensor, agents: torch.Tensor | None = None, tasks: int = 1) -> torch.Tensor:

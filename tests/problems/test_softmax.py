@@ -7,6 +7,7 @@ from surf.problems.softmax import (
     agent_accuracies,
     agent_gradients,
     agent_losses,
+    agent_metrics,
     pooled_optimum,
     stacked_norm,
 )
@@ -54,6 +55,19 @@ def test_stacked_norm_is_frobenius_over_agents_and_masks():
     g = torch.arange(24.0).reshape(2, 3, 4)
     assert torch.isclose(stacked_norm(g), g.norm())
     assert torch.isclose(stacked_norm(g, torch.tensor([1])), g[1].norm())
+
+
+def test_metrics_are_the_two_calls_bit_for_bit():
+    """``agent_metrics`` shares one product of logits between accuracy and loss: the same bits as the two calls, for a
+    single model per agent and for a stack of models (leading dims) sharing one x."""
+    w, x, y = _problem()
+    stack = torch.stack([w, 2 * w, -w])  # (3, N, d+1, C)
+    for weights in (w, stack, w.float()):
+        xs = x.to(weights.dtype)
+        accuracy, loss = agent_metrics(weights, xs, y)
+        assert torch.equal(accuracy, agent_accuracies(weights, xs, y))
+        assert torch.equal(loss, agent_losses(weights, xs, y))
+    assert agent_metrics(stack, x, y)[1].shape == (3, 5)
 
 
 def test_accuracy_counts_argmax_hits():

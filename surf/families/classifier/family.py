@@ -12,7 +12,7 @@ from surf.families.classifier.measures import constraint_values, energy_weight
 from surf.graphs.batch import block_diagonal, concat_schedules
 from surf.graphs.topology import build_topology
 from surf.models.udgd import SERVER, UnrolledDGD
-from surf.problems.softmax import agent_accuracies, agent_losses
+from surf.problems.softmax import agent_losses, agent_metrics
 from surf.scenarios.training import TrainingScenario
 from surf.utils.device import configure_threads, resolve_device
 
@@ -109,9 +109,8 @@ class ClassifierFamily:
         tasks, per_task = len(parts), task.num_agents // len(parts)
         losses = agent_losses(trajectory.weights[-1], task.x_test, task.y_test).view(tasks, per_task)
         with torch.no_grad():
-            accuracy = trajectory.per_layer(lambda w: agent_accuracies(w, task.x_test, task.y_test))
-            loss = trajectory.per_layer(lambda w: agent_losses(w, task.x_test, task.y_test))
-            accuracy, loss = accuracy.view(-1, tasks, per_task), loss.view(-1, tasks, per_task)
+            both = trajectory.per_layer(lambda w: torch.stack(agent_metrics(w, task.x_test, task.y_test), dim=1))
+            accuracy, loss = (v.contiguous() for v in both.view(-1, 2, tasks, per_task).unbind(1))  # (L+1, T, N/T)
         if agents is not None:
             losses, accuracy, loss = losses[:, agents], accuracy[..., agents], loss[..., agents]
         weight = energy_weight(cfg.constraints, model.classical_start)

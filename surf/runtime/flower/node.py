@@ -28,7 +28,7 @@ import torch
 from surf.data.batches import batch_indices, initial_weights
 from surf.graphs.aggregate import aggregate
 from surf.graphs.network import MessageBuffer
-from surf.problems.softmax import agent_accuracies, agent_gradients, agent_losses
+from surf.problems.softmax import agent_gradients, agent_metrics
 
 if TYPE_CHECKING:
     from surf.data.tasks import Task
@@ -118,8 +118,7 @@ class Shard:
         w = state["w"]
         for index in range(int(state["recorded"]) + 1, layer + 1):
             for t, (x, y, x_test, y_test) in enumerate(self.data):
-                state["accuracy"][index, :, t] = agent_accuracies(w[:, t], x_test, y_test)
-                state["loss"][index, :, t] = agent_losses(w[:, t], x_test, y_test)
+                state["accuracy"][index, :, t], state["loss"][index, :, t] = agent_metrics(w[:, t], x_test, y_test)
                 state["grad2"][index, :, t] = agent_gradients(w[:, t], x, y).pow(2).sum(dim=(-2, -1))
             if "history" in state:
                 state["history"][index] = w

@@ -77,12 +77,13 @@ class Cell:
         return run_cell(self.cfg, self.path, self.parent.path if self.parent else None, progress)
 
 
-def config_hash(cfg: Config) -> str:
-    """Short digest of a resolved config without its ``name`` (a label: it changes no number) and its execution-only
-    fields (``config.identity``: the thread count; the compact classifier gives the same bits on any count,
-    elsewhere the count only reorders a few floating-point sums): two cells with the same config share a trained
-    model, whichever sweep or config file named them and however many threads trained it."""
-    text = json.dumps({**config_mod.identity(config_mod.to_dict(cfg)), "name": None}, sort_keys=True, default=str)
+def config_hash(cfg: Config | dict) -> str:
+    """Short digest of a resolved config (or its dict) without its ``name`` (a label: it changes no number) and its
+    execution-only fields (``config.identity``: the thread count; the compact classifier gives the same bits on any
+    count, elsewhere the count only reorders a few floating-point sums): two cells with the same config share a
+    trained model, whichever sweep or config file named them and however many threads trained it."""
+    config = cfg if isinstance(cfg, dict) else config_mod.to_dict(cfg)
+    text = json.dumps({**config_mod.identity(config), "name": None}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -200,10 +201,11 @@ class Sweep:
             return existing[0]
         for saved in sorted(self.store.glob("*/config.yaml")):
             try:
-                if config_hash(config_mod.from_dict(yaml.safe_load(saved.read_text()))) == digest:
-                    return saved.parent
-            except (ConfigError, yaml.YAMLError):
-                continue  # a config from an incompatible version: not a match
+                stored = config_mod.upgraded(yaml.safe_load(saved.read_text()))  # today's defaults for new keys
+            except yaml.YAMLError:
+                continue  # unreadable: not a match
+            if isinstance(stored, dict) and config_hash(stored) == digest:
+                return saved.parent
         return self.store / f"{name}-{digest}"
 
     def all_cells(self) -> list[Cell]:

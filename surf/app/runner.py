@@ -14,6 +14,7 @@ from surf.app.registry import build_family, family_entry
 from surf.config import Config
 from surf.evaluation.baselines import tune_classical_start
 from surf.evaluation.summary import Summary, Training, WarmStart
+from surf.evaluation.tuning_cache import run_tuning
 from surf.families.base import TaskFamily
 from surf.training.rundir import RunDir
 from surf.training.trainer import MetaTrainer
@@ -69,18 +70,19 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
         if restored:
             trainer.load(run.checkpoints / "last.pt")
         run.truncate_metrics(trainer.completed_step())
-    start = warm_start(family, trainer, run, resume and restored)
-    print(f"surf: run directory {run.path} ({family.device}, {sum(p.numel() for p in trainer.model.parameters()):,} "
-          f"parameters, {family.describe()})")
-    if cfg.trainer.workers > 1:  # data-parallel on Ray Train (docs/distributed.md); same run directory
-        from surf.runtime.ray_train import train_with_ray
+    with run_tuning():  # the warm start's heavy-ball search is the evaluation's: done once
+        start = warm_start(family, trainer, run, resume and restored)
+        parameters = sum(p.numel() for p in trainer.model.parameters())
+        print(f"surf: run directory {run.path} ({family.device}, {parameters:,} parameters, {family.describe()})")
+        if cfg.trainer.workers > 1:  # data-parallel on Ray Train (docs/distributed.md); same run directory
+            from surf.runtime.ray_train import train_with_ray
 
-        train_with_ray(trainer, run)
-    else:
-        trainer.train(run.checkpoints, progress=progress)
-    twin = train_twin(family, run, progress) if entry.wants_twin(cfg) else None
-    pause_point("evaluate")
-    summary = entry.evaluate(family, trainer.model, twin)
+            train_with_ray(trainer, run)
+        else:
+            trainer.train(run.checkpoints, progress=progress)
+        twin = train_twin(family, run, progress) if entry.wants_twin(cfg) else None
+        pause_point("evaluate")
+        summary = entry.evaluate(family, trainer.model, twin)
     summary.training = Training(
         steps=trainer.step, best_val_loss=trainer.best_validation.get("val_loss", trainer.best_val),
         duals=trainer.duals.value.tolist(), select_by=cfg.trainer.select_by, best_step=trainer.best_step,

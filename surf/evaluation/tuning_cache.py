@@ -4,7 +4,9 @@ Tuning a baseline (a grid search on the validation tasks) is about two thirds of
 evaluation, and every cell with the same seed, data and graph tunes the same baselines on the same tasks. The cache
 key is content, not config: the validation tasks' tensors and graphs, the grid, every setting the search reads and
 a fingerprint of the package's source, so a hit returns exactly what the search would compute. It is active only
-inside :func:`shared_tuning` (``surf sweep`` opens it on its store's ``.tuning`` folder); elsewhere tuning runs.
+inside :func:`shared_tuning`: ``surf sweep`` opens it on its store's ``.tuning`` folder, and a single ``surf run``
+in memory (:func:`run_tuning`: the heavy-ball warm start and the evaluation's heavy-ball baseline are the same search,
+done once); elsewhere tuning runs.
 """
 
 from __future__ import annotations
@@ -23,18 +25,29 @@ import torch
 
 from surf.utils.io import atomic_write
 
-_DIRECTORY: ContextVar[Path | None] = ContextVar("surf_tuning_cache", default=None)
+_DIRECTORY: ContextVar[Path | dict[str, dict[str, float]] | None] = ContextVar("surf_tuning_cache", default=None)
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def shared_tuning(directory: Path) -> Iterator[None]:
-    """Within this block, tuned hyper-parameters are read from / written to ``directory``."""
-    token = _DIRECTORY.set(directory)
+def shared_tuning(directory: Path | None = None) -> Iterator[None]:
+    """Within this block, tuned hyper-parameters are read from / written to ``directory`` (None: a store in memory
+    that lives as long as the block)."""
+    token = _DIRECTORY.set({} if directory is None else directory)
     try:
         yield
     finally:
         _DIRECTORY.reset(token)
+
+
+@contextmanager
+def run_tuning() -> Iterator[None]:
+    """One run's scope: an in-memory :func:`shared_tuning`, unless a store is open already (a sweep's)."""
+    if _DIRECTORY.get() is not None:
+        yield
+        return
+    with shared_tuning():
+        yield
 
 
 @functools.lru_cache(maxsize=1)
@@ -71,7 +84,12 @@ def cached_tuning(settings: dict[str, Any], tasks: list[Any], shifts: list[torch
     directory = _DIRECTORY.get()
     if directory is None:
         return search()
-    path = directory / f"{tuning_key(settings, tasks, shifts)}.json"
+    key = tuning_key(settings, tasks, shifts)
+    if isinstance(directory, dict):
+        if key not in directory:
+            directory[key] = search()
+        return dict(directory[key])
+    path = directory / f"{key}.json"
     try:
         return {k: float(v) for k, v in json.loads(path.read_text())["hyper"].items()}
     except (OSError, ValueError, KeyError, AttributeError, TypeError):

@@ -1,5 +1,6 @@
 """The shared tuning cache: a hit returns what the search computes, the key follows content (seed, grid, code),
-an unreadable entry is searched again, and nothing is cached outside ``shared_tuning``."""
+an unreadable entry is searched again, one run searches once in memory, and nothing is cached outside
+``shared_tuning``."""
 
 import json
 
@@ -8,7 +9,7 @@ import pytest
 from surf.app.registry import config_from_dict
 from surf.evaluation import baselines
 from surf.evaluation.baselines import tune_baseline
-from surf.evaluation.tuning_cache import shared_tuning
+from surf.evaluation.tuning_cache import run_tuning, shared_tuning
 from surf.families.classifier.family import ClassifierFamily
 
 TINY = ["num_agents=6", "data.train_per_agent=6", "data.test_per_agent=3", "data.batch_size=3", "model.layers=2",
@@ -55,3 +56,18 @@ def test_unreadable_entry_is_searched_again(tmp_path, searches):
         entry.write_text("{truncated")
         assert tune_baseline(_family(), "dgd", rounds=3) == chosen and len(searches) == 2
         assert json.loads(entry.read_text())["hyper"] == chosen
+
+
+def test_one_run_searches_once_in_memory_and_keeps_an_open_store(tmp_path, searches):
+    uncached = tune_baseline(_family(), "dgd_momentum", rounds=3)
+    with run_tuning():
+        first = tune_baseline(_family(), "dgd_momentum", rounds=3)
+        first["step"] = -1.0  # a caller's copy: the stored result is not changed through it
+        assert tune_baseline(_family(), "dgd_momentum", rounds=3) == uncached and len(searches) == 2
+        tune_baseline(_family(), "dgd_momentum", rounds=4)
+        assert len(searches) == 3
+    tune_baseline(_family(), "dgd_momentum", rounds=3)  # the run ended: its memory with it
+    assert len(searches) == 4
+    with shared_tuning(tmp_path), run_tuning():  # inside a sweep's store, a run uses that store
+        tune_baseline(_family(), "dgd_momentum", rounds=3)
+    assert len(list(tmp_path.glob("*.json"))) == 1

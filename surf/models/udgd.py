@@ -113,6 +113,11 @@ class UnrolledDGD(nn.Module):
         return self.cfg.layers * self.cfg.hops
 
     @property
+    def uses_batches(self) -> bool:
+        """Whether a local step reads its layer's mini-batch (the paper variant, or a mini-batch local gradient)."""
+        return self.cfg.variant == "paper" or self.cfg.local_gradient != "full"
+
+    @property
     def vectors_per_message(self) -> int:
         """Model-shaped vectors in every message: the model plus one per communicated feature."""
         return 1 + extra_vectors(self.cfg.features)
@@ -179,7 +184,7 @@ class UnrolledDGD(nn.Module):
         return filtered - update, gradient, fallback, state  # eq. 11
 
     def step_features(self, layer: int, w: torch.Tensor, state: dict[str, torch.Tensor], x_train: torch.Tensor,
-                      y_train: torch.Tensor, idx: torch.Tensor, network: NetworkStep | None = None
+                      y_train: torch.Tensor, idx: torch.Tensor | None, network: NetworkStep | None = None
                       ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None, dict[str, torch.Tensor]]:
         """Layer ``layer``'s extra features (``model.features``), the gradient they came from and the features' new
         state; ``((), None, state)`` without features. The gradient comes first: the features send it (or what it
@@ -198,7 +203,7 @@ class UnrolledDGD(nn.Module):
         filtered: torch.Tensor,
         x_train: torch.Tensor,
         y_train: torch.Tensor,
-        idx: torch.Tensor,
+        idx: torch.Tensor | None,
         extra: tuple[torch.Tensor, ...] = (),
         grad: torch.Tensor | None = None,
         safeguard: bool | None = None,
@@ -208,8 +213,9 @@ class UnrolledDGD(nn.Module):
         (``safeguard``, None = ``model.safeguard``), the mask of agents that took the classical step instead.
 
         Everything here is agent-local: the agents' own models ``w`` and previous updates ``delta``, their filter
-        outputs ``filtered`` (for the consensus gap), their own data and mini-batch indices ``idx`` (rows, B), and
-        the layer's ``extra`` features with the gradient ``grad`` they were computed from (``model.features``).
+        outputs ``filtered`` (for the consensus gap), their own data and mini-batch indices ``idx`` (rows, B; may be
+        None unless :attr:`uses_batches`), and the layer's ``extra`` features with the gradient ``grad`` they were
+        computed from (``model.features``).
         The vectorized engine calls it on all N rows at once, a Flower node on the rows of its own agents.
         """
         step = self.steps[layer]
@@ -233,7 +239,7 @@ class UnrolledDGD(nn.Module):
             update, fallback = loss_guard(update, alpha * grad - beta * delta, filtered, *data)
         return update, grad if self.cfg.local_gradient == "full" else None, fallback
 
-    def _local_data(self, x_train: torch.Tensor, y_train: torch.Tensor, idx: torch.Tensor
+    def _local_data(self, x_train: torch.Tensor, y_train: torch.Tensor, idx: torch.Tensor | None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """What the compact step's gradient is computed on: the agent's whole training set or its mini-batch."""
         return (x_train, y_train) if self.cfg.local_gradient == "full" else gather_batch(x_train, y_train, idx)

@@ -189,7 +189,7 @@ class Shard:
         names = [key[len(FEATURE):] for key in state if key.startswith(FEATURE)]
         new, features = [], []
         for t, (task, (x, y, _, _)) in enumerate(zip(self.tasks, self.data, strict=True)):
-            idx = batch_indices(task, self.seed, layer, self.rule.batch_size)
+            idx = batch_indices(task, self.seed, layer, self.rule.batch_size) if self.rule.uses_batches else None
             update, task_features = self.rule.update(layer, w[:, t], delta[:, t], filtered[:, t], x, y, idx,
                                                      {name: state[FEATURE + name][:, t] for name in names})
             new.append(filtered[:, t] - update)

@@ -27,6 +27,7 @@ class UnrolledRule:
         self.model = model.eval()
         self.steps, self.hops = model.cfg.layers, model.cfg.hops
         self.batch_size = model.batch_size
+        self.uses_batches = model.uses_batches  # False: the step never reads the layer's mini-batch, none is drawn
 
     def taps(self, step: int) -> torch.Tensor:
         return self.model.taps[step - 1].detach()
@@ -38,7 +39,7 @@ class UnrolledRule:
 
     @torch.no_grad()
     def update(self, step: int, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor, x: torch.Tensor,
-               y: torch.Tensor, idx: torch.Tensor, features: Features) -> tuple[torch.Tensor, Features]:
+               y: torch.Tensor, idx: torch.Tensor | None, features: Features) -> tuple[torch.Tensor, Features]:
         extra, grad, features = self.model.step_features(step - 1, w, features, x, y, idx)
         update = self.model.local_step(step - 1, w, delta, filtered, x, y, idx, extra, grad)[0]  # as model.safeguard
         return update, features
@@ -56,6 +57,10 @@ class GradientRule:
     batch_size: int
     hops: int = 1
 
+    @property
+    def uses_batches(self) -> bool:
+        return self.stochastic
+
     def taps(self, step: int) -> torch.Tensor:
         return torch.tensor([0.0, 1.0])
 
@@ -63,7 +68,7 @@ class GradientRule:
         return {}
 
     def update(self, step: int, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor, x: torch.Tensor,
-               y: torch.Tensor, idx: torch.Tensor, features: Features) -> tuple[torch.Tensor, Features]:
+               y: torch.Tensor, idx: torch.Tensor | None, features: Features) -> tuple[torch.Tensor, Features]:
         if self.stochastic:
             x, y = gather_batch(x, y, idx)
         return self.step_size * agent_gradients(w, x, y) - self.momentum * delta, features

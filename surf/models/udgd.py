@@ -184,14 +184,16 @@ class UnrolledDGD(nn.Module):
         return filtered - update, gradient, fallback, state  # eq. 11
 
     def step_features(self, layer: int, w: torch.Tensor, state: dict[str, torch.Tensor], x_train: torch.Tensor,
-                      y_train: torch.Tensor, idx: torch.Tensor | None, network: NetworkStep | None = None
+                      y_train: torch.Tensor, idx: torch.Tensor | None, network: NetworkStep | None = None,
+                      gradient: torch.Tensor | None = None
                       ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None, dict[str, torch.Tensor]]:
         """Layer ``layer``'s extra features (``model.features``), the gradient they came from and the features' new
         state; ``((), None, state)`` without features. The gradient comes first: the features send it (or what it
-        updates) with the model. ``network`` is needed only by the features that communicate."""
+        updates) with the model. ``network`` is needed only by the features that communicate; ``gradient``, the
+        agents' local gradient on the step's data when the caller already has it."""
         if not self.cfg.features:
             return (), None, state
-        grad = agent_gradients(w, *self._local_data(x_train, y_train, idx))
+        grad = agent_gradients(w, *self._local_data(x_train, y_train, idx)) if gradient is None else gradient
         extra, state = layer_features(self.cfg.features, state, grad, network, self.cfg.hops, layer + 1)
         return extra, grad, state
 

@@ -92,6 +92,7 @@ class Shard:
         self.route_rows = torch.cat(routes) if routes else torch.zeros(0, dtype=torch.int64)  # own rows, by route
         self.route_of = torch.repeat_interleave(torch.tensor([len(r) for r in routes], dtype=torch.int64))
         self.outside, self.outside_order = torch.sort(torch.tensor(spec.columns[len(spec.agents):], dtype=torch.int64))
+        self.gradients: list[torch.Tensor] | None = None  # full local gradients at the W just recorded (this call)
 
     def positions(self, agents: torch.Tensor) -> torch.Tensor:
         """Where the outside agents ``agents`` sit among the node's outside columns (a ValueError for a stranger)."""
@@ -117,9 +118,10 @@ class Shard:
         """Metrics (and history) of the current model for every layer up to ``layer`` not yet recorded."""
         w = state["w"]
         for index in range(int(state["recorded"]) + 1, layer + 1):
-            for t, (x, y, x_test, y_test) in enumerate(self.data):
+            self.gradients = [agent_gradients(w[:, t], x, y) for t, (x, y, _, _) in enumerate(self.data)]
+            for t, (_, _, x_test, y_test) in enumerate(self.data):
                 state["accuracy"][index, :, t], state["loss"][index, :, t] = agent_metrics(w[:, t], x_test, y_test)
-                state["grad2"][index, :, t] = agent_gradients(w[:, t], x, y).pow(2).sum(dim=(-2, -1))
+                state["grad2"][index, :, t] = self.gradients[t].pow(2).sum(dim=(-2, -1))
             if "history" in state:
                 state["history"][index] = w
         state["recorded"] = torch.tensor(max(layer, int(state["recorded"])))
@@ -150,6 +152,7 @@ class Shard:
         reply, ``lost`` the steps in which the relay lost this node's messages.
         """
         num_tasks, own = len(self.tasks), len(self.spec.agents)
+        self.gradients = None  # only a commit in this very call leaves the gradients of the current W
         if k == 1:
             if layer > 0:
                 self._commit(state, lost, layer - 1)
@@ -190,8 +193,9 @@ class Shard:
         new, features = [], []
         for t, (task, (x, y, _, _)) in enumerate(zip(self.tasks, self.data, strict=True)):
             idx = batch_indices(task, self.seed, layer, self.rule.batch_size) if self.rule.uses_batches else None
+            gradient = self.gradients[t] if self.gradients is not None else None  # recorded at this W (K = 1)
             update, task_features = self.rule.update(layer, w[:, t], delta[:, t], filtered[:, t], x, y, idx,
-                                                     {name: state[FEATURE + name][:, t] for name in names})
+                                                     {name: state[FEATURE + name][:, t] for name in names}, gradient)
             new.append(filtered[:, t] - update)
             features.append(task_features)
         return torch.stack(new, dim=1), {name: torch.stack([f[name] for f in features], dim=1) for name in names}

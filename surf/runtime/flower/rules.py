@@ -39,8 +39,14 @@ class UnrolledRule:
 
     @torch.no_grad()
     def update(self, step: int, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor, x: torch.Tensor,
-               y: torch.Tensor, idx: torch.Tensor | None, features: Features) -> tuple[torch.Tensor, Features]:
-        extra, grad, features = self.model.step_features(step - 1, w, features, x, y, idx)
+               y: torch.Tensor, idx: torch.Tensor | None, features: Features,
+               gradient: torch.Tensor | None = None) -> tuple[torch.Tensor, Features]:
+        """The update and the features' new state; ``gradient``: the agents' full local gradient at ``w`` if the
+        caller has it (used where the step takes the full gradient, instead of computing it again)."""
+        if self.uses_batches:
+            gradient = None
+        extra, grad, features = self.model.step_features(step - 1, w, features, x, y, idx, gradient=gradient)
+        grad = gradient if grad is None else grad
         update = self.model.local_step(step - 1, w, delta, filtered, x, y, idx, extra, grad)[0]  # as model.safeguard
         return update, features
 
@@ -68,7 +74,10 @@ class GradientRule:
         return {}
 
     def update(self, step: int, w: torch.Tensor, delta: torch.Tensor, filtered: torch.Tensor, x: torch.Tensor,
-               y: torch.Tensor, idx: torch.Tensor | None, features: Features) -> tuple[torch.Tensor, Features]:
+               y: torch.Tensor, idx: torch.Tensor | None, features: Features,
+               gradient: torch.Tensor | None = None) -> tuple[torch.Tensor, Features]:
         if self.stochastic:
             x, y = gather_batch(x, y, idx)
-        return self.step_size * agent_gradients(w, x, y) - self.momentum * delta, features
+            gradient = None
+        gradient = agent_gradients(w, x, y) if gradient is None else gradient
+        return self.step_size * gradient - self.momentum * delta, features

@@ -25,7 +25,8 @@ import torch
 
 from surf.utils.io import atomic_write
 
-_DIRECTORY: ContextVar[Path | dict[str, dict[str, float]] | None] = ContextVar("surf_tuning_cache", default=None)
+_STORE: ContextVar[Path | dict[str, dict[str, float]] | None] = ContextVar("surf_tuning_cache", default=None)
+# the open store: a folder of JSON files (a sweep), a dict (one run in memory) or None (tuning always searches)
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -33,17 +34,17 @@ PACKAGE = Path(__file__).resolve().parents[1]
 def shared_tuning(directory: Path | None = None) -> Iterator[None]:
     """Within this block, tuned hyper-parameters are read from / written to ``directory`` (None: a store in memory
     that lives as long as the block)."""
-    token = _DIRECTORY.set({} if directory is None else directory)
+    token = _STORE.set({} if directory is None else directory)
     try:
         yield
     finally:
-        _DIRECTORY.reset(token)
+        _STORE.reset(token)
 
 
 @contextmanager
 def run_tuning() -> Iterator[None]:
     """One run's scope: an in-memory :func:`shared_tuning`, unless a store is open already (a sweep's)."""
-    if _DIRECTORY.get() is not None:
+    if _STORE.get() is not None:
         yield
         return
     with shared_tuning():
@@ -81,20 +82,20 @@ def tuning_key(settings: dict[str, Any], tasks: list[Any], shifts: list[torch.Te
 def cached_tuning(settings: dict[str, Any], tasks: list[Any], shifts: list[torch.Tensor],
                   search: Callable[[], dict[str, float]]) -> dict[str, float]:
     """``search()``, or its stored result for the same content inside :func:`shared_tuning`."""
-    directory = _DIRECTORY.get()
-    if directory is None:
+    store = _STORE.get()
+    if store is None:
         return search()
     key = tuning_key(settings, tasks, shifts)
-    if isinstance(directory, dict):
-        if key not in directory:
-            directory[key] = search()
-        return dict(directory[key])
-    path = directory / f"{key}.json"
+    if isinstance(store, dict):
+        if key not in store:
+            store[key] = search()
+        return dict(store[key])
+    path = store / f"{key}.json"
     try:
         return {k: float(v) for k, v in json.loads(path.read_text())["hyper"].items()}
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
         pass  # missing or unreadable: search (and overwrite)
     hyper = search()
-    directory.mkdir(parents=True, exist_ok=True)
+    store.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps({"settings": settings, "hyper": hyper}, indent=1, default=str))
     return hyper

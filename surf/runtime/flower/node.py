@@ -92,7 +92,6 @@ class Shard:
         self.route_rows = torch.cat(routes) if routes else torch.zeros(0, dtype=torch.int64)  # own rows, by route
         self.route_of = torch.repeat_interleave(torch.tensor([len(r) for r in routes], dtype=torch.int64))
         self.outside, self.outside_order = torch.sort(torch.tensor(spec.columns[len(spec.agents):], dtype=torch.int64))
-        self.gradients: list[torch.Tensor] | None = None  # full local gradients at the W just recorded (this call)
 
     def positions(self, agents: torch.Tensor) -> torch.Tensor:
         """Where the outside agents ``agents`` sit among the node's outside columns (a ValueError for a stranger)."""
@@ -114,23 +113,25 @@ class Shard:
         self._record_until(state, 0)
         return self.pack(w, quiet)
 
-    def _record_until(self, state: dict[str, torch.Tensor], layer: int) -> None:
-        """Metrics (and history) of the current model for every layer up to ``layer`` not yet recorded."""
-        w = state["w"]
+    def _record_until(self, state: dict[str, torch.Tensor], layer: int) -> list[torch.Tensor] | None:
+        """Metrics (and history) of the current model for every layer up to ``layer`` not yet recorded; returns the
+        agents' full local gradients at that model per task (None when nothing was left to record)."""
+        w, gradients = state["w"], None
         for index in range(int(state["recorded"]) + 1, layer + 1):
-            self.gradients = [agent_gradients(w[:, t], x, y) for t, (x, y, _, _) in enumerate(self.data)]
+            gradients = [agent_gradients(w[:, t], x, y) for t, (x, y, _, _) in enumerate(self.data)]
             for t, (_, _, x_test, y_test) in enumerate(self.data):
                 state["accuracy"][index, :, t], state["loss"][index, :, t] = agent_metrics(w[:, t], x_test, y_test)
-                state["grad2"][index, :, t] = self.gradients[t].pow(2).sum(dim=(-2, -1))
+                state["grad2"][index, :, t] = gradients[t].pow(2).sum(dim=(-2, -1))
             if "history" in state:
                 state["history"][index] = w
         state["recorded"] = torch.tensor(max(layer, int(state["recorded"])))
+        return gradients
 
-    def _commit(self, state: dict[str, torch.Tensor], lost: set[int], layer: int) -> None:
+    def _commit(self, state: dict[str, torch.Tensor], lost: set[int], layer: int) -> list[torch.Tensor] | None:
         """Before step ``layer + 1``: apply the pending model unless the relay lost it, and record the metrics up to
-        ``layer``. Agents whose model was not delivered (scheduled out of that step, or the relay lost it, or the node
-        missed the steps since) keep their whole state, W and delta, as in the engine (``UnrolledDGD.forward``) and
-        every baseline."""
+        ``layer`` (returns the gradients :meth:`_record_until` computed at the resulting model). Agents whose model
+        was not delivered (scheduled out of that step, or the relay lost it, or the node missed the steps since) keep
+        their whole state, W and delta, as in the engine (``UnrolledDGD.forward``) and every baseline."""
         if "w_new" in state:
             pending, step = state.pop("w_new"), int(state.pop("pending"))
             moved = state["active"] & (step not in lost)  # (agents, T)
@@ -140,7 +141,7 @@ class Shard:
             for key in [key for key in state if key.startswith(PENDING)]:  # step features: frozen with the model
                 name = FEATURE + key[len(PENDING):]
                 state[name] = torch.where(keep, state.pop(key), state[name])
-        self._record_until(state, layer)
+        return self._record_until(state, layer)
 
     # ------------------------------------------------------------------ one hop
     def hop(self, state: dict[str, torch.Tensor], layer: int, k: int, inbox: Inbox, inactive: torch.Tensor | None,
@@ -152,10 +153,10 @@ class Shard:
         reply, ``lost`` the steps in which the relay lost this node's messages.
         """
         num_tasks, own = len(self.tasks), len(self.spec.agents)
-        self.gradients = None  # only a commit in this very call leaves the gradients of the current W
+        gradients = None  # the full local gradients at the current W, when this call's commit computed them
         if k == 1:
             if layer > 0:
-                self._commit(state, lost, layer - 1)
+                gradients = self._commit(state, lost, layer - 1)
             state["z"] = state["w"]
             state["out"] = self.rule.taps(layer)[0] * state["w"] if layer > 0 else state["w"]
             state["active"] = ~inactive if inactive is not None and layer > 0 else torch.ones(own, num_tasks,
@@ -178,14 +179,15 @@ class Shard:
         if layer == 0:  # priming: channel k+1 carried z_k; after the last hop, channel 1 carries W_0 again
             del state["out"]
             return self.pack(state["w"], quiet)
-        new, features = self._step(state, layer)
+        new, features = self._step(state, layer, gradients)
         del state["out"]
         state.update({PENDING + name: value for name, value in features.items()})
         state["w_new"] = torch.where(state["active"].view(*state["active"].shape, 1, 1), new, state["w"])
         state["pending"] = torch.tensor(layer)
         return self.pack(state["w_new"], quiet)
 
-    def _step(self, state: dict[str, torch.Tensor], layer: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _step(self, state: dict[str, torch.Tensor], layer: int, gradients: list[torch.Tensor] | None
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``W_l = H(W_{l-1}) - update`` (eq. 11 / eq. 10) for every task, on the node's own rows, and the new state
         of the step features."""
         w, delta, filtered = state["w"], state["delta"], state["out"]
@@ -193,7 +195,7 @@ class Shard:
         new, features = [], []
         for t, (task, (x, y, _, _)) in enumerate(zip(self.tasks, self.data, strict=True)):
             idx = batch_indices(task, self.seed, layer, self.rule.batch_size) if self.rule.uses_batches else None
-            gradient = self.gradients[t] if self.gradients is not None else None  # recorded at this W (K = 1)
+            gradient = gradients[t] if gradients is not None else None  # recorded at this W in this call (K = 1)
             update, task_features = self.rule.update(layer, w[:, t], delta[:, t], filtered[:, t], x, y, idx,
                                                      {name: state[FEATURE + name][:, t] for name in names}, gradient)
             new.append(filtered[:, t] - update)

@@ -44,7 +44,7 @@ from torch.utils.flop_counter import flop_registry
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-PREVIOUS = ["model.layers=10", "model.hops=2", "model.warm_start=none", "model.safeguard=none",
+PREVIOUS = ["model.layers=10", "model.hops=2", "model.warm_start=none", "model.safeguard=none", "model.features=[]",
             "constraints.kind=gradient_norm", "constraints.epsilon=0.05", "constraints.gradient_on=full",
             "trainer.scenario=null", "trainer.scenario_severity=null"]
 PAPER = PREVIOUS + ["threads=0", "data.source=gaussian", "data.gaussian_dim=512", "data.gaussian_samples=12000",
@@ -164,13 +164,14 @@ def main() -> None:
         print(json.dumps(run_case(args.one, args.steps, args.no_count)))
         return
     before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    results = []
+    results, failed = [], []
     for name in args.cases.split(","):
         out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
                               *(["--no-count"] if args.no_count else [])],
                              capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{name}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+            failed.append(name)
             continue
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
@@ -191,6 +192,8 @@ def main() -> None:
               f"{ratio} |")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    if failed:  # a case that did not run must not pass unnoticed under a table of the others
+        sys.exit(f"failed cases: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

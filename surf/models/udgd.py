@@ -35,9 +35,11 @@ if TYPE_CHECKING:
     from surf.data.tasks import Task
 
 SERVER = 0  # index of the server in star mode
-# The compact local step runs on chunks of agents whose MLP hidden layer (agents x (d+1) C x hidden floats) is about
-# this size, so that at 10,000+ agents each chunk's work stays in cache instead of streaming GBs through memory.
-CHUNK_FLOATS = 2**20
+# The compact local step runs on chunks of agents whose MLP hidden layer (agents x (d+1) C x hidden floats) is at most
+# this size (16 MiB), so that at 10,000+ agents each chunk's work stays near the cache instead of streaming GBs
+# through memory. 2^22 measured 13 % faster per meta-step than 2^20 at 10,000 agents, 3-4 % at 1,000 and paper size,
+# 2^24 slower (BENCHMARKS.md); the quickstart (100 agents, 1.04 M floats) is one chunk either way.
+CHUNK_FLOATS = 2**22
 STACK_FLOATS = 2**24  # most floats of W_0..W_L stacked at once for per-layer measures (Trajectory.per_layer)
 
 

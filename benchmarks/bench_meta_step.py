@@ -2,8 +2,9 @@
 
 Cases (each in its own subprocess so that peak RSS belongs to one case):
   quickstart        simulations/quickstart.yaml as shipped (digits, N=100, L=20, K=1, compact, heavy-ball warm
-                    start, full local gradients, loss constraint, meta-train tasks with 0..10 stale drops)
-  quickstart-10x2   the previous default: L=10, K=2, gradient-norm constraint, trained clean
+                    start, full local gradients, adam step feature, loss constraint, meta-train tasks with 10
+                    stale drops)
+  quickstart-10x2   the previous default: L=10, K=2, gradient-norm constraint, no step features, trained clean
   (every other case: the previous default's settings at another size; threads=0, i.e. chosen by problem size)
   paper-closed      paper variant at paper size (N=100, d=512, C=10, B=10, L=10, K=2), closed-form gradients
   compact-paper     compact variant at paper size (compact-paper-recompute: in the memory mode, model.recompute)

@@ -116,15 +116,17 @@ class Shard:
     def _record_until(self, state: dict[str, torch.Tensor], layer: int) -> list[torch.Tensor] | None:
         """Metrics (and history) of the current model for every layer up to ``layer`` not yet recorded; returns the
         agents' full local gradients at that model per task (None when nothing was left to record)."""
-        w, gradients = state["w"], None
-        for index in range(int(state["recorded"]) + 1, layer + 1):
-            gradients = [agent_gradients(w[:, t], x, y) for t, (x, y, _, _) in enumerate(self.data)]
-            for t, (_, _, x_test, y_test) in enumerate(self.data):
-                state["accuracy"][index, :, t], state["loss"][index, :, t] = agent_metrics(w[:, t], x_test, y_test)
-                state["grad2"][index, :, t] = gradients[t].pow(2).sum(dim=(-2, -1))
-            if "history" in state:
-                state["history"][index] = w
-        state["recorded"] = torch.tensor(max(layer, int(state["recorded"])))
+        w, first = state["w"], int(state["recorded"]) + 1
+        if first > layer:
+            return None
+        layers = slice(first, layer + 1)  # a node that missed steps kept W: the same metrics for each missed layer
+        gradients = [agent_gradients(w[:, t], x, y) for t, (x, y, _, _) in enumerate(self.data)]
+        for t, (_, _, x_test, y_test) in enumerate(self.data):
+            state["accuracy"][layers, :, t], state["loss"][layers, :, t] = agent_metrics(w[:, t], x_test, y_test)
+            state["grad2"][layers, :, t] = gradients[t].pow(2).sum(dim=(-2, -1))
+        if "history" in state:
+            state["history"][layers] = w
+        state["recorded"] = torch.tensor(layer)
         return gradients
 
     def _commit(self, state: dict[str, torch.Tensor], lost: set[int], layer: int) -> list[torch.Tensor] | None:

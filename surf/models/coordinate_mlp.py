@@ -39,9 +39,8 @@ class SigmoidLayer(torch.autograd.Function):
         features, a, v, hidden = ctx.saved_tensors
         grad_q = torch.outer(v, grad_out)
         torch.ops.aten.sigmoid_backward.grad_input(grad_q, hidden, grad_input=grad_q)  # in place: one buffer
-        with single_thread():  # MKL splits this product's rounding by thread count (surf.utils.invariant)
-            grad_features = a.t() @ grad_q
-        return grad_features, grad_q @ features.t(), grad_q.sum(1), torch.mv(hidden, grad_out)
+        with single_thread():  # MKL splits these products' rounding by thread count (surf.utils.invariant)
+            return a.t() @ grad_q, grad_q @ features.t(), grad_q.sum(1), torch.mv(hidden, grad_out)
 
 
 def coordinate_mlp(features: torch.Tensor, first: torch.nn.Linear, second: torch.nn.Linear) -> torch.Tensor:

@@ -4,9 +4,10 @@ ATen splits a reduction to a *single* value (a 0-dim result) over 32,768 element
 adds the partial sums, so its rounding changes with ``torch.set_num_threads``. Autograd makes exactly such
 reductions for a scalar parameter that multiplies or shifts a whole tensor — a filter tap, a layer's step and
 momentum, the coordinate MLP's output bias — so those products are written here with their one reduction on one
-thread (and the coordinate MLP runs the one product whose rounding MKL splits by thread count, ``A^T G``, inside
-:func:`single_thread`). Every other op of the compact meta-step gives the same bits on any count (checked op by op
-with a dispatch mode, BENCHMARKS.md; ``tests/utils/test_invariant.py`` checks the quickstart's meta-step). With
+thread (and the coordinate MLP's backward runs its long products, whose rounding MKL splits by thread count, inside
+:func:`single_thread`: on an AMD EPYC only ``A^T G`` did, on an Intel Xeon with AVX-512 the weights' GEMV too).
+Every other op of the compact meta-step gives the same bits on any count (checked op by op with a dispatch mode,
+BENCHMARKS.md; ``tests/utils/test_invariant.py`` checks the quickstart's meta-step). With
 them, a run gives the same numbers with ``threads: 1`` or ``threads: 2``, and the same numbers as before this
 module (the one-thread reduction is the one autograd ran): more threads buy speed, never other results.
 """

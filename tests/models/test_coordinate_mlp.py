@@ -26,15 +26,14 @@ def test_mlp_equals_the_module_reference_in_float64():
         assert torch.allclose(a, b, atol=1e-10)
 
 
-
 def test_mlp_gradients_are_the_same_bits_on_one_and_two_threads():
     """At the quickstart's 65,000 coordinates, where MKL splits long products by thread count on some CPUs (the
     weights' GEMV on an Intel Xeon with AVX-512, ``A^T G`` on an AMD EPYC as well): the backward keeps one order."""
     saved = torch.get_num_threads()
     gen = torch.Generator().manual_seed(3)
     first, second = torch.nn.Linear(5, 16), torch.nn.Linear(16, 1)
-    for layer in (first, second):
-        torch.nn.init.normal_(layer.weight, generator=gen)
+    for parameter in (*first.parameters(), *second.parameters()):
+        torch.nn.init.normal_(parameter, generator=gen)
     features, weights = torch.randn(5, 100, 65, 10, generator=gen), torch.randn(100, 65, 10, generator=gen)
     grads = []
     try:
@@ -47,6 +46,7 @@ def test_mlp_gradients_are_the_same_bits_on_one_and_two_threads():
         torch.set_num_threads(saved)
     for one, two in zip(*grads, strict=True):
         assert torch.equal(one, two)
+
 
 def test_compact_step_normalizes_each_feature_per_agent():
     torch.manual_seed(1)

@@ -26,24 +26,20 @@ def test_mlp_equals_the_module_reference_in_float64():
         assert torch.allclose(a, b, atol=1e-10)
 
 
-def test_mlp_gradients_are_the_same_bits_on_one_and_two_threads():
+def test_mlp_gradients_are_the_same_bits_on_one_and_two_threads(threads):
     """At the quickstart's 65,000 coordinates, where MKL splits long products by thread count on some CPUs (the
     weights' GEMV on an Intel Xeon with AVX-512, ``A^T G`` on an AMD EPYC as well): the backward keeps one order."""
-    saved = torch.get_num_threads()
     gen = torch.Generator().manual_seed(3)
     first, second = torch.nn.Linear(5, 16), torch.nn.Linear(16, 1)
     for parameter in (*first.parameters(), *second.parameters()):
         torch.nn.init.normal_(parameter, generator=gen)
     features, weights = torch.randn(5, 100, 65, 10, generator=gen), torch.randn(100, 65, 10, generator=gen)
     grads = []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            inputs = features.clone().requires_grad_()
-            params = [inputs, *first.parameters(), *second.parameters()]
-            grads.append(torch.autograd.grad((coordinate_mlp(inputs, first, second) * weights).sum(), params))
-    finally:
-        torch.set_num_threads(saved)
+    for count in (1, 2):
+        threads(count)
+        inputs = features.clone().requires_grad_()
+        params = [inputs, *first.parameters(), *second.parameters()]
+        grads.append(torch.autograd.grad((coordinate_mlp(inputs, first, second) * weights).sum(), params))
     for one, two in zip(*grads, strict=True):
         assert torch.equal(one, two)
 

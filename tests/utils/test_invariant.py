@@ -12,13 +12,6 @@ from tests.conftest import QUICKSTART
 SIZE = (100, 65, 10)  # the quickstart's agents x (d+1) x C: over ATen's 32,768-element split of a full reduction
 
 
-@pytest.fixture
-def threads():
-    """Restore the intra-op thread count a test changes."""
-    saved = torch.get_num_threads()
-    yield torch.set_num_threads
-    torch.set_num_threads(saved)
-
 
 def _gradients(op, threads: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)

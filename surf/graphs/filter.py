@@ -9,7 +9,11 @@ each hop, so dropped agents, stale buffers or lost links change the messages, ne
 
 from __future__ import annotations
 
+import atexit
+import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -21,11 +25,27 @@ from surf.utils.invariant import scaled
 Transmit = Callable[[int, torch.Tensor], torch.Tensor]  # (hop k, what agents would send) -> what they send
 
 
+_GENERATED: set[str] = set()  # generated sources already scheduled for deletion in this process
+
+
+def _remove_generated_source_at_exit(cls: type) -> None:
+    """PyG writes the ``propagate`` it generates for a ``MessagePassing`` class to a temporary file, once per process,
+    and never deletes it (``torch_geometric.template.module_from_template``, ``delete=False``): every process that
+    built a filter left a file in the temporary folder. Delete it when the process exits (the source stays readable
+    for tracebacks until then)."""
+    module = sys.modules.get(f"{cls.__module__}_{cls.__name__}_propagate")
+    path = getattr(module, "__file__", None)
+    if path and path not in _GENERATED and Path(path).parent == Path(tempfile.gettempdir()):
+        _GENERATED.add(path)
+        atexit.register(Path(path).unlink, missing_ok=True)
+
+
 class GraphFilter(MessagePassing):
     """``sum_k h_k S^k X`` (eq. 12) for node features X (N, ...); K = len(taps) - 1 rounds."""
 
     def __init__(self) -> None:
         super().__init__(aggr="add")
+        _remove_generated_source_at_exit(type(self))
 
     def forward(self, x: torch.Tensor, adj_t: torch.Tensor, taps: torch.Tensor, transmit: Transmit | None = None,
                 edge_weight: torch.Tensor | None = None, recompute: bool = False) -> torch.Tensor:

@@ -1,5 +1,9 @@
 """GraphFilter (eq. 12) against dense matrix powers, as a PyG module on a sparse adj_t and on edge_index, and the
-transmit hook for dropped agents."""
+transmit hook for dropped agents, and the temporary file PyG generates for it."""
+
+import os
+import subprocess
+import sys
 
 import torch
 
@@ -130,3 +134,15 @@ def test_recompute_is_ignored_when_messages_are_transmitted():
                                    MessageBuffer("zero").transmitter(active)) for recompute in (False, True)]
     for a, b in zip(*grads, strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_process_leaves_no_generated_propagate_in_the_temporary_folder(tmp_path):
+    """PyG writes the generated ``propagate`` to the temporary folder (once per process) and never deletes it: the
+    file exists while the process runs and is gone after it exits."""
+    script = ("import os, sys; from surf.graphs.filter import GraphFilter; GraphFilter(); GraphFilter(); "
+              "print(len([f for f in os.listdir(sys.argv[1]) if f.endswith('.py')]))")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env={**os.environ, "TMPDIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"  # PyG wrote its file while the process ran
+    assert [f for f in os.listdir(tmp_path) if f.endswith(".py")] == []

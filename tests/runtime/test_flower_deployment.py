@@ -38,13 +38,14 @@ def trained(tmp_path_factory) -> Path:
     return out
 
 
-def start_deploy(run: Path, out: Path, *extra: str) -> subprocess.Popen:
+def start_deploy(run: Path, out: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
     command = [sys.executable, "-m", "surf.app.cli", "deploy", str(run), "--runtime", "flower-deployment",
                "--out", str(out), *extra]
     # SIGINT back to its default in the child: a suite started as a background job inherits SIGINT ignored, and
     # Python then installs no KeyboardInterrupt handler (the Ctrl-C test would test nothing)
-    return subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(command, cwd=REPO, env={**ENV, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def processes_using(ports: set[int]) -> list[int]:
@@ -59,6 +60,21 @@ def processes_using(ports: set[int]) -> list[int]:
         if state != "Z" and any(f"127.0.0.1:{port}" in cmdline for port in ports):
             found.append(int(entry.name))
     return found
+
+
+def submitting(scratch: Path, timeout: float = 60.0) -> bool:
+    """Wait until a `flwr run` of the deployment whose temporary folder is ``scratch`` is running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            try:
+                if b"flwr\0run" in (entry / "cmdline").read_bytes() and str(scratch).encode() in \
+                        (entry / "environ").read_bytes():
+                    return True
+            except OSError:
+                continue
+        time.sleep(0.01)
+    return False
 
 
 class Watcher:
@@ -134,13 +150,17 @@ def test_deployment_equals_engine_and_survives_a_killed_supernode(trained, tmp_p
 
 
 def test_ctrl_c_tears_every_process_down(trained, tmp_path):
-    process = start_deploy(trained, tmp_path / "interrupted", "--nodes", "2", "--baselines")
+    scratch = tmp_path / "scratch"  # the deployment's temporary folder: its working folder goes there
+    scratch.mkdir()
+    process = start_deploy(trained, tmp_path / "interrupted", "--nodes", "2", "--baselines",
+                           env={"TMPDIR": str(scratch)})
     watcher = Watcher(process)
     try:
-        # every SuperNode is up and the app is being submitted (the 2-layer job itself can finish between a progress
-        # line and the signal, so the signal is not tied to a relay step)
+        # every SuperNode is up and `flwr run` is submitting the app (the 2-layer job itself can finish between a
+        # progress line and the signal, so the signal is not tied to a relay step)
         watcher.until(r"SuperNode 1 pid")
         assert processes_using(watcher.ports)
+        assert submitting(scratch), "no `flwr run` of this deployment seen"
         os.kill(process.pid, signal.SIGINT)
         assert process.wait(timeout=120) == 130
     finally:
@@ -149,3 +169,7 @@ def test_ctrl_c_tears_every_process_down(trained, tmp_path):
     assert process.stderr.read().strip().splitlines()[-1] == "surf: interrupted; every process it started was stopped"
     assert processes_using(watcher.ports) == []
     assert not (tmp_path / "interrupted" / "summary.json").exists()
+    # nothing it started outlived it: a `flwr run` still alive after the teardown wrote Flower's default config into
+    # the removed working folder
+    time.sleep(2)
+    assert list(scratch.glob("surf-flower-*")) == []

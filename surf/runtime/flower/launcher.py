@@ -86,6 +86,14 @@ def _stat(pid: int) -> tuple[int, str, int] | None:
     return int(fields[1]), fields[0], int(fields[19])
 
 
+def _environ(pid: int) -> bytes:
+    """A process's environment (empty when it is gone or not readable)."""
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
 def _alive(pid: int, start: int) -> bool:
     stat = _stat(pid)
     return stat is not None and stat[1] != "Z" and stat[2] == start
@@ -132,13 +140,18 @@ class LocalDeployment:
                               "them with pip install -e '.[flower]'")
         return str(path)
 
-    def observe(self) -> None:
-        """Record every live descendant of the processes started here (Flower starts its own in new sessions)."""
+    def observe(self, adopt: bool = False) -> None:
+        """Record every live descendant of the processes started here (Flower starts its own in new sessions);
+        ``adopt``: also every process whose environment names this deployment's working folder (``FLWR_HOME``), such
+        as a ``flwr run`` whose ``subprocess.run`` a Ctrl-C interrupted before it could kill it."""
         children: dict[int, list[int]] = {}
+        stack = [p.pid for p in self.processes]
+        mark = f"FLWR_HOME={self.workdir}{os.sep}".encode()
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
                 children.setdefault(stat[0], []).append(int(entry.name))
-        stack = [p.pid for p in self.processes]
+                if adopt and int(entry.name) != os.getpid() and mark in _environ(int(entry.name)):
+                    stack.append(int(entry.name))
         while stack:
             pid = stack.pop()
             if (stat := _stat(pid)) is not None:
@@ -233,7 +246,7 @@ class LocalDeployment:
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM every process group and every process seen, then SIGKILL whatever is still alive."""
-        self.observe()
+        self.observe(adopt=True)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for process in self.processes:
                 try:

@@ -118,8 +118,10 @@ def _free_port() -> int:
 
 
 def test_deployment_equals_engine_and_survives_a_killed_supernode(trained, tmp_path):
-    out = tmp_path / "deployed"
-    process = start_deploy(trained, out, "--nodes", "3", "--baselines", "dgd", "--round-timeout", "20")
+    out, scratch = tmp_path / "deployed", tmp_path / "scratch"
+    scratch.mkdir()
+    process = start_deploy(trained, out, "--nodes", "3", "--baselines", "dgd", "--round-timeout", "20",
+                           env={"TMPDIR": str(scratch)})
     watcher, revived = Watcher(process), None
     try:
         watcher.until(r"relay job dgd: step 1/")
@@ -147,6 +149,7 @@ def test_deployment_equals_engine_and_survives_a_killed_supernode(trained, tmp_p
     assert [e[:2] for e in events] == [("out", 1), ("rejoined", 1)], events
     assert events[1][2] > events[0][2] and jobs["dgd"]["unreported_agents"] == []
     assert processes_using(watcher.ports) == []
+    assert list(scratch.glob("surf-flower-*")) == []  # its working folder (app, partition, logs) is gone
 
 
 def test_ctrl_c_tears_every_process_down(trained, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from surf.app.cli import main
+from surf.utils.invariant import single_thread
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "simulations" / "quickstart.yaml"
@@ -113,10 +114,8 @@ def shift():
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: one intra-op thread (a second one only adds contention on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with single_thread():
+        yield
 
 
 @pytest.fixture

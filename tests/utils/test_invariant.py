@@ -12,7 +12,6 @@ from tests.conftest import QUICKSTART
 SIZE = (100, 65, 10)  # the quickstart's agents x (d+1) x C: over ATen's 32,768-element split of a full reduction
 
 
-
 def _gradients(op, threads: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     scalar = torch.randn((), generator=gen).requires_grad_()

@@ -16,8 +16,6 @@ from surf.baselines.common import Curves, Problem, State, hyper, mix, run_rounds
 from surf.data.tasks import Task
 from surf.graphs.network import NetworkStep, Schedule
 
-DGDCurves = Curves  # the name callers of run_dgd know
-
 
 class DGD:
     """DGD / heavy-ball DGD / DSGD with grid columns ``step``, ``momentum`` (and a fixed step ``decay``)."""

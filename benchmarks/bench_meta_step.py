@@ -16,8 +16,9 @@ construction excluded; validation excluded). Every case runs 1 warm-up step, the
 clock). A separate, untimed step is replayed under a dispatch mode that counts, per aten op, FLOPs (matmuls by
 torch's FLOP formulas, sparse products as 2 nnz x columns, other ops one per output element) and bytes (every
 dense input and output read or written once: no cache reuse, so an upper bound on memory traffic). The same run
-measures this machine's peaks: a large fp32 matmul (GFLOP/s) and a large streaming add (GB/s), with the thread
-count each case uses.
+measures the peaks of each case's device: a large fp32 matmul (GFLOP/s) and a large streaming add (GB/s), with the
+thread count each case uses on a CPU. Cases run on the config's ``device: auto``: on a machine with a GPU they run
+there, and the table adds their peak GPU memory (``benchmarks/gpu_check.sh``).
 
 Any case name followed by ``+compile`` runs the same case with the compact local step (one chunk of agents:
 their gradient, features, MLP and update) compiled by ``torch.compile`` (Inductor, CPU C++ codegen); its
@@ -96,23 +97,30 @@ def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-def peaks(threads: int) -> dict[str, float]:
-    """This machine's fp32 matmul GFLOP/s and streaming GB/s with ``threads`` threads."""
+def peaks(threads: int, device: torch.device) -> dict[str, float]:
+    """The fp32 matmul GFLOP/s and streaming GB/s of the case's device (on a CPU with ``threads`` threads)."""
     torch.set_num_threads(threads)
-    a = torch.randn(2048, 2048)
-    a @ a
-    start = time.perf_counter()
-    for _ in range(5):
-        a @ a
-    gflops = 5 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9
-    x, y = torch.randn(2**25), torch.randn(2**25)
+    size, length = (8192, 2**28) if device.type == "cuda" else (2048, 2**25)
+    a = torch.randn(size, size, device=device)
+    x, y = torch.randn(length, device=device), torch.randn(length, device=device)
     out = torch.empty_like(x)
-    torch.add(x, y, out=out)
-    start = time.perf_counter()
-    for _ in range(5):
-        torch.add(x, y, out=out)
-    gbytes = 5 * 3 * x.numel() * 4 / (time.perf_counter() - start) / 1e9
-    return {"peak_gflops": gflops, "peak_gbytes": gbytes}
+
+    def rate(work: float, run) -> float:
+        run()
+        _synchronize(device)
+        start = time.perf_counter()
+        for _ in range(5):
+            run()
+        _synchronize(device)
+        return 5 * work / (time.perf_counter() - start) / 1e9
+
+    return {"peak_gflops": rate(2 * size**3, lambda: a @ a),
+            "peak_gbytes": rate(3 * length * 4, lambda: torch.add(x, y, out=out))}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def run_case(name: str, steps: int, skip_count: bool = False) -> dict:
@@ -132,6 +140,7 @@ def run_case(name: str, steps: int, skip_count: bool = False) -> dict:
         batch = trainer.train_tasks(step)  # task construction is not part of the step (one task alive at a time)
         start = time.perf_counter()
         trainer.primal_dual_step(batch)
+        _synchronize(family.device)
         times.append(time.perf_counter() - start)
         del batch
     warm_up, seconds = times[0], sum(times[1:]) / steps
@@ -146,10 +155,12 @@ def run_case(name: str, steps: int, skip_count: bool = False) -> dict:
 
 def _row(name: str, seconds: float, peak_rss: float, trainer, family, flops: int, nbytes: int,
          compile_seconds: float) -> dict:
-    threads = torch.get_num_threads()
-    return {"case": name, "seconds_per_step": seconds, "peak_rss_gib": peak_rss, "threads": threads,
-            "parameters": sum(p.numel() for p in trainer.model.parameters()), "device": str(family.device),
-            "flops": flops, "bytes": nbytes, "compile_seconds": compile_seconds, **peaks(threads)}
+    threads, device = torch.get_num_threads(), family.device
+    peak_device = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return {"case": name, "seconds_per_step": seconds, "peak_rss_gib": peak_rss, "peak_device_gib": peak_device,
+            "threads": threads, "parameters": sum(p.numel() for p in trainer.model.parameters()),
+            "device": str(device), "flops": flops, "bytes": nbytes, "compile_seconds": compile_seconds,
+            **peaks(threads, device)}
 
 
 def main() -> None:
@@ -179,9 +190,10 @@ def main() -> None:
     after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"\nmachine: {platform.machine()}, torch {torch.__version__}; uptime before: {before}; after: {after}")
     paper = next((r for r in results if r["case"] == "paper-closed"), None)
-    print("| case | threads | s / meta-step | peak RSS (GiB) | GFLOP | GB moved (bound) | GFLOP/s | % of matmul peak "
-          "| GB/s | % of stream bandwidth | FLOP/byte | vs paper-closed |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| case | device | threads | s / meta-step | peak RSS (GiB) | peak GPU memory (GiB) | GFLOP "
+          "| GB moved (bound) | GFLOP/s | % of matmul peak | GB/s | % of stream bandwidth | FLOP/byte "
+          "| vs paper-closed |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         rate, traffic = r["flops"] / r["seconds_per_step"] / 1e9, r["bytes"] / r["seconds_per_step"] / 1e9
         ratio = f"{paper['seconds_per_step'] / r['seconds_per_step']:.1f}x" if paper else "-"
@@ -189,8 +201,9 @@ def main() -> None:
                     f"{100 * rate / r['peak_gflops']:.0f} % | {traffic:.1f} | "
                     f"{100 * traffic / r['peak_gbytes']:.0f} % | {r['flops'] / r['bytes']:.2f}") if r["bytes"] else (
             " | ".join(["(not counted)"] + ["-"] * 6))
-        print(f"| {r['case']} | {r['threads']} | {r['seconds_per_step']:.3f} | {r['peak_rss_gib']:.2f} | {roofline} | "
-              f"{ratio} |")
+        device_memory = "-" if r["peak_device_gib"] is None else f"{r['peak_device_gib']:.2f}"
+        print(f"| {r['case']} | {r['device']} | {r['threads']} | {r['seconds_per_step']:.3f} | "
+              f"{r['peak_rss_gib']:.2f} | {device_memory} | {roofline} | {ratio} |")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     if failed:  # a case that did not run must not pass unnoticed under a table of the others

@@ -3,6 +3,7 @@ drop out of a benchmark's table (bench_meta_step's paper case did, for three day
 adam feature)."""
 
 import importlib.util
+import re
 
 import pytest
 
@@ -30,3 +31,10 @@ def test_every_meta_step_case_is_a_valid_config(case):
 def test_the_previous_default_has_no_step_features():
     """quickstart-10x2 and the cases built on it measure the previous default (4c20cd5), which had none."""
     assert load_config(QUICKSTART, BENCH.CASES["quickstart-10x2"]).model.features == []
+
+
+def test_the_gpu_check_runs_existing_cases():
+    """benchmarks/gpu_check.sh waits for a lent GPU: a case it names must not have been renamed meanwhile."""
+    script = (REPO / "benchmarks" / "gpu_check.sh").read_text()
+    cases = re.search(r"--cases (\S+)", script).group(1).split(",")
+    assert cases and set(cases) <= set(BENCH.CASES)

@@ -267,11 +267,13 @@ class MetaTrainer:
         }
 
     def save(self, path: Path) -> None:
-        """Atomic checkpoint writes (temp file + rename: a killed process leaves the previous checkpoint intact)."""
-        atomic_save(self.state(), path, before_rename=lambda: self._pause("checkpoint"))
+        """Atomic checkpoint writes (temp file + rename: a killed process leaves the previous checkpoint intact).
+        ``best.pt`` first, the resumable state last: a process killed between the two resumes from the previous
+        state and rewrites both, while a state written first would resume past the step whose best.pt was lost."""
         if self.best_state is not None:
             atomic_save({"model": self.best_state, "best_val": self.best_val, "step": self.step},
                         path.parent / "best.pt")
+        atomic_save(self.state(), path, before_rename=lambda: self._pause("checkpoint"))
 
     def load(self, path: Path) -> None:
         self.load_state(load_checkpoint(path, self.exp.device, CHECKPOINT_KEYS))

@@ -113,3 +113,33 @@ def test_half_written_metrics_row_is_dropped_on_resume(tmp_path):
     assert run.read_metrics() == [{"step": 0}, {"step": 1}]
     run.truncate_metrics(-1)
     assert run.read_metrics() == []
+
+
+class Killed(BaseException):
+    """The process dies here: nothing after this point runs (nor any handler of SURF's)."""
+
+
+def test_a_run_killed_between_its_two_checkpoint_files_resumes_exactly(tiny_run, tmp_path, monkeypatch):
+    """A checkpoint is two files. The run dies right after the first of its last checkpoint is in place; the
+    resumed run must still end with the uninterrupted best.pt (with last.pt first, resume found the last step
+    done and never rewrote the best.pt of the step before)."""
+    import surf.training.trainer as trainer_module
+
+    save = trainer_module.atomic_save
+
+    def dies_after_the_first_final_file(state, path, **kwargs):
+        save(state, path, **kwargs)
+        if state["step"] == 4:  # the tiny run's last checkpoint
+            raise Killed
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(trainer_module, "atomic_save", dies_after_the_first_final_file)
+    with pytest.raises(Killed):
+        run_tiny(out)
+    monkeypatch.setattr(trainer_module, "atomic_save", save)
+    assert run_tiny(out, resume=True) == 0
+    summary, reference = (json.loads((d / "summary.json").read_text()) for d in (out, tiny_run))
+    assert {k: v for k, v in summary.items() if k != "git_sha"} == {k: v for k, v in reference.items()
+                                                                   if k != "git_sha"}
+    assert (out / "metrics.jsonl").read_text() == (tiny_run / "metrics.jsonl").read_text()
+    assert same_best(out / "checkpoints" / "best.pt", tiny_run / "checkpoints" / "best.pt")

@@ -39,7 +39,9 @@ def _check_probability(p: float, family: str) -> None:
 def regular3_paper(num_agents: int, rng: np.random.Generator, degree: int = 3) -> nx.Graph:
     """The authors' "3-degree" graph: ring shifts +-1..+-degree//2, chords i-i+N//2+1 (no wrap), permuted."""
     n = num_agents
-    ensure(1 <= degree < n, f"regular3_paper: params.degree={degree} must be in [1, {n - 1}]")
+    ensure(degree >= 1, f"regular3_paper: params.degree={degree} must be >= 1")
+    ensure(degree < n, f"regular3_paper: degree {degree} needs num_agents >= {degree + 1} (got {n}); raise num_agents "
+                       "or lower topology.params.degree")
     nodes = np.arange(n)
     u = [nodes for _ in range(degree // 2)]
     v = [(nodes + k) % n for k in range(1, degree // 2 + 1)]
@@ -53,7 +55,9 @@ def regular3_paper(num_agents: int, rng: np.random.Generator, degree: int = 3) -
 
 def random_regular(num_agents: int, rng: np.random.Generator, degree: int = 3) -> nx.Graph:
     """Uniformly random degree-regular graph."""
-    ensure(0 <= degree < num_agents, f"random_regular: params.degree={degree} must be in [0, {num_agents - 1}]")
+    ensure(degree >= 0, f"random_regular: params.degree={degree} must be >= 0")
+    ensure(degree < num_agents, f"random_regular: degree {degree} needs num_agents >= {degree + 1} (got {num_agents}); "
+                                "raise num_agents or lower topology.params.degree")
     ensure(num_agents * degree % 2 == 0,
              f"random_regular: num_agents*degree must be even (N={num_agents}, degree={degree})")
     return nx.random_regular_graph(degree, num_agents, seed=_nx_seed(rng))

@@ -19,6 +19,8 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "negative count": (["run", Q, "-o", "num_agents=-3"], "num_agents=-3 must be >= 1"),
     "disconnected graph": (["run", Q, "-o", "topology.name=erdos_renyi", "-o", "topology.params={p: 0.01}"],
                            "disconnected; raise params.p"),
+    "graph too small for its degree": (["run", Q, "-o", "num_agents=2"],
+                                       "degree 3 needs num_agents >= 4 (got 2); raise num_agents"),
     "malformed edge list": (["run", Q, "-o", "num_agents=3", "-o", "topology.name=edge_list", "-o",
                              "topology.params={path: TMP/malformed.txt}"], "expected 'u v [weight]'"),
     "node id out of range": (["run", Q, "-o", "num_agents=3", "-o", "topology.name=edge_list", "-o",

@@ -81,9 +81,20 @@ class RunDir:
         try:
             model.load_state_dict(state["model"])
         except RuntimeError:
-            raise ConfigError("the trained model's shapes do not fit the overridden config (the paper variant "
-                              "depends on d, C and batch size; the compact one does not)") from None
+            changed = self._changed_model_keys(family.cfg)
+            fix = f"keep the trained {', '.join(changed)}" if changed else \
+                "the paper variant depends on d, C and batch size; the compact one does not"
+            raise ConfigError(f"the trained model's shapes do not fit the overridden config ({fix})") from None
         return model.eval()
+
+    def _changed_model_keys(self, cfg: Config) -> list[str]:
+        """``model.key=trained value`` for every model setting ``cfg`` changes from the run's config."""
+        try:
+            trained = upgraded(yaml.safe_load(self.config.read_text()))["model"]
+        except (OSError, yaml.YAMLError, TypeError, KeyError):  # no readable config: nothing to compare with
+            return []
+        current = to_dict(cfg)["model"]
+        return [f"model.{key}={trained[key]}" for key in current if key in trained and trained[key] != current[key]]
 
 
 def _step_of(line: str) -> int | None:

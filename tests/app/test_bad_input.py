@@ -34,6 +34,7 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "corrupt run directory": (["eval", "TMP/broken_run"], "best.pt is truncated or corrupt"),
     "resume a non-run folder": (["run", Q, "--resume", "--out", "TMP/plain"], "is not a run directory"),
     "impossible drop count": (["eval", "RUN", "-o", "eval.n_async=99"], "eval.n_async=99 must be in [0, num_agents"),
+    "model of another shape": (["eval", "RUN", "-o", "model.layers=5"], "(keep the trained model.layers=3)"),
     "negative drop count": (["deploy", "RUN", "--scenario", "dropped:-1"], "expected dropped:K"),
     "too many dropped (deploy)": (["deploy", "RUN", "--scenario", "dropped:99"], "eval.n_async=99 must be in"),
     "unknown scenario": (["stress", "RUN", "--scenario", "nope"], "unknown scenario 'nope'"),

@@ -41,6 +41,10 @@ class RunDir:
                 raise ConfigError(f"--resume: config differs from {self.config}; resume with the same config")
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             self.plots.mkdir(parents=True, exist_ok=True)
+            twin = self.path / "twin" / "checkpoints"  # surf.app.runner.train_twin's, retrained on resume
+            for folder in (self.path, self.checkpoints, twin):  # temporary files of writes a killed process cut short
+                for stale in folder.glob("*.*.tmp"):
+                    stale.unlink(missing_ok=True)
             return
         if self.path.exists() and any(self.path.iterdir()):
             raise ConfigError(f"run directory {self.path} is not empty; pass --resume or choose another --out")

@@ -82,6 +82,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(spawner, tiny_run, tmp_p
         assert code == (130 if graceful else -sig), (point, code)
         assert not (out / "summary.json").exists()
     assert run_until(spawner, out, tmp_path, True) == 0
+    assert not list(out.rglob("*.tmp"))  # a write the kill cut short left its temporary file: resume removes it
     summary, reference = (json.loads((d / "summary.json").read_text()) for d in (out, tiny_run))
     assert {k: v for k, v in summary.items() if k != "git_sha"} == {k: v for k, v in reference.items()
                                                                    if k != "git_sha"}

@@ -157,6 +157,7 @@ class Sweep:
         self.name = str(spec.get("name", self.path.stem))
         self.figure = spec.get("figure")
         forced = dict(config_mod.parse_overrides(overrides or []))  # -o on the command line: every cell, last
+        self.forced = [_as_override(key, value) for key, value in forced.items()]  # recorded: the report's command
         suffix = f"__{cell_name(forced)}" if forced else ""
         # absolute: a cell's paths (and what it records, e.g. evaluated_from) are the same in every process
         self.out = Path(out).resolve() if out else REPO / "runs" / "sweeps" / (self.name + suffix)
@@ -218,7 +219,8 @@ class Sweep:
             return {"name": cell.name, "overrides": cell.overrides, "path": str(cell.path.resolve()),
                     "state": cell.state, "evals": [entry(e) for e in cell.evals]}
         return {"name": self.name, "figure": self.figure, "sweep_file": str(self.path.resolve()),
-                "description": self.spec.get("description", ""), "cells": [entry(c) for c in self.cells]}
+                "overrides": self.forced, "description": self.spec.get("description", ""),
+                "cells": [entry(c) for c in self.cells]}
 
     def write_index(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)

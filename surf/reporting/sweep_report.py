@@ -10,6 +10,7 @@ Baselines are whatever the evaluation reported (``Summary.comparisons``); the pa
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from surf.reporting import paper_numbers as paper
@@ -30,7 +31,7 @@ def write_report(sweep_dir: Path) -> Path:
     plots.mkdir(parents=True, exist_ok=True)
     seeds = sorted({e.config["seed"] for e in entries})
     lines = [f"# Sweep `{index['name']}`" + (f" ({index['figure']})" if index.get("figure") else ""), "",
-             f"Reproduce: `surf sweep {index['sweep_file']} && surf report {sweep_dir}`. Seeds: {seeds}. "
+             f"Reproduce: `{reproduce_command(index, sweep_dir)}`. Seeds: {seeds}. "
              "Mean over seeds ± half-width of its 95 % CI (Student t, n − 1 degrees of freedom; no ± with one seed). "
              "Task spread = std over the meta-test tasks (× drop repetitions) of one run, averaged over seeds. "
              "Δ = paired difference (same seed: same tasks, W_0 and drops) with its 95 % CI; ✓ = CI above 0.",
@@ -48,3 +49,10 @@ def write_report(sweep_dir: Path) -> Path:
     path = sweep_dir / "report.md"
     atomic_write(path, "\n".join(lines))
     return path
+
+
+def reproduce_command(index: dict, sweep_dir: Path) -> str:
+    """The sweep's command line, with the ``-o`` overrides it ran with (``sweep.json``; none in an index written
+    before they were recorded), and the report's."""
+    overrides = "".join(f" -o {shlex.quote(item)}" for item in index.get("overrides", []))
+    return f"surf sweep {shlex.quote(index['sweep_file'])}{overrides} && surf report {shlex.quote(str(sweep_dir))}"

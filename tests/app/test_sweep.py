@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,7 +14,7 @@ from surf.app.cli import main
 from surf.app.runner import train
 from surf.app.sweep import Sweep
 from surf.app.sweep_run import run_sweep
-from surf.reporting.sweep_report import write_report
+from surf.reporting.sweep_report import reproduce_command, write_report
 from surf.utils.errors import ConfigError
 from surf.utils.naming import cell_name
 
@@ -172,6 +173,19 @@ def test_report_writes_markdown_and_plots(finished_sweep):
     assert "Accuracy lost (relabelled)" in text
     assert (tmp / "out" / "plots" / "fig4_async.png").stat().st_size > 1000
     assert main(["report", str(tmp / "out")]) == 0
+
+
+def test_the_report_names_the_overrides_the_sweep_ran_with(finished_sweep, tmp_path):
+    tmp, path = finished_sweep
+    forced = Sweep(path, tmp / "out", tmp / "store", ["data.source=npz", "data.path=features/my data.npz"])
+    assert forced.index()["overrides"] == ['data.source="npz"', 'data.path="features/my data.npz"']
+    assert Sweep(path, tmp / "out", tmp / "store").index()["overrides"] == []
+    index = json.loads((tmp / "out" / "sweep.json").read_text())
+    assert reproduce_command({**index, "overrides": forced.index()["overrides"]}, Path("runs/sweeps/x")) == (
+        f"surf sweep {path.resolve()} -o 'data.source=\"npz\"' -o 'data.path=\"features/my data.npz\"' && "
+        "surf report runs/sweeps/x")
+    del index["overrides"]  # an index written before overrides were recorded
+    assert reproduce_command(index, Path("out")) == f"surf sweep {path.resolve()} && surf report out"
 
 
 def test_report_without_sweep_is_an_error(tmp_path):

@@ -17,6 +17,7 @@ from surf.reporting.sweep_data import (
     best_baseline,
     graph_info,
     graph_label,
+    mean_baseline_curves,
     mean_curve,
     task_std,
 )
@@ -160,18 +161,17 @@ def section_fig2(groups: list[Group], plots: Path) -> list[str]:
 
 def section_fig2_star(groups: list[Group], plots: Path) -> list[str]:
     lines = ["## Fig. 2 (right): star graph, accuracy relative to centralized training", ""]
-    for g in groups:
-        s = g.first.summary
-        central = s.comparisons["centralized"].final["accuracy"] if "centralized" in s.comparisons else None
+    for g in groups:  # every row is a mean over the group's seeds (the same tasks per seed for every method)
+        central = g.stat(lambda s: s.comparisons["centralized"].final["accuracy"]).mean \
+            if all("centralized" in e.summary.comparisons for e in g.entries) else None
         scale = central or 1.0
         what = "÷ centralized" if central else "absolute (no `centralized` baseline in this evaluation)"
         curve = mean_curve(g, "per_layer", "accuracy")
         header = ["round", *[str(r) for r in range(len(curve))]]
         rows = [[f"SURF {what}", *[f"{v / scale:.3f}" for v in curve]],
                 ["paper SURF ÷ centralized", *[paper_value(paper.FIG2_STAR["surf"].get(r)) for r in range(len(curve))]]]
-        for name, base in s.comparisons.items():
-            per_round = base.per_step.get("accuracy")
-            if per_round and name != "centralized":
+        for name, per_round in mean_baseline_curves(g).items():
+            if name != "centralized":
                 rows.append([f"{name} {what}", *[f"{per_round[r] / scale:.3f}" if r < len(per_round) else ""
                                                  for r in range(len(curve))]])
         lines += [f"**{g.label} / {g.cond_label}**" + (f", centralized accuracy {central:.3f}" if central else ""),

@@ -162,6 +162,18 @@ def mean_curve(g: Group, which: str, metric: str) -> list[float]:
     return [statistics.fmean(c[i] for c in curves) for i in range(len(curves[0]))]
 
 
+def mean_baseline_curves(g: Group, metric: str = "accuracy") -> dict[str, list[float]]:
+    """Every baseline's per-round ``metric`` averaged over the group's seeds, like the model's :func:`mean_curve`
+    (a baseline is kept when every seed's evaluation ran it and recorded the curve)."""
+    curves: dict[str, list[float]] = {}
+    for name in g.first.summary.comparisons:
+        runs = [e.summary.comparisons[name].per_step.get(metric) if name in e.summary.comparisons else None
+                for e in g.entries]
+        if all(runs) and len({len(run) for run in runs}) == 1:
+            curves[name] = [statistics.fmean(run[i] for run in runs) for i in range(len(runs[0]))]
+    return curves
+
+
 def best_baseline(summary: Summary, rounds: int, relabelled: bool) -> tuple[str, float] | None:
     """The most accurate baseline that ran exactly ``rounds`` rounds (any method, tuned on validation tasks)."""
     key = "accuracy_relabelled" if relabelled else "accuracy"

@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from surf.reporting.sweep_data import acc, acc_rel, graph_label, mean_curve  # noqa: E402
+from surf.reporting.sweep_data import acc, acc_rel, graph_label, mean_baseline_curves, mean_curve  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -56,9 +56,8 @@ def plot_rounds(groups: list, path: Path, relative_to: float | None = None) -> N
         rel = mean_curve(g, "per_layer_relabelled", "accuracy")
         ax.plot([i * per for i in range(len(rel))], [a / scale for a in rel], "s--", lw=2,
                 label=f"{s.method} relabelled")
-        for name, base in s.comparisons.items():
-            curve = base.per_step.get("accuracy")
-            if curve and name != "centralized":
+        for name, curve in mean_baseline_curves(g).items():  # over the same seeds as the model's curve
+            if name != "centralized":
                 ax.plot(range(len(curve)), [a / scale for a in curve], alpha=0.8, label=f"{name} (tuned)")
         ax.set(xlabel="communication rounds", ylabel="accuracy" + (" / centralized" if relative_to else ""),
                title=graph_label(g), xscale="symlog")

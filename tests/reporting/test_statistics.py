@@ -110,3 +110,24 @@ def test_every_figure_section_renders_from_a_three_seed_sweep(tmp_path, figure):
         section = text[text.index("## Fig. 5"):text.index("## All cells")]
         assert "| ours (plain) | 0.100 | 0.500 | 0.400 | 0.9" in section and "| 70.0 | energy 97.0 |" in section
     assert list((tmp_path / "plots").glob("*.png"))
+
+
+def test_the_star_section_averages_every_method_over_the_same_seeds(tmp_path):
+    """The model's per-round curve is a mean over seeds; so are the baselines' curves and the centralized
+    reference they are divided by (each seed has its own tasks, so one seed's baseline is no reference)."""
+    config = to_dict(from_dict({}))
+    entries = []
+    for seed, (fedavg, central) in enumerate(((0.6, 0.90), (0.8, 1.00))):
+        summary = _summary(0.9, 0, HEAVY_BALL[seed])
+        summary.comparisons["fedavg"] = Comparison(final={"accuracy": fedavg}, per_step={"accuracy": [0.1, fedavg]},
+                                                   steps=1, hyper={"step": 1.0})
+        summary.comparisons["centralized"] = Comparison(final={"accuracy": central}, per_step={}, steps=500,
+                                                        hyper={"step": 1.0})
+        entries.append(Entry({"seed": seed}, {}, summary, {**config, "seed": seed}))
+    text = "\n".join(SECTIONS["fig2_star"]([Group("base", "as trained", entries)], tmp_path))
+    assert "centralized accuracy 0.950" in text
+    row = next(line for line in text.splitlines() if line.startswith("| fedavg ÷ centralized |"))
+    assert row.split("|")[3].strip() == f"{0.7 / 0.95:.3f}"  # (0.6 + 0.8) / 2 over (0.90 + 1.00) / 2
+    surf = next(line for line in text.splitlines() if line.startswith("| SURF ÷ centralized |"))
+    assert surf.split("|")[-2].strip() == f"{0.9 / 0.95:.3f}"
+    assert (tmp_path / "fig2_star_base.png").stat().st_size > 1000

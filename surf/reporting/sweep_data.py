@@ -174,10 +174,13 @@ def mean_baseline_curves(g: Group, metric: str = "accuracy") -> dict[str, list[f
     return curves
 
 
-def best_baseline(summary: Summary, rounds: int, relabelled: bool) -> tuple[str, float] | None:
-    """The most accurate baseline that ran exactly ``rounds`` rounds (any method, tuned on validation tasks)."""
+def best_baseline(g: Group, rounds: int, relabelled: bool) -> tuple[str, float] | None:
+    """The baseline (any method, tuned on validation tasks) that ran exactly ``rounds`` rounds in every seed's
+    evaluation with the highest mean accuracy over the group's seeds, and that mean."""
     key = "accuracy_relabelled" if relabelled else "accuracy"
-    found = [(n, b.final[key]) for n, b in summary.comparisons.items() if b.steps == rounds and n != "centralized"]
+    names = [n for n in g.first.summary.comparisons if n != "centralized" and all(
+        n in e.summary.comparisons and e.summary.comparisons[n].steps == rounds for e in g.entries)]
+    found = [(n, g.stat(lambda s, n=n: s.comparisons[n].final[key]).mean) for n in names]
     return max(found, key=lambda item: item[1]) if found else None
 
 

@@ -68,7 +68,7 @@ def plot_rounds(groups: list, path: Path, relative_to: float | None = None) -> N
 
 def plot_scalar(groups: list, get_x: Callable, x_name: str, path: Path, ref_for: Callable) -> None:
     """Final accuracy ± 95 % CI over seeds vs a scalar (alpha, n_async) per method, plain and relabelled; the paper's
-    dotted; the baselines evaluated with the first method, thin."""
+    dotted; the baselines evaluated with the first method (means over the same seeds), thin."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     by_method: dict[str, list] = {}
     for g in groups:
@@ -88,8 +88,8 @@ def plot_scalar(groups: list, get_x: Callable, x_name: str, path: Path, ref_for:
             ax.plot(*zip(*ref, strict=True), "x:", color=bar[0].get_color(), label=f"paper {method}")
     lead = next(iter(by_method.values()), [])  # baselines are the same for every method: draw them once
     for name in lead[0].first.summary.comparisons if lead else []:
-        points = [(get_x(g.first), g.first.summary.comparisons[name].final["accuracy"]) for g in lead
-                  if name in g.first.summary.comparisons]
+        points = [(get_x(g.first), g.stat(lambda s, n=name: s.comparisons[n].final["accuracy"]).mean) for g in lead
+                  if all(name in e.summary.comparisons for e in g.entries)]
         rounds = lead[0].first.summary.comparisons[name].steps
         ax.plot(*zip(*points, strict=True), "^-", lw=0.8, alpha=0.7, label=f"{name} ({rounds} rounds, tuned)")
     ax.set(xlabel=x_name, ylabel="final held-out accuracy")

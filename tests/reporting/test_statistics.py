@@ -156,3 +156,26 @@ def test_the_best_baseline_is_the_best_mean_over_seeds():
     name, mean = best_baseline(g, 200, relabelled=True)
     assert name == "dsgd_x10" and mean == pytest.approx(0.935)
     assert best_baseline(g, 20, relabelled=False)[0] == "dgd_momentum" and best_baseline(g, 7, True) is None
+
+
+def test_the_scalar_plot_draws_baselines_as_means_over_seeds(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from surf.reporting.sweep_plots import plot_scalar
+
+    config = to_dict(from_dict({}))
+    heavy_ball = {0: 0.90, 1: 0.92, 2: 0.97}  # seed 0 alone: 0.90; the mean: 0.93
+    entries = [Entry({"seed": s}, {"eval.n_async": 2}, _summary(0.9, 2, heavy_ball[s]), {**config, "seed": s})
+               for s in SEEDS]
+    drawn = {}
+    plot = matplotlib.axes.Axes.plot
+
+    def record(self, *args, label="", **kwargs):
+        drawn[label] = args
+        return plot(self, *args, label=label, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", record)
+    plot_scalar([Group("base", "n_async-2", entries)], lambda e: e.summary.eval["n_async"], "n_async",
+                tmp_path / "scalar.png", lambda method, x, name: None)
+    xs, ys = drawn["dgd_momentum (20 rounds, tuned)"][:2]
+    assert list(xs) == [2] and ys[0] == pytest.approx(0.93)

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from surf.evaluation.summary import Descent, Summary  # noqa: E402
+from surf.reporting.figure_file import save_figure  # noqa: E402
 
 PERTURBATIONS = ("layers", "input")  # the robustness kinds, in the order they are shown
 
@@ -74,7 +75,7 @@ def plot_layers(summary: Summary, panels: list[tuple[str, str, str]], path: Path
         ax.set(xlabel="layer / iteration", ylabel=ylabel, yscale=yscale)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_robustness(summary: Summary, final: str, ylabel: str, texts: dict[str, str], xlabel: str, path: Path,
@@ -90,11 +91,6 @@ def plot_robustness(summary: Summary, final: str, ylabel: str, texts: dict[str, 
         ax.set(xscale="log" if log_x else "linear", xlabel=xlabel, ylabel=ylabel, title=texts[kind])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

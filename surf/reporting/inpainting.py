@@ -12,6 +12,7 @@ import torch  # noqa: E402
 
 from surf.evaluation.summary import Summary  # noqa: E402
 from surf.reporting.comparisons import descents, layer_table, plot_layers, plot_robustness, shift_tables  # noqa: E402
+from surf.reporting.figure_file import save_figure  # noqa: E402
 from surf.reporting.run_plots import plot_constraints, plot_training  # noqa: E402
 
 
@@ -80,8 +81,4 @@ def write_image_grid(examples: dict[str, torch.Tensor], path: Path) -> Path:
             row[0].set_ylabel(method.replace("_", "\n"), fontsize=6, rotation=0, ha="right", va="center")
     for col, title in enumerate(["clean", "observed"] + [f"layer {k}" for k in range(1, steps)]):
         axes[0][col].set_title(title, fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from surf.evaluation.summary import Summary  # noqa: E402
+from surf.reporting.figure_file import save_figure  # noqa: E402
 
 
 def plot_per_layer(summary: Summary, path: Path) -> None:
@@ -35,9 +36,7 @@ def plot_per_layer(summary: Summary, path: Path) -> None:
     axes[1].set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"meta-test tasks ({summary.eval['test_tasks']}), n_async={summary.eval['n_async']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_communication(summary: Summary, path: Path) -> None:
@@ -65,9 +64,7 @@ def plot_communication(summary: Summary, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"accuracy vs communication, meta-test tasks ({summary.eval['test_tasks']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_constraints(rows: list[dict], path: Path) -> None:
@@ -88,9 +85,7 @@ def plot_constraints(rows: list[dict], path: Path) -> None:
         axes[2].plot(steps, [r["lambda"][layer] for r in train], label=f"l={layer + 1}")
     axes[2].set(xlabel="meta-step", ylabel="lambda_l")
     axes[2].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_training(rows: list[dict], path: Path) -> None:
@@ -106,9 +101,7 @@ def plot_training(rows: list[dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     if train or val:
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_plots(summary: Summary, rows: list[dict], folder: Path) -> list[Path]:
@@ -137,6 +130,4 @@ def plot_relay_traffic(summaries: dict[str, dict], path: Path) -> None:
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

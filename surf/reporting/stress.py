@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from surf.evaluation.summary import StressMatrix, StressResult  # noqa: E402
+from surf.reporting.figure_file import save_figure  # noqa: E402
 from surf.utils.io import atomic_write  # noqa: E402
 from surf.utils.typed import build  # noqa: E402
 
@@ -58,9 +59,7 @@ def plot_stress(result: StressResult, path: Path) -> None:
            title=f"{result.scenario} ({result.test_tasks} tasks x {result.repeats} reps)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def read_stress(store: Path) -> dict[str, StressResult]:

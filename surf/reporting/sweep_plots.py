@@ -13,13 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from surf.reporting.figure_file import save_figure  # noqa: E402
 from surf.reporting.sweep_data import acc, acc_rel, graph_label, mean_baseline_curves, mean_curve  # noqa: E402
-
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_per_layer_groups(groups: list, path: Path, paper_ref: dict | None, xlabel: str,
@@ -41,7 +36,7 @@ def plot_per_layer_groups(groups: list, path: Path, paper_ref: dict | None, xlab
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_rounds(groups: list, path: Path, relative_to: float | None = None) -> None:
@@ -63,7 +58,7 @@ def plot_rounds(groups: list, path: Path, relative_to: float | None = None) -> N
                title=graph_label(g), xscale="symlog")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_scalar(groups: list, get_x: Callable, x_name: str, path: Path, ref_for: Callable) -> None:
@@ -95,7 +90,7 @@ def plot_scalar(groups: list, get_x: Callable, x_name: str, path: Path, ref_for:
     ax.set(xlabel=x_name, ylabel="final held-out accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_topology(points: list[dict], path: Path) -> None:
@@ -117,7 +112,7 @@ def plot_topology(points: list[dict], path: Path) -> None:
         ax.set(xlabel=xlabel, ylabel="held-out accuracy", xscale="log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_ablation(by_label: dict[str, dict[int, Any]], drops: int, reference: str, path: Path) -> None:
@@ -143,4 +138,4 @@ def plot_ablation(by_label: dict[str, dict[int, Any]], drops: int, reference: st
     ax.set(xlabel="final held-out accuracy (plain)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -135,8 +135,9 @@ class MetaTrainer:
         lagrangian = self.formulation.lagrangian(objective, slacks)  # eq. 4
         if not torch.isfinite(lagrangian):
             raise TrainingError(
-                f"non-finite Lagrangian at step {self.step} (held-out loss {objective.item():.3g}); lower "
-                "trainer.lr, set trainer.grad_clip=1.0 or a smaller model.w0_std, then rerun with --resume"
+                f"non-finite Lagrangian at step {self.step} (held-out loss {objective.item():.3g}); rerun into a new "
+                "--out with a lower trainer.lr, trainer.grad_clip=1.0 or a smaller model.w0_std (--resume continues "
+                "only the same config, which fails the same way)"
             )
         self.optimizer.zero_grad(set_to_none=True)
         lagrangian.backward()
@@ -171,7 +172,8 @@ class MetaTrainer:
         layers = {key: (value / count).tolist() for key, value in sums.items()}
         loss = layers.pop("loss")
         if not math.isfinite(loss):
-            raise TrainingError(f"non-finite validation loss at step {self.step}; lower trainer.lr and rerun")
+            raise TrainingError(f"non-finite validation loss at step {self.step}; rerun into a new --out with a "
+                                "lower trainer.lr")
         finals = {f"val_{key[len('layer_'):]}": value[-1] for key, value in layers.items() if key.startswith("layer_")}
         return {"val_loss": loss, **finals, **{f"val_{key}": value for key, value in layers.items()}}
 

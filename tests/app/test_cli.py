@@ -148,4 +148,5 @@ def test_non_finite_training_stops_with_one_line_exit_1(tmp_path):
     assert out.returncode == 1
     lines = [line for line in out.stderr.strip().splitlines() if line.startswith("surf:")]
     assert len(lines) == 1 and "non-finite" in lines[0] and "Traceback" not in out.stderr
+    assert "rerun into a new --out with a lower trainer.lr" in lines[0]  # --resume refuses a changed config
     assert not (tmp_path / "n" / "summary.json").exists()

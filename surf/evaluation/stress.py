@@ -140,6 +140,11 @@ class StressBench:
             raise ConfigError(f"--repeats={repeats} must be >= 1")
         severities = list(severities if severities is not None else scenario.severities)
         bound = [scenario.bind(s) for s in severities]
+        for b in bound:
+            try:
+                b.check(self.cfg.num_agents)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc}; choose a lower --severity") from None
         reps = [repeats if b.random else 1 for b in bound]  # a deterministic scenario: every repetition is the same
         units = [(s, i, r) for s in range(len(bound)) for i in range(self.test_tasks) for r in range(reps[s])]
         start = time.perf_counter()

@@ -67,6 +67,9 @@ class Perturbation:
         """True when the perturbation changes nothing (e.g. probability 0)."""
         return False
 
+    def check(self, num_agents: int) -> None:
+        """A one-line error when it cannot apply to ``num_agents`` agents (checked before anything runs)."""
+
     def active(self, ctx: Context, step: int, memo: dict) -> torch.Tensor | None:
         return None
 
@@ -94,8 +97,11 @@ class AsyncAgents(Perturbation):
     def noop(self) -> bool:
         return self.n == 0
 
+    def check(self, num_agents: int) -> None:
+        ensure(self.n < num_agents, f"async: n={self.n} must be < num_agents={num_agents}")
+
     def active(self, ctx: Context, step: int, memo: dict) -> torch.Tensor:
-        ensure(self.n < ctx.num_agents, f"async: n={self.n} must be < num_agents={ctx.num_agents}")
+        self.check(ctx.num_agents)
         return ~dropped_agents(ctx.num_agents, self.n, ctx.seed, ctx.task_key, step, ctx.repeat, ctx.protect)
 
 

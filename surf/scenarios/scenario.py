@@ -88,6 +88,14 @@ class BoundScenario:
         hooks = ("active", "shift", "delays")
         return any(not p.noop and any(_overrides(p, h) for h in hooks) for p in self.perturbations)
 
+    def check(self, num_agents: int) -> None:
+        """A one-line error naming the scenario and severity when it cannot apply to ``num_agents`` agents."""
+        try:
+            for p in self.perturbations:
+                p.check(num_agents)
+        except ConfigError as exc:
+            raise ConfigError(f"scenario '{self.scenario.name}' at severity {self.severity}: {exc}") from None
+
     def contexts(self, ctx: Context) -> list[Context]:
         return [dataclasses.replace(ctx, stream=(p.kind, i)) for i, p in enumerate(self.perturbations)]
 

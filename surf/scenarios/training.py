@@ -71,6 +71,10 @@ class TrainingScenario:
         for member in members:
             for severity in member.checkpoints():
                 bound = result._bind(member, severity)
+                try:
+                    bound.check(cfg.num_agents)
+                except ConfigError as exc:
+                    raise ConfigError(f"trainer.scenario_severity: {exc}; lower it or raise num_agents") from None
                 if bound.overrides:
                     raise ConfigError(f"trainer.scenario={member.scenario.name!r} changes the config "
                                       f"({', '.join(bound.overrides)}); set those values in the training config")

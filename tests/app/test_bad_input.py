@@ -35,6 +35,12 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "resume a non-run folder": (["run", Q, "--resume", "--out", "TMP/plain"], "is not a run directory"),
     "impossible drop count": (["eval", "RUN", "-o", "eval.n_async=99"], "eval.n_async=99 must be in [0, num_agents"),
     "model of another shape": (["eval", "RUN", "-o", "model.layers=5"], "(keep the trained model.layers=3)"),
+    "training drops more agents than there are": (["run", Q, "-o", "num_agents=8", "-o", "topology.name=ring"],
+                                                  "trainer.scenario_severity: scenario 'fig4_async' at severity "
+                                                  "10.0: async: n=10 must be < num_agents=8; lower it"),
+    "stress drops more agents than there are": (["stress", "RUN", "--scenario", "fig4_async", "--severity", "8",
+                                                 "--tasks", "1", "--repeats", "1", "--out", "TMP/stress_out"],
+                                                "async: n=8 must be < num_agents=8; choose a lower --severity"),
     "negative drop count": (["deploy", "RUN", "--scenario", "dropped:-1"], "expected dropped:K"),
     "too many dropped (deploy)": (["deploy", "RUN", "--scenario", "dropped:99"], "eval.n_async=99 must be in"),
     "unknown scenario": (["stress", "RUN", "--scenario", "nope"], "unknown scenario 'nope'"),

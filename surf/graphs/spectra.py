@@ -20,6 +20,10 @@ def to_scipy(matrix: torch.Tensor) -> sp.csr_array:
     """A torch sparse (COO or CSR) or dense matrix as a float64 scipy CSR array."""
     if matrix.layout == torch.strided:
         return sp.csr_array(matrix.double().cpu().numpy())
+    if matrix.layout == torch.sparse_coo:  # straight to scipy: torch's COO -> CSR conversion warns "beta" each time
+        coo = matrix.coalesce().cpu()
+        row, col = coo.indices().numpy()
+        return sp.coo_array((coo.values().double().numpy(), (row, col)), shape=tuple(coo.shape)).tocsr()
     csr = matrix.to_sparse_csr().cpu() if matrix.layout != torch.sparse_csr else matrix.cpu()
     return sp.csr_array((csr.values().double().numpy(), csr.col_indices().numpy(), csr.crow_indices().numpy()),
                         shape=tuple(csr.shape))

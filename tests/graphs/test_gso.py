@@ -59,3 +59,13 @@ def test_topology_exposes_pyg_edge_index_and_weights():
     assert index.shape == (2, 12) and torch.equal(weight, torch.ones(12, dtype=torch.float64))
     pairs = {(int(a), int(b)) for a, b in index.t()}
     assert (0, 1) in pairs and (1, 0) in pairs and all(a != b for a, b in pairs)
+
+
+@pytest.mark.parametrize("name", ["star", "line", "erdos_renyi_paper"])  # lambda_max by eigenvalue: irregular
+def test_building_a_topology_warns_nothing(name):
+    """torch's sparse "beta" and invariant-check notices must not reach a user's terminal."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # what a run prints (DeprecationWarnings stay hidden)
+        build_topology(TopologyConfig(name=name, gso="lambda_max"), 12, seed=0)

@@ -12,6 +12,7 @@ fingerprint of the run and tasks it was cut from. A Flower SuperNode's node conf
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,11 @@ def split_agents(num_agents: int, num_nodes: int) -> list[list[int]]:
 def as_csr(shift: torch.Tensor) -> torch.Tensor:
     """S as a sparse CSR tensor on the CPU (a dense N x N copy would not fit for large N)."""
     shift = shift.cpu()
-    return shift if shift.layout == torch.sparse_csr else shift.to_sparse_csr()
+    if shift.layout == torch.sparse_csr:
+        return shift
+    with warnings.catch_warnings():  # torch flags sparse CSR as "beta" on every conversion
+        warnings.simplefilter("ignore", UserWarning)
+        return shift.to_sparse_csr()
 
 
 def heard_columns(csr: torch.Tensor, agents: list[int]) -> list[int]:

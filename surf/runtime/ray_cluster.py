@@ -10,9 +10,15 @@ from pathlib import Path
 SOURCE = str(Path(__file__).resolve().parents[2])  # this source tree: what workers must import
 
 
+QUIET_ENV = {  # environment defaults for every Ray this project starts (a value you set wins)
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",  # CPU tasks: leave CUDA_VISIBLE_DEVICES alone (and no FutureWarning)
+}
+
+
 def _quiet_environment() -> None:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # CPU tasks: leave CUDA_VISIBLE_DEVICES alone
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def start_ray(workers: int, use_gpu: bool) -> None:

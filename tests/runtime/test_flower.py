@@ -5,6 +5,10 @@ a ClientApp that raises is dropped and the run completes.
 One Flower simulation (one Ray start) runs every job; the tests read its results.
 """
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import yaml
@@ -21,7 +25,7 @@ from surf.runtime.flower.relay import Job
 from surf.scenarios.drops import dropped_agents
 from surf.scenarios.scenario import dropped_agents_scenario
 from surf.utils.errors import ConfigError
-from tests.conftest import assert_valid
+from tests.conftest import REPO, assert_valid
 
 N, LAYERS, HOPS, N_ASYNC, FAULTY_AGENT, FAULTY_LAYER = 12, 3, 2, 3, 5, 2
 TASKS = [("test", 0, False), ("test", 1, True)]
@@ -232,3 +236,15 @@ def test_deploy_cli_errors_are_one_line(tmp_path, capsys):
     assert "expected dropped:K" in capsys.readouterr().err
     assert main(["deploy", str(tmp_path)]) == 2
     assert "no trained model" in capsys.readouterr().err
+
+
+def test_the_simulation_starts_without_warnings():
+    """Ray warned about CUDA_VISIBLE_DEVICES (a FutureWarning) on every `surf deploy`; torch about sparse CSR for a
+    job on a dense graph."""
+    code = ("import torch; from surf.runtime.flower.relay import Job; "
+            "from surf.runtime.flower.simulation import run_jobs; "
+            "run_jobs([Job('echo', '', torch.eye(2), 'echo', [], 2, steps=1, hops=1)])")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"}  # a test may have set it
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Warning" not in out.stderr, out.stderr[-2000:]

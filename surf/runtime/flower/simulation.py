@@ -10,6 +10,7 @@ import logging
 import os
 
 from surf.runtime.flower.relay import Job, JobResult, server_app
+from surf.runtime.ray_cluster import QUIET_ENV
 
 OFFLINE_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "RAY_USAGE_STATS_ENABLED": "0",
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -17,7 +18,7 @@ OFFLINE_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", 
 # which costs about 10 ms more per call here (benchmarks/bench_ray_inline.py). A node's Context (its models, previous
 # updates and stale messages: ~200 KB at 10 agents of the quickstart) crosses that line on every ClientApp call, so
 # the simulation raises it to 2 MiB (an environment default: a RAY_max_direct_call_object_size you set wins).
-RAY_ENV = {"RAY_max_direct_call_object_size": str(2 * 2**20)}
+RAY_ENV = {**QUIET_ENV, "RAY_max_direct_call_object_size": str(2 * 2**20)}
 
 
 def run_jobs(jobs: list[Job], num_actors: int = 2, client_mods: list | None = None,

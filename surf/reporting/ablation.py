@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from surf.config import from_dict
-from surf.reporting.figures import baseline_accuracy, pm, signed, table
-from surf.reporting.sweep_data import Entry, Group, acc, acc_rel, mean_curve, paired_across
+from surf.reporting.figures import pm, signed, table
+from surf.reporting.sweep_data import Entry, Group, acc, acc_rel, baseline_accuracy, mean_curve, paired_across
 from surf.reporting.sweep_plots import plot_ablation
 from surf.scenarios.training import training_label
 
@@ -55,7 +55,7 @@ def _conditions(groups: list[Group]) -> tuple[dict[str, dict[int, Group]], int]:
 
 
 def _has(g: Group | None, name: str) -> bool:
-    return g is not None and all(name in e.summary.comparisons for e in g.entries)
+    return g is not None and g.has_baseline(name)
 
 
 def _dips(g: Group | None) -> str:

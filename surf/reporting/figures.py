@@ -14,6 +14,7 @@ from surf.reporting.sweep_data import (
     Stat,
     acc,
     acc_rel,
+    baseline_accuracy,
     best_baseline,
     graph_info,
     graph_label,
@@ -54,15 +55,10 @@ def baseline_names(groups: list[Group]) -> list[str]:
     return names
 
 
-def baseline_accuracy(name: str, key: str = "accuracy"):
-    """The getter of baseline ``name``'s final accuracy (plain, or ``accuracy_relabelled``) in a summary."""
-    return lambda s: s.comparisons[name].final[key]
-
-
 def baseline_cell(g: Group, name: str) -> str:
     """``plain / relabelled (R rounds); Δ`` for baseline ``name`` over the group's seeds, Δ = the model minus the
     baseline on the same seed (plain)."""
-    if not all(name in e.summary.comparisons for e in g.entries):
+    if not g.has_baseline(name):
         return "—"
     plain = g.stat(baseline_accuracy(name))
     rel = g.stat(baseline_accuracy(name, "accuracy_relabelled"))
@@ -163,8 +159,7 @@ def section_fig2(groups: list[Group], plots: Path) -> list[str]:
 def section_fig2_star(groups: list[Group], plots: Path) -> list[str]:
     lines = ["## Fig. 2 (right): star graph, accuracy relative to centralized training", ""]
     for g in groups:  # every row is a mean over the group's seeds (the same tasks per seed for every method)
-        central = g.stat(lambda s: s.comparisons["centralized"].final["accuracy"]).mean \
-            if all("centralized" in e.summary.comparisons for e in g.entries) else None
+        central = g.stat(baseline_accuracy("centralized")).mean if g.has_baseline("centralized") else None
         scale = central or 1.0
         what = "÷ centralized" if central else "absolute (no `centralized` baseline in this evaluation)"
         curve = mean_curve(g, "per_layer", "accuracy")
@@ -275,7 +270,7 @@ def section_topology(groups: list[Group], plots: Path) -> list[str]:
         long_comm = None if long is None else s.comparisons[long[0]].communication
         long_bytes = None if long is None else (long_comm.bytes if long_comm else 10 * surf_bytes)
         heavy_ball = (g.paired(acc_rel, baseline_accuracy("dgd_momentum", "accuracy_relabelled"))
-                      if all("dgd_momentum" in e.summary.comparisons for e in g.entries) else None)
+                      if g.has_baseline("dgd_momentum") else None)
         points.append({"graph": g.first.config["topology"]["name"], **info, "surf": g.stat(acc_rel).mean,
                        "surf_plain": g.stat(acc).mean, "surf_bytes": surf_bytes, "best": best, "long": long,
                        "long_bytes": long_bytes, "seeds": len(g.entries), "heavy_ball": heavy_ball})

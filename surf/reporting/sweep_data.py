@@ -80,6 +80,10 @@ class Group:
     def first(self) -> Entry:
         return self.entries[0]
 
+    def has_baseline(self, name: str) -> bool:
+        """Whether every seed's evaluation ran baseline ``name``."""
+        return all(name in e.summary.comparisons for e in self.entries)
+
     def stat(self, get: Callable[[Summary], float], spread: Callable[[Summary], float] | None = None) -> Stat:
         """``get`` over the seeds (mean, 95 % CI), with the mean task spread ``spread(summary)`` if given."""
         result = mean_ci([get(e.summary) for e in self.entries])
@@ -153,6 +157,11 @@ def acc_rel(summary: Summary) -> float:
     return summary.final["accuracy_relabelled"]
 
 
+def baseline_accuracy(name: str, key: str = "accuracy") -> Callable[[Summary], float]:
+    """The getter of baseline ``name``'s final accuracy (plain, or ``accuracy_relabelled``) in a summary."""
+    return lambda s: s.comparisons[name].final[key]
+
+
 def task_std(summary: Summary) -> float:
     return summary.final.get("accuracy_std", float("nan"))
 
@@ -180,7 +189,7 @@ def best_baseline(g: Group, rounds: int, relabelled: bool) -> tuple[str, float] 
     key = "accuracy_relabelled" if relabelled else "accuracy"
     names = [n for n in g.first.summary.comparisons if n != "centralized" and all(
         n in e.summary.comparisons and e.summary.comparisons[n].steps == rounds for e in g.entries)]
-    found = [(n, g.stat(lambda s, n=n: s.comparisons[n].final[key]).mean) for n in names]
+    found = [(n, g.stat(baseline_accuracy(n, key)).mean) for n in names]
     return max(found, key=lambda item: item[1]) if found else None
 
 

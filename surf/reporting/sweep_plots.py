@@ -14,7 +14,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from surf.reporting.figure_file import save_figure  # noqa: E402
-from surf.reporting.sweep_data import acc, acc_rel, graph_label, mean_baseline_curves, mean_curve  # noqa: E402
+from surf.reporting.sweep_data import (  # noqa: E402
+    acc,
+    acc_rel,
+    baseline_accuracy,
+    graph_label,
+    mean_baseline_curves,
+    mean_curve,
+)
 
 
 def plot_per_layer_groups(groups: list, path: Path, paper_ref: dict | None, xlabel: str,
@@ -83,8 +90,7 @@ def plot_scalar(groups: list, get_x: Callable, x_name: str, path: Path, ref_for:
             ax.plot(*zip(*ref, strict=True), "x:", color=bar[0].get_color(), label=f"paper {method}")
     lead = next(iter(by_method.values()), [])  # baselines are the same for every method: draw them once
     for name in lead[0].first.summary.comparisons if lead else []:
-        points = [(get_x(g.first), g.stat(lambda s, n=name: s.comparisons[n].final["accuracy"]).mean) for g in lead
-                  if all(name in e.summary.comparisons for e in g.entries)]
+        points = [(get_x(g.first), g.stat(baseline_accuracy(name)).mean) for g in lead if g.has_baseline(name)]
         rounds = lead[0].first.summary.comparisons[name].steps
         ax.plot(*zip(*points, strict=True), "^-", lw=0.8, alpha=0.7, label=f"{name} ({rounds} rounds, tuned)")
     ax.set(xlabel=x_name, ylabel="final held-out accuracy")

@@ -9,7 +9,7 @@ each hop, so dropped agents, stale buffers or lost links change the messages, ne
 
 from __future__ import annotations
 
-import atexit
+import linecache
 import sys
 import tempfile
 from collections.abc import Callable
@@ -25,19 +25,19 @@ from surf.utils.invariant import scaled
 Transmit = Callable[[int, torch.Tensor], torch.Tensor]  # (hop k, what agents would send) -> what they send
 
 
-_GENERATED: set[str] = set()  # generated sources already scheduled for deletion in this process
-
-
-def _remove_generated_source_at_exit(cls: type) -> None:
+def _delete_generated_source(cls: type) -> None:
     """PyG writes the ``propagate`` it generates for a ``MessagePassing`` class to a temporary file, once per process,
-    and never deletes it (``torch_geometric.template.module_from_template``, ``delete=False``): every process that
-    built a filter left a file in the temporary folder. Delete it when the process exits (the source stays readable
-    for tracebacks until then)."""
+    and never deletes it (``torch_geometric.template.module_from_template``, ``delete=False``). Deleting it at exit
+    was not enough: a process ended by a signal or by ``os._exit`` (Ray's workers, Flower's actors) skips ``atexit``,
+    and CI left some thirty files per run. So the source moves into ``linecache`` (tracebacks and ``inspect`` still
+    show it) and the file is deleted as soon as the module is loaded."""
     module = sys.modules.get(f"{cls.__module__}_{cls.__name__}_propagate")
     path = getattr(module, "__file__", None)
-    if path and path not in _GENERATED and Path(path).parent == Path(tempfile.gettempdir()):
-        _GENERATED.add(path)
-        atexit.register(Path(path).unlink, missing_ok=True)
+    if not path or Path(path).parent != Path(tempfile.gettempdir()) or not Path(path).is_file():
+        return
+    source = Path(path).read_text()
+    linecache.cache[path] = (len(source), None, source.splitlines(keepends=True), path)  # mtime None: never rechecked
+    Path(path).unlink(missing_ok=True)
 
 
 class GraphFilter(MessagePassing):
@@ -45,7 +45,7 @@ class GraphFilter(MessagePassing):
 
     def __init__(self) -> None:
         super().__init__(aggr="add")
-        _remove_generated_source_at_exit(type(self))
+        _delete_generated_source(type(self))
 
     def forward(self, x: torch.Tensor, adj_t: torch.Tensor, taps: torch.Tensor, transmit: Transmit | None = None,
                 edge_weight: torch.Tensor | None = None, recompute: bool = False) -> torch.Tensor:

@@ -8,7 +8,9 @@ anything else an interrupted cell left is cleared and the cell restarts.
 While a cell runs, ``<cell>.lock`` names the host and process running it, so two sweeps never run the same cell at
 once. The lock is created atomically (a hard link: also on NFS) and refreshed every ``HEARTBEAT_S`` seconds. It is
 stale, and taken over, when its process is gone (same host) or nobody refreshed it for ``STALE_S`` seconds (another
-host: its node died).
+host: its node died). Breaking a stale lock is serialized by ``<cell>.lock.break`` (also a hard link), under which the
+breaker checks that the lock is still the one it judged stale: two sweeps that find the same stale lock never both run
+the cell (without it, the slower one deleted the lock the faster one had just taken).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from surf.utils.errors import ConfigError
 
 HEARTBEAT_S = 20.0
 STALE_S = 120.0
+BREAK_STALE_S = 10.0  # a breaker holds <cell>.lock.break for microseconds: older, its process died while breaking
 TUNING = ".tuning"  # the store's folder of tuned baseline hyper-parameters (surf.evaluation.tuning_cache)
 
 
@@ -79,6 +82,35 @@ def _alive(lock: Path, host: str, pid: int) -> bool:
         return False
 
 
+def _identity(lock: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``lock``: which lock file it is, whatever its contents; None when there is none."""
+    try:
+        found = lock.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _break_stale(lock: Path, judged: tuple[int, int] | None, holder: tuple[str, int] | None, mine: Path) -> None:
+    """Delete ``lock`` if it is still the file ``judged`` stale (same inode, same holder: an inode number can be
+    reused), holding ``<lock>.break`` meanwhile; leave it when another process is breaking it (the caller retries)."""
+    guard = lock.with_name(lock.name + ".break")
+    try:
+        os.link(mine, guard)
+    except FileExistsError:
+        try:
+            if time.time() - guard.stat().st_mtime > BREAK_STALE_S:
+                guard.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+        return
+    try:
+        if judged is not None and _identity(lock) == judged and _holder(lock) == holder:
+            lock.unlink(missing_ok=True)
+    finally:
+        guard.unlink(missing_ok=True)
+
+
 def _heartbeat(lock: Path, stop: threading.Event) -> None:
     while not stop.wait(HEARTBEAT_S):
         try:
@@ -96,16 +128,17 @@ def cell_lock(path: Path) -> Iterator[None]:
     mine = lock.with_name(f"{lock.name}.{me.replace(' ', '.')}")
     mine.write_text(me)
     try:
-        for _ in range(2):
+        for _ in range(3):
             try:
                 os.link(mine, lock)
                 break
             except FileExistsError:
+                judged = _identity(lock)
                 holder = _holder(lock)
                 if holder is not None and _alive(lock, *holder):
                     raise ConfigError(f"cell {path} is being run by process {holder[1]} on {holder[0]}; wait for "
                                       "it or stop that sweep") from None
-                lock.unlink(missing_ok=True)  # stale: its process is gone
+                _break_stale(lock, judged, holder, mine)  # its process is gone
         else:
             raise ConfigError(f"cell {path}: another process took its lock meanwhile; rerun the sweep")
     finally:

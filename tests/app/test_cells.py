@@ -85,3 +85,48 @@ def test_summary_is_written_last_and_an_unfinished_cell_is_rerun(tmp_path, monke
     assert run_cell(cfg, cell) == "resume"
     assert cell_state(cell, trained=True) == "finished"
     assert run_cell(cfg, cell) == "finished"
+
+
+def test_two_processes_that_find_the_same_stale_lock_never_both_take_it(tmp_path, monkeypatch):
+    """The race of two sweeps breaking one stale lock: this process reads the dead holder, and before it acts another
+    sweep breaks the lock and takes it. This process must then see the other's live lock, not delete it."""
+    cell = tmp_path / "cell"
+    lock = lock_path(cell)
+    lock.write_text(f"{socket.gethostname()} {dead_pid()}")
+    other = f"{socket.gethostname()} {os.getppid()}"  # a live process: the other sweep
+    read = cells._holder
+
+    def read_then_lose_the_race(path):
+        found = read(path)
+        if path == lock and not (tmp_path / "raced").exists():
+            (tmp_path / "raced").touch()
+            lock.unlink()  # the other sweep broke the stale lock ...
+            (tmp_path / "theirs").write_text(other)
+            os.link(tmp_path / "theirs", lock)  # ... and took it
+        return found
+
+    monkeypatch.setattr(cells, "_holder", read_then_lose_the_race)
+    with pytest.raises(ConfigError, match=f"being run by process {os.getppid()}"):
+        with cell_lock(cell):
+            pass
+    assert lock.read_text() == other
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.lock", "raced", "theirs"]
+
+
+@pytest.mark.parametrize("breaker", ["died_while_breaking", "breaking_now"])
+def test_a_left_over_break_guard_is_cleared_and_a_fresh_one_is_waited_for(tmp_path, breaker):
+    cell = tmp_path / "cell"
+    lock, guard = lock_path(cell), tmp_path / "cell.lock.break"
+    lock.write_text(f"{socket.gethostname()} {dead_pid()}")
+    guard.write_text("node-7 1")
+    if breaker == "died_while_breaking":
+        old = time.time() - cells.BREAK_STALE_S - 1
+        os.utime(guard, (old, old))
+        with cell_lock(cell):
+            assert lock.read_text() == f"{socket.gethostname()} {os.getpid()}"
+        assert list(tmp_path.iterdir()) == []
+    else:
+        with pytest.raises(ConfigError, match="another process took its lock meanwhile; rerun the sweep"):
+            with cell_lock(cell):
+                pass
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.lock", "cell.lock.break"]

@@ -232,7 +232,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         summary = deploy_locally(family, Path(args.run_dir), args.nodes, tasks, args.partition and Path(args.partition),
                                  args.round_timeout or 60.0, baselines, args.rejoin, args.deploy_timeout)
     summary.git_sha = git_sha()
-    out.prepare(family.cfg, resume=False)
+    out.prepare(family.cfg, resume=False, trains=False)
     out.write_summary(summary.to_dict())
     write_plots(summary, [], out.plots)
     plot_relay_traffic({name: job["communication"] for name, job in summary.runtime.jobs.items()},

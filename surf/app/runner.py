@@ -106,7 +106,7 @@ def reevaluate(run_dir: str | Path, cfg: Config, out: Path | None = None) -> Sum
     summary.kind, summary.evaluated_from, summary.git_sha = "eval", str(run_dir), git_sha()
     if out is not None:
         run = RunDir(out)
-        run.prepare(cfg, resume=False)
+        run.prepare(cfg, resume=False, trains=False)
         entry.write_plots(summary, [], run.plots)
         entry.write_figures(family, model, twin, run.plots)
         run.write_summary(summary.to_dict())  # last, as for a run

@@ -27,8 +27,11 @@ class RunDir:
         self.warm_start = self.path / "warm_start.json"  # the classical method the model started from, if any
         self.plots = self.path / "plots"
 
-    def prepare(self, cfg: Config, resume: bool) -> None:
-        """Create the folder (fresh run) or check it matches ``cfg`` (resume); write the resolved config."""
+    def prepare(self, cfg: Config, resume: bool, trains: bool = True) -> None:
+        """Create the folder (fresh run) or check it matches ``cfg`` (resume); write the resolved config.
+
+        ``trains=False`` (an evaluation or a deployment of a trained model): no ``checkpoints/`` folder, it would stay
+        empty."""
         if resume:  # without checkpoints/last.pt (killed before the first one) the run starts over
             if not self.config.is_file():
                 raise ConfigError(f"--resume: {self.path} is not a run directory (no config.yaml); start without "
@@ -48,7 +51,8 @@ class RunDir:
             return
         if self.path.exists() and any(self.path.iterdir()):
             raise ConfigError(f"run directory {self.path} is not empty; pass --resume or choose another --out")
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        if trains:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.plots.mkdir(parents=True, exist_ok=True)
         header = f"# resolved SURF config; git {git_sha()}; rerun: surf run {self.config}\n"
         atomic_write(self.config, header + yaml.safe_dump(to_dict(cfg), sort_keys=False))

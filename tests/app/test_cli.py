@@ -60,12 +60,12 @@ def test_resume_of_a_run_written_before_a_config_field_was_added(tmp_path, capsy
     (tmp_path / "r" / "summary.json").unlink()
     path = tmp_path / "r" / "config.yaml"
     saved = yaml.safe_load(path.read_text())
-    del saved["inpainting"]["robust_gain"], saved["inpainting"]["box_projection"]  # fields a later version added
+    del saved["inpainting"]["robust_gain"], saved["constraints"]["window_reduce"]  # fields a later version added
     path.write_text(yaml.safe_dump(saved))
     assert run_tiny(tmp_path / "r", ["trainer.steps=2"], resume=True) == 0
     (tmp_path / "r" / "summary.json").unlink()
     capsys.readouterr()
-    assert run_tiny(tmp_path / "r", ["trainer.steps=2", "inpainting.robust_gain=0.5"], resume=True) == 2
+    assert run_tiny(tmp_path / "r", ["trainer.steps=2", "constraints.window_reduce=max"], resume=True) == 2
     assert "config differs" in capsys.readouterr().err
 
 
@@ -80,6 +80,7 @@ def test_eval_with_dropped_agents(tmp_path, tiny_run, capsys):
     summary = assert_valid(tmp_path / "e" / "summary.json")
     assert summary["eval"]["n_async"] == 2 and summary["kind"] == "eval"
     assert summary["evaluated_from"] == str(tiny_run)
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["config.yaml", "plots", "summary.json"]
     out = capsys.readouterr().out
     assert "n_async=2" in out and "if it was dropped at it" in out
     # the drop loss splits, paired agent by agent, into the agents that ran the last layer and the 2 dropped at it

@@ -137,6 +137,7 @@ def test_deployment_equals_engine_and_survives_a_killed_supernode(trained, tmp_p
             revived.wait(timeout=30)
     summary = assert_valid(out / "summary.json")
     assert summary["runtime"]["name"] == "flower-deployment" and summary["runtime"]["nodes"] == 3
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "plots", "summary.json"]  # no checkpoints/
     family, model = load_trained(trained)
     engine = evaluate_unrolled(family, model, [family.task("test", 0)], None)
     for metric in ("accuracy", "loss", "grad_norm"):

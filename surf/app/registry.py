@@ -54,23 +54,33 @@ class FamilyEntry:
     # figures that need the trained models, not only the summary: (family, model, twin, plots folder) -> files
     write_figures: Callable[[TaskFamily, torch.nn.Module, torch.nn.Module | None, Path], list[Path]] = \
         lambda family, model, twin, folder: []
+    ignores: tuple[str, ...] = ()  # config sections and keys this family never reads (an override of one is an error)
 
+
+# what only the decentralized classifier reads (data.pool_fractions, read by every family, is the one exception)
+_CLASSIFIER_ONLY = ("num_agents", "topology", "data", "model", "eval", "trainer.scenario", "trainer.scenario_severity",
+                    "constraints.gradient_on", "constraints.optimum_l2", "constraints.energy_weight",
+                    "constraints.window_reduce")
+_READ_BY_EVERY_FAMILY = ("data.pool_fractions",)
 
 FAMILIES: dict[str, FamilyEntry] = {
     "decentralized": FamilyEntry(
         "agents on a graph, softmax regression each, optimized by U-DGD (paper eq. 11-13)", ClassifierFamily,
-        lambda family, model, twin: evaluate_classifier(family, model), classifier_table, classifier_plots),
+        lambda family, model, twin: evaluate_classifier(family, model), classifier_table, classifier_plots,
+        ignores=("sparse_coding", "inpainting")),
     "sparse_coding": FamilyEntry(
         "LASSO sparse coding solved by LISTA / ALISTA (robust unrolling, TSP 2024)", SparseCodingFamily,
         evaluate_sparse, sparse_table, sparse_plots,
-        wants_twin=lambda cfg: cfg.constraints.kind != "none" and cfg.sparse_coding.twin),
+        wants_twin=lambda cfg: cfg.constraints.kind != "none" and cfg.sparse_coding.twin,
+        ignores=(*_CLASSIFIER_ONLY, "inpainting")),
     "inpainting": FamilyEntry(
         "image inpainting by GLOW-Prox, unrolled proximal gradient in per-layer Glow latents (robust unrolling, TSP "
         "2024)", InpaintingFamily, evaluate_inpainting, inpainting_table, inpainting_plots,
         wants_twin=lambda cfg: cfg.constraints.kind != "none" and cfg.inpainting.twin,
         write_figures=lambda family, model, twin, folder: [
             write_image_grid(inpainting_examples(family, model, twin), folder / "image_grid.png")]
-        if family.cfg.inpainting.examples else []),
+        if family.cfg.inpainting.examples else [],
+        ignores=(*_CLASSIFIER_ONLY, "sparse_coding")),
 }
 RUNTIMES: dict[str, str] = {
     "engine": "the vectorized engine: every agent of every task as one batched tensor (surf run / eval / stress)",
@@ -104,8 +114,16 @@ def check_names(cfg: Config) -> Config:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """A config file plus overrides, validated and with every registry name checked."""
-    return check_names(config_mod.load(path, overrides))
+    """A config file plus the command line's overrides, validated, with every registry name checked and no override
+    of a setting the family never reads (it would change nothing, silently)."""
+    cfg = check_names(config_mod.load(path, overrides))
+    entry = family_entry(cfg)
+    for key, _ in config_mod.parse_overrides(overrides or []):
+        section = next((p for p in entry.ignores if key == p or key.startswith(f"{p}.")), None)
+        if section and key not in _READ_BY_EVERY_FAMILY:
+            raise ConfigError(f"-o {key}: the {cfg.family} family never reads {section}, so the override would "
+                              "change nothing; drop it")
+    return cfg
 
 
 def config_from_dict(raw: dict, overrides: list[str] | None = None) -> Config:

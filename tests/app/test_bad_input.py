@@ -55,6 +55,10 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "node data of another split": (["deploy", "RUN", "--runtime", "flower-deployment", "--nodes", "2",
                                     "--partition", "TMP/four"], "node_0.npz was cut for another run or number"),
     "zero layers": (["run", Q, "-o", "model.layers=0"], "model.layers=0 must be >= 1"),
+    "a setting the family never reads": (["run", "simulations/lista.yaml", "-o", "eval.n_async=2"],
+                                         "-o eval.n_async: the sparse_coding family never reads eval"),
+    "another family's setting (classifier)": (["eval", "RUN", "-o", "sparse_coding.layers=3"],
+                                              "the decentralized family never reads sparse_coding"),
     "missing argument": (["run"], "the following arguments are required: config"),
 }
 

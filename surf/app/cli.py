@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from surf.utils.errors import ConfigError, SurfError
-from surf.utils.paths import REPO
+from surf.utils.paths import REPO, check_output_path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,6 +120,9 @@ def _check_workers(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        for flag in ("out", "store"):  # before any work: a file in the way is a one-line error, not a traceback
+            if getattr(args, flag, None):
+                check_output_path(getattr(args, flag), f"--{flag}", folder=args.command != "features")
         commands = {"run": cmd_run, "eval": cmd_eval, "sweep": cmd_sweep, "report": cmd_report, "stress": cmd_stress,
                     "deploy": cmd_deploy, "partition": cmd_partition, "features": cmd_features, "list": cmd_list}
         return commands[args.command](args)

@@ -55,6 +55,17 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "node data of another split": (["deploy", "RUN", "--runtime", "flower-deployment", "--nodes", "2",
                                     "--partition", "TMP/four"], "node_0.npz was cut for another run or number"),
     "zero layers": (["run", Q, "-o", "model.layers=0"], "model.layers=0 must be >= 1"),
+    "output folder is a file": (["run", Q, "--out", "TMP/afile"], "--out TMP/afile is a file; choose a folder"),
+    "output folder under a file": (["eval", "RUN", "--out", "TMP/afile/e"],
+                                   "--out TMP/afile/e: TMP/afile is a file, not a folder; choose another --out"),
+    "output folder is a file (stress)": (["stress", "RUN", "--scenario", "fig4_async", "--out", "TMP/afile"],
+                                         "--out TMP/afile is a file"),
+    "node data folder under a file": (["partition", "RUN", "--nodes", "2", "--out", "TMP/afile/p"],
+                                      "TMP/afile is a file, not a folder"),
+    "sweep store under a file": (["sweep", "simulations/fig5_epsilon.yaml", "--store", "TMP/afile/s"],
+                                 "--store TMP/afile/s: TMP/afile is a file"),
+    "feature file is a folder": (["features", "--dataset", "mnist", "--root", "TMP", "--out", "TMP/plain"],
+                                 "--out TMP/plain is a folder; name a file"),
     "a setting the family never reads": (["run", "simulations/lista.yaml", "-o", "eval.n_async=2"],
                                          "-o eval.n_async: the sparse_coding family never reads eval"),
     "another family's setting (classifier)": (["eval", "RUN", "-o", "sparse_coding.layers=3"],
@@ -69,6 +80,7 @@ def scratch(tmp_path_factory, tiny_run):
     (tmp / "malformed.txt").write_text("0 1\n1 2\nfoo bar\n")
     (tmp / "range.txt").write_text("0 1\n1 99\n")
     (tmp / "corrupt.npz").write_bytes(b"garbage")
+    (tmp / "afile").write_text("")
     for name in ("empty", "garbage", "plain"):
         (tmp / name).mkdir()
     for s in range(2):

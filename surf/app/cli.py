@@ -6,6 +6,7 @@ Errors in user input (config, data, graph) print one line and exit 2; numerical 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -214,13 +215,16 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise ConfigError(f"--baselines {unknown[0]!r} is not one of dgd, dgd_momentum, dsgd")
     if args.rejoin not in ("resume", "out"):
         raise ConfigError(f"--rejoin {args.rejoin!r}: use resume (with its last state) or out (kept out)")
+    for flag, seconds in (("--round-timeout", args.round_timeout), ("--deploy-timeout", args.deploy_timeout)):
+        if seconds is not None and not 0 < seconds < math.inf:  # NaN fails too
+            raise ConfigError(f"{flag}={seconds} must be a positive number of seconds")
     family, model = load_trained(args.run_dir, overrides)
     if family.cfg.family != "decentralized":
         raise ConfigError(f"surf deploy runs the decentralized family; {args.run_dir} is '{family.cfg.family}'")
     out = RunDir(args.out or REPO / "runs" / f"{family.cfg.name}_{args.runtime.replace('-', '_')}")
     if out.path.exists() and any(out.path.iterdir()):
         raise ConfigError(f"run directory {out.path} is not empty; choose another --out")
-    tasks, baselines = args.tasks or family.cfg.eval.test_tasks, tuple(args.baselines)
+    tasks, baselines = _tasks(args, family.cfg.eval.test_tasks), tuple(args.baselines)
     if args.runtime == "flower":
         from surf.runtime.flower.deploy import deploy
 
@@ -245,13 +249,18 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tasks(args: argparse.Namespace, default: int) -> int:
+    """``--tasks``, or the config's count when it is not given (``--tasks 0`` is checked, not taken as absent)."""
+    return default if args.tasks is None else args.tasks
+
+
 def cmd_partition(args: argparse.Namespace) -> int:
     from surf.app.registry import build_family, trained_config
     from surf.runtime.flower.deploy import check_request
     from surf.runtime.flower.partition import write_partition
 
     family = build_family(trained_config(args.run_dir, args.override))
-    tasks = args.tasks or family.cfg.eval.test_tasks
+    tasks = _tasks(args, family.cfg.eval.test_tasks)
     check_request(family, args.nodes, tasks)
     paths = write_partition(family, args.nodes, tasks, Path(args.out))
     print(f"surf: wrote {len(paths)} node data files to {args.out} ({tasks} meta-test tasks); start SuperNode s with "

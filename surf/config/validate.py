@@ -58,6 +58,9 @@ def validate(cfg: Config) -> Config:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key}={value} must be >= 1")
+    if not cfg.name or cfg.name in (".", "..") or "/" in cfg.name or "\\" in cfg.name:
+        raise ConfigError(f"name={cfg.name!r} names the default run folder runs/<name>: use a plain name without "
+                          "slashes")
     if cfg.num_agents < 2:
         raise ConfigError(f"num_agents={cfg.num_agents}: a decentralized problem needs at least 2 agents")
     if cfg.threads < 0:
@@ -72,6 +75,13 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"constraints.epsilon={cfg.constraints.epsilon} must be in [0, 1)")
     if cfg.constraints.dual_lr < 0:
         raise ConfigError(f"constraints.dual_lr={cfg.constraints.dual_lr} must be >= 0")
+    if cfg.constraints.dual_max is not None and cfg.constraints.dual_max < 0:
+        raise ConfigError(f"constraints.dual_max={cfg.constraints.dual_max} must be >= 0 (or null: no cap)")
+    if cfg.trainer.grad_clip is not None and cfg.trainer.grad_clip <= 0:  # a negative norm would flip the gradient
+        raise ConfigError(f"trainer.grad_clip={cfg.trainer.grad_clip} must be > 0 (or null: no clipping)")
+    if cfg.topology.laplacian_alpha is not None and cfg.topology.laplacian_alpha <= 0:
+        raise ConfigError(f"topology.laplacian_alpha={cfg.topology.laplacian_alpha} must be > 0 (or null: "
+                          "1 / lambda_max(L))")
     if not 0.0 <= cfg.model.dropout < 1.0:
         raise ConfigError(f"model.dropout={cfg.model.dropout} must be in [0, 1)")
     if cfg.trainer.device not in (None, *CHOICES["device"]):
@@ -98,8 +108,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("model.server=true (star mode, paper eq. 13) needs model.hops=1")
     if not cfg.eval.dgd_steps or min(cfg.eval.dgd_steps) <= 0:
         raise ConfigError("eval.dgd_steps must be a non-empty list of positive step sizes")
-    if any(not 0.0 <= b < 1.0 for b in cfg.eval.momentum_grid):
-        raise ConfigError("eval.momentum_grid values must be in [0, 1)")
+    if not cfg.eval.momentum_grid or any(not 0.0 <= b < 1.0 for b in cfg.eval.momentum_grid):
+        raise ConfigError("eval.momentum_grid must be a non-empty list of momenta in [0, 1)")
     _validate_learned_optimizer(cfg)
     _validate_sparse_coding(cfg.sparse_coding)
     _validate_inpainting(cfg.inpainting, cfg.constraints.kind)

@@ -52,6 +52,12 @@ def test_int_accepted_for_float_but_not_reverse():
         ({"trainer": {"scenario": "fig4_async", "scenario_severity": [10, 0]}}, r"not a range \[lo, hi\]"),
         ({"trainer": {"scenario": ["fig4_async"], "scenario_severity": ["high"]}}, "expected a number"),
         ({"trainer": {"scenario_severity": 3}}, "needs trainer.scenario"),
+        ({"trainer": {"grad_clip": -1.0}}, "trainer.grad_clip=-1.0 must be > 0"),
+        ({"constraints": {"dual_max": -1.0}}, "constraints.dual_max=-1.0 must be >= 0"),
+        ({"topology": {"gso": "laplacian", "laplacian_alpha": -1.0}}, "topology.laplacian_alpha=-1.0 must be > 0"),
+        ({"eval": {"momentum_grid": []}}, "eval.momentum_grid must be a non-empty list"),
+        ({"name": "../../etc"}, "use a plain name without slashes"),
+        ({"name": ""}, "use a plain name without slashes"),
     ],
 )
 def test_bad_configs_raise_one_line(raw, message):

@@ -73,10 +73,21 @@ def tuning_key(settings: dict[str, Any], tasks: list[Any], shifts: list[torch.Te
     digest = hashlib.sha256(code_fingerprint())
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for tensor in [t for task in tasks for t in _task_tensors(task)] + list(shifts):
-        dense = tensor if tensor.layout == torch.strided else tensor.to_dense()
-        digest.update(f"{tuple(dense.shape)}{dense.dtype}".encode())
-        digest.update(dense.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(f"{tuple(tensor.shape)}{tensor.dtype}{tensor.layout}".encode())
+        for part in _parts(tensor):
+            digest.update(part.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:32]
+
+
+def _parts(tensor: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """What defines a tensor's content: itself, or a sparse tensor's index and value arrays (never its dense form:
+    a graph of 100,000 agents would take 40 GB)."""
+    if tensor.layout == torch.sparse_csr:
+        return tensor.crow_indices(), tensor.col_indices(), tensor.values()
+    if tensor.layout == torch.sparse_coo:
+        tensor = tensor.coalesce()
+        return tensor.indices(), tensor.values()
+    return (tensor,)
 
 
 def cached_tuning(settings: dict[str, Any], tasks: list[Any], shifts: list[torch.Tensor],

@@ -71,3 +71,19 @@ def test_one_run_searches_once_in_memory_and_keeps_an_open_store(tmp_path, searc
     with shared_tuning(tmp_path), run_tuning():  # inside a sweep's store, a run uses that store
         tune_baseline(_family(), "dgd_momentum", rounds=3)
     assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_the_key_of_a_sparse_graph_follows_its_content_without_densifying_it(monkeypatch):
+    """A graph of 100,000 agents made dense for its key took 40 GB (a MemoryError traceback in `surf run`)."""
+    import torch
+
+    from surf.evaluation.tuning_cache import tuning_key
+
+    ring = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+    graphs = [torch.sparse_coo_tensor(ring, torch.tensor(v), (100_000, 100_000)).to_sparse_csr()
+              for v in ([0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.25])]
+    monkeypatch.setattr(torch.Tensor, "to_dense", lambda self: pytest.fail("the key densified a sparse tensor"))
+    keys = [tuning_key({"grid": [1.0]}, [], [graph]) for graph in graphs]
+    assert keys[0] == keys[1] != keys[2]
+    assert tuning_key({"grid": [1.0]}, [], [graphs[0].to_sparse_coo()]) != keys[0]  # the layout is part of the key
+    assert tuning_key({}, [], [torch.eye(3)]) != tuning_key({}, [], [torch.eye(3).to_sparse_coo()])

@@ -103,3 +103,14 @@ def test_scaffold_removes_fedavgs_client_drift(problem):
     scaffold = _error(run_baseline("scaffold", task, star, _w0(), 200, grid, **run).final[:, 1:], optimum).item()
     assert scaffold < 1e-8
     assert fedavg > 1e-3
+
+
+def test_the_doubly_stochastic_check_stays_sparse(problem, monkeypatch):
+    """EXTRA's and DIGing's check of W made it dense: 40 GB for 100,000 agents."""
+    _, shift, _ = problem
+    w = metropolis(shift)
+    monkeypatch.setattr(torch.Tensor, "to_dense", lambda self: pytest.fail("the check densified S"))
+    assert is_symmetric_doubly_stochastic(w.to_sparse_csr()) and not is_symmetric_doubly_stochastic(shift)
+    ring = torch.tensor([[0, 1, 2, 3, 1, 2, 3, 0], [1, 2, 3, 0, 0, 1, 2, 3]])
+    big = torch.sparse_coo_tensor(ring, torch.full((8,), 0.5), (100_000, 100_000))
+    assert not is_symmetric_doubly_stochastic(big)  # rows 4.. sum to 0

@@ -137,10 +137,16 @@ def _validate_learned_optimizer(cfg: Config) -> None:
         raise ConfigError(f"model.features={model.features} lists a feature twice")
     if not 0.0 <= model.momentum_init < 1.0:
         raise ConfigError(f"model.momentum_init={model.momentum_init} must be in [0, 1)")
+    if model.step_init <= 0:  # the classical start (alpha, beta): alpha > 0, and the energy's c = beta / (2 alpha)
+        raise ConfigError(f"model.step_init={model.step_init} must be > 0 (the untrained model is DGD with this step)")
+    if model.w0_std < 0:
+        raise ConfigError(f"model.w0_std={model.w0_std} must be >= 0 (the spread of the agents' initial models)")
     kind = cfg.constraints.kind
     if kind in ("energy", "loss", "window") and not classifier:
         raise ConfigError(f"constraints.kind={kind} is a measure of the decentralized classifier; use gradient_norm, "
                           "distance or none")
+    if cfg.constraints.optimum_l2 <= 0:  # without it the pooled softmax regression may have no optimum
+        raise ConfigError(f"constraints.optimum_l2={cfg.constraints.optimum_l2} must be > 0")
     if cfg.constraints.energy_weight is not None and cfg.constraints.energy_weight < 0:
         raise ConfigError(f"constraints.energy_weight={cfg.constraints.energy_weight} must be >= 0 (or null)")
     if cfg.trainer.select_by == "accuracy" and not classifier:

@@ -58,6 +58,9 @@ def test_int_accepted_for_float_but_not_reverse():
         ({"eval": {"momentum_grid": []}}, "eval.momentum_grid must be a non-empty list"),
         ({"name": "../../etc"}, "use a plain name without slashes"),
         ({"name": ""}, "use a plain name without slashes"),
+        ({"model": {"step_init": 0.0}}, "model.step_init=0.0 must be > 0"),
+        ({"model": {"w0_std": -1.0}}, "model.w0_std=-1.0 must be >= 0"),
+        ({"constraints": {"optimum_l2": -1.0}}, "constraints.optimum_l2=-1.0 must be > 0"),
     ],
 )
 def test_bad_configs_raise_one_line(raw, message):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -138,6 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `surf sweep --dry-run | head`: the reader left early, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 0
+    except (MemoryError, RuntimeError) as exc:  # torch reports a failed allocation as a RuntimeError
+        if not isinstance(exc, MemoryError) and not re.search(r"can't allocate memory|out of memory", str(exc)):
+            raise
+        asked = re.search(r"allocate (\d+) bytes", str(exc))
+        size = f" asking for {int(asked.group(1)) / 2**30:,.1f} GiB" if asked else ""
+        print(f"surf: error: out of memory{size}; lower the sizes the config asks for (agents, samples, layers, "
+              "image size; for the classifier, model.recompute=true trades time for memory)", file=sys.stderr)
+        return 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:

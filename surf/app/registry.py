@@ -141,6 +141,9 @@ def trained_config(run_dir: str | Path, overrides: list[str]) -> Config:
     run = RunDir(run_dir)
     if not (run.checkpoints / "best.pt").exists():
         raise ConfigError(f"no trained model in {run.checkpoints}; train first with `surf run CONFIG --out {run.path}`")
+    if not run.config.is_file():
+        raise ConfigError(f"{run.path} has a model but no config.yaml (its resolved config); restore it from the run's "
+                          "copy or retrain")
     return load_config(run.config, overrides)
 
 

@@ -32,6 +32,7 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "missing config": (["run", "TMP/none.yaml"], "config file 'TMP/none.yaml' not found"),
     "missing run directory": (["eval", "TMP/norun"], "no trained model in TMP/norun/checkpoints"),
     "corrupt run directory": (["eval", "TMP/broken_run"], "best.pt is truncated or corrupt"),
+    "run directory without its config": (["eval", "TMP/no_config"], "TMP/no_config has a model but no config.yaml"),
     "resume a non-run folder": (["run", Q, "--resume", "--out", "TMP/plain"], "is not a run directory"),
     "impossible drop count": (["eval", "RUN", "-o", "eval.n_async=99"], "eval.n_async=99 must be in [0, num_agents"),
     "model of another shape": (["eval", "RUN", "-o", "model.layers=5"], "(keep the trained model.layers=3)"),
@@ -96,6 +97,8 @@ def scratch(tmp_path_factory, tiny_run):
     broken = tmp / "broken_run"
     shutil.copytree(tiny_run, broken)
     (broken / "checkpoints" / "best.pt").write_bytes(b"\x80\x04 truncated")
+    shutil.copytree(tiny_run, tmp / "no_config")
+    (tmp / "no_config" / "config.yaml").unlink()
     return tmp
 
 

@@ -113,12 +113,30 @@ def _label(overrides: dict) -> str:
     return cell_name(rest) if rest else "base"
 
 
+_CELL_KEYS = {"name", "overrides", "path", "evals"}
+
+
+def _read_index(sweep_dir: Path) -> dict:
+    """``sweep.json``, checked: a missing, unreadable or foreign file is a one-line error."""
+    path = sweep_dir / "sweep.json"
+    rerun = f"run `surf sweep CONFIG --out {sweep_dir}` (it rewrites the index; finished cells are kept)"
+    if not path.is_file():
+        raise ConfigError(f"no sweep.json in {sweep_dir}; {rerun}")
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} is not readable JSON ({str(exc).splitlines()[0]}); {rerun}") from None
+    cells = index.get("cells") if isinstance(index, dict) else None
+    if not (isinstance(cells, list) and {"name", "sweep_file"} <= index.keys()
+            and all(isinstance(c, dict) and _CELL_KEYS <= c.keys() for c in cells)):
+        raise ConfigError(f"{path} is not a sweep index (a name, a sweep file and cells with {sorted(_CELL_KEYS)}); "
+                          f"{rerun}")
+    return index
+
+
 def load_entries(sweep_dir: Path) -> tuple[dict, list[Entry], list[str]]:
     """The sweep index, every finished (trained cell, condition) entry, and the names of unfinished cells."""
-    index_path = sweep_dir / "sweep.json"
-    if not index_path.is_file():
-        raise ConfigError(f"no sweep.json in {sweep_dir}; run `surf sweep CONFIG --out {sweep_dir}` first")
-    index = json.loads(index_path.read_text())
+    index = _read_index(sweep_dir)
     entries, missing = [], []
     for cell in index["cells"]:
         conditions = cell["evals"] or [{"name": "base", "overrides": {}, "path": cell["path"]}]
@@ -130,7 +148,11 @@ def load_entries(sweep_dir: Path) -> tuple[dict, list[Entry], list[str]]:
                 missing.append(f"{cell['name']} / {cond['name']}")
                 continue
             summary = load_summary(path / "summary.json")
-            config = yaml.safe_load((path / "config.yaml").read_text())
+            try:
+                config = yaml.safe_load((path / "config.yaml").read_text())
+            except (OSError, yaml.YAMLError):
+                raise ConfigError(f"{path / 'config.yaml'} is missing or corrupt beside a finished summary; delete "
+                                  f"{path} and rerun the sweep to run the cell again") from None
             entries.append(Entry(cell["overrides"], cond["overrides"], summary, config))
     return index, entries, missing
 

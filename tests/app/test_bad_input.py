@@ -32,6 +32,8 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "missing config": (["run", "TMP/none.yaml"], "config file 'TMP/none.yaml' not found"),
     "missing run directory": (["eval", "TMP/norun"], "no trained model in TMP/norun/checkpoints"),
     "corrupt run directory": (["eval", "TMP/broken_run"], "best.pt is truncated or corrupt"),
+    "corrupt sweep index": (["report", "TMP/bad_sweep"], "TMP/bad_sweep/sweep.json is not readable JSON"),
+    "foreign sweep index": (["report", "TMP/foreign_sweep"], "TMP/foreign_sweep/sweep.json is not a sweep index"),
     "run directory without its config": (["eval", "TMP/no_config"], "TMP/no_config has a model but no config.yaml"),
     "resume a non-run folder": (["run", Q, "--resume", "--out", "TMP/plain"], "is not a run directory"),
     "impossible drop count": (["eval", "RUN", "-o", "eval.n_async=99"], "eval.n_async=99 must be in [0, num_agents"),
@@ -89,6 +91,9 @@ def scratch(tmp_path_factory, tiny_run):
     (tmp / "range.txt").write_text("0 1\n1 99\n")
     (tmp / "corrupt.npz").write_bytes(b"garbage")
     (tmp / "afile").write_text("")
+    for name, index in (("bad_sweep", "{truncated"), ("foreign_sweep", '{"name": "x", "cells": [{"name": "c"}]}')):
+        (tmp / name).mkdir()
+        (tmp / name / "sweep.json").write_text(index)
     for name in ("empty", "garbage", "plain"):
         (tmp / name).mkdir()
     for s in range(2):

@@ -133,10 +133,12 @@ def _base_raw(spec: dict, sweep_path: Path) -> dict:
     base = spec.get("base", {})
     if isinstance(base, dict):
         return base
+    if not isinstance(base, str):
+        raise ConfigError(f"{sweep_path}: 'base' must be a config mapping or the path of a config file")
     path = sweep_path.parent / base
     if not path.is_file():
         raise ConfigError(f"{sweep_path}: base config '{base}' not found (give a path relative to the sweep file)")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = config_mod.read_mapping(path, "a mapping of config sections")
     raw.setdefault("name", path.stem)
     return raw
 
@@ -149,7 +151,7 @@ class Sweep:
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f"sweep file '{self.path}' not found (see simulations/fig*.yaml)")
-        spec = yaml.safe_load(self.path.read_text()) or {}
+        spec = config_mod.read_mapping(self.path, "a sweep: a mapping of sweep keys")
         unknown = [k for k in spec if k not in SWEEP_KEYS]
         if unknown:
             raise ConfigError(f"{self.path}: unknown sweep key '{unknown[0]}' (valid: {', '.join(SWEEP_KEYS)})")
@@ -164,6 +166,8 @@ class Sweep:
         self.store = Path(store).resolve() if store else REPO / "runs" / "trained"
         base = _base_raw(spec, self.path)
         common = spec.get("set", {}) or {}
+        if not isinstance(common, dict):
+            raise ConfigError(f"{self.path}: 'set' must map dotted keys to values, e.g. trainer.steps: 600")
         self.cells: list[Cell] = []
         trained = _expand(spec.get("matrix", {}) or {}, spec.get("include", []) or [], str(self.path))
         for overrides in _with_seeds(trained, spec.get("seeds"), str(self.path)):

@@ -46,6 +46,13 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found (see `surf list` for the bundled configs)")
+    raw = read_mapping(path, "a mapping of config sections")
+    raw.setdefault("name", path.stem)
+    return from_dict(raw, overrides)
+
+
+def read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file holding a mapping (an empty file: {}); bad YAML or another type is a one-line ConfigError."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -53,9 +60,8 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of config sections, got {type(raw).__name__}")
-    raw.setdefault("name", path.stem)
-    return from_dict(raw, overrides)
+        raise ConfigError(f"{path}: expected {what}, got {type(raw).__name__}")
+    return raw
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

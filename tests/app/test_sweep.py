@@ -117,11 +117,26 @@ def test_configs_differing_only_by_name_share_a_trained_cell(tmp_path):
     ({"matrix": {"model.layers": [0]}}, "model.layers=0 must be >= 1"),
     ({"matrx": {"seed": [0]}}, "unknown sweep key 'matrx'"),
     ({"matrix": {"seed": 0}}, "must map dotted keys to non-empty lists"),
+    ({"set": [1, 2]}, "'set' must map dotted keys to values"),
+    ({"base": 5}, "'base' must be a config mapping or the path of a config file"),
 ])
 def test_bad_sweeps_fail_before_anything_runs(tmp_path, spec, message):
     path = write_sweep(tmp_path, **spec)
     with pytest.raises(ConfigError, match=re.escape(message)):
         run_sweep(path, tmp_path / "out", tmp_path / "store")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- a\n- b\n", "expected a sweep: a mapping of sweep keys, got list"),
+    ("base: [unclosed\n", "line 2: invalid YAML"),
+    ("base: broken.yaml\n", "broken.yaml line 2: invalid YAML"),
+])
+def test_malformed_sweep_files_are_one_line(tmp_path, text, message):
+    (tmp_path / "broken.yaml").write_text("model: [\n")
+    (tmp_path / "sweep.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_sweep(tmp_path / "sweep.yaml", tmp_path / "out", tmp_path / "store")
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
 
 

@@ -91,8 +91,10 @@ class RunDir:
         except RuntimeError:
             changed = self._changed_model_keys(family.cfg)
             fix = f"keep the trained {', '.join(changed)}" if changed else \
-                "the paper variant depends on d, C and batch size; the compact one does not"
-            raise ConfigError(f"the trained model's shapes do not fit the overridden config ({fix})") from None
+                "the paper variant depends on d, C and batch size, the compact one does not; an edited " \
+                f"{self.config.name} must be restored"
+            raise ConfigError(f"the trained model's shapes do not fit {self.config} with the overrides given "
+                              f"({fix})") from None
         return model.eval()
 
     def _changed_model_keys(self, cfg: Config) -> list[str]:

@@ -124,3 +124,46 @@ def test_bad_input_is_one_line_exit_2_nothing_written(kind, scratch, tiny_run, c
     assert expected.replace("TMP", str(scratch)) in err[0]
     assert not out.exists() and sorted(p.name for p in scratch.iterdir()) == before
     assert not (scratch / "plain" / "config.yaml").exists()
+
+
+def test_odd_values_of_any_key_run_to_the_end_or_fail_in_one_line(tmp_path, capsys):
+    """A fuzz through the whole of `surf run` (config, family, training, evaluation, plots), not only the config: an
+    odd value of any classifier key (negative, zero, huge, empty) gives a finished run or a one-line error, never a
+    traceback. It found model.step_init=0 (a ZeroDivisionError) and eval.momentum_grid=[] (an IndexError).
+    Derandomized: the same examples in every run of the suite."""
+    import dataclasses
+    import typing
+
+    from hypothesis import HealthCheck, example, given, settings
+    from hypothesis import strategies as st
+
+    from surf.config import Config
+    from tests.conftest import TINY
+
+    def keys(cls, prefix=""):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                yield from keys(hints[f.name], f"{prefix}{f.name}.")
+            elif f.name not in ("device", "workers", "name", "family"):  # a GPU, Ray, the run folder: tested apart
+                yield f"{prefix}{f.name}"
+
+    names = sorted(k for k in keys(Config) if not k.startswith(("sparse_coding.", "inpainting.")))
+    odd = st.sampled_from(["-1", "0", "1", "1e-12", "1e9", "[]", "[0]", "[-1]", "null", "true"])
+    plain = TINY + ["trainer.steps=1", "trainer.scenario=null", "trainer.scenario_severity=null", "eval.test_tasks=1"]
+    runs = iter(range(10**6))
+
+    @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.sampled_from(names), odd), min_size=1, max_size=2))
+    @example([("model.warm_start", "none"), ("model.step_init", "0")])  # what it found, run first
+    @example([("eval.momentum_grid", "[]")])
+    def check(overrides):
+        argv = ["run", "simulations/quickstart.yaml", "--out", str(tmp_path / str(next(runs))), "--quiet"]
+        for item in plain + [f"{key}={value}" for key, value in overrides]:
+            argv += ["-o", item]
+        capsys.readouterr()
+        code = main(argv)
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("surf: ")]
+        assert code == 0 or (code in (1, 2) and len(err) == 1), (overrides, code, err)
+
+    check()

@@ -138,13 +138,16 @@ class StressBench:
 
         if repeats < 1:
             raise ConfigError(f"--repeats={repeats} must be >= 1")
-        severities = list(severities if severities is not None else scenario.severities)
+        given = severities is not None
+        severities = list(severities if given else scenario.severities)
         bound = [scenario.bind(s) for s in severities]
         for b in bound:
             try:
                 b.check(self.cfg.num_agents)
             except ConfigError as exc:
-                raise ConfigError(f"{exc}; choose a lower --severity") from None
+                fix = "choose a lower --severity" if given else \
+                    f"the scenario's severities go up to {severities[-1]}: pass lower ones with --severity"
+                raise ConfigError(f"{exc}; {fix}") from None
         reps = [repeats if b.random else 1 for b in bound]  # a deterministic scenario: every repetition is the same
         units = [(s, i, r) for s in range(len(bound)) for i in range(self.test_tasks) for r in range(reps[s])]
         start = time.perf_counter()

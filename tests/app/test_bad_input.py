@@ -44,6 +44,10 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "stress drops more agents than there are": (["stress", "RUN", "--scenario", "fig4_async", "--severity", "8",
                                                  "--tasks", "1", "--repeats", "1", "--out", "TMP/stress_out"],
                                                 "async: n=8 must be < num_agents=8; choose a lower --severity"),
+    "stress's default severities drop too many": (["stress", "RUN", "--scenario", "fig4_async", "--tasks", "1",
+                                                   "--repeats", "1", "--out", "TMP/stress_default"],
+                                                  "the scenario's severities go up to 10: pass lower ones with "
+                                                  "--severity"),
     "negative drop count": (["deploy", "RUN", "--scenario", "dropped:-1"], "expected dropped:K"),
     "too many dropped (deploy)": (["deploy", "RUN", "--scenario", "dropped:99"], "eval.n_async=99 must be in"),
     "unknown scenario": (["stress", "RUN", "--scenario", "nope"], "unknown scenario 'nope'"),

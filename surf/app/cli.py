@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+from surf import __version__
 from surf.utils.errors import ConfigError, SurfError
 from surf.utils.paths import REPO, check_output_path
 
@@ -25,6 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="surf", description="Decentralized learning with learned optimizers")
+    parser.add_argument("--version", action="version", version=f"surf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="meta-train an unrolled optimizer and evaluate it on meta-test tasks")
     run.add_argument("config", help="YAML config, e.g. simulations/quickstart.yaml")

@@ -130,6 +130,14 @@ def test_a_problem_too_large_for_the_memory_is_one_line_exit_1(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_version(capsys):
+    from surf import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"surf {__version__}\n"
+
+
 def test_list_shows_every_registry(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out

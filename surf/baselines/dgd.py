@@ -31,8 +31,10 @@ class DGD:
     def round(self, state: State, step: NetworkStep, r: int) -> State:
         w = state["w"]
         beta = hyper(self.step, w) / (1.0 + r) ** self.decay
-        new = mix(step, w)  # a fresh tensor: the rest is added in place, the same arithmetic with two fewer
-        new -= beta * self.problem.gradient(w, r)  # temporaries of the whole grid (G, N, d+1, C)
+        # eq. 10 added in place into the mixing's fresh output: the same arithmetic in the same order, two fewer
+        # temporaries of the whole grid (G, N, d+1, C)
+        new = mix(step, w)
+        new -= beta * self.problem.gradient(w, r)
         new += (w - state["previous"]).mul_(hyper(self.momentum, w))
         return {"w": new, "previous": w}
 

@@ -4,15 +4,15 @@ application layer (``surf.app.registry``), so this package sits just above ``sur
 
 from surf.config.load import EXECUTION_ONLY, from_dict, identity, load, parse_overrides, read_mapping, to_dict, upgraded
 from surf.config.schema import (
-                              Config,
-                              ConstraintConfig,
-                              DataConfig,
-                              EvalConfig,
-                              InpaintingConfig,
-                              ModelConfig,
-                              SparseCodingConfig,
-                              TopologyConfig,
-                              TrainerConfig,
+    Config,
+    ConstraintConfig,
+    DataConfig,
+    EvalConfig,
+    InpaintingConfig,
+    ModelConfig,
+    SparseCodingConfig,
+    TopologyConfig,
+    TrainerConfig,
 )
 from surf.config.validate import validate
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,39 @@ def test_a_left_over_break_guard_is_cleared_and_a_fresh_one_is_waited_for(tmp_pa
             with cell_lock(cell):
                 pass
         assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.lock", "cell.lock.break"]
+
+
+def _take_lock(cell: str, start, held, index: int) -> None:
+    start.wait()
+    try:
+        with cell_lock(Path(cell)):
+            held.put(index)
+            time.sleep(0.02)  # hold it a moment, as a running cell does
+    except ConfigError:
+        pass
+
+
+def test_real_processes_racing_for_a_stale_lock_never_both_hold_it(tmp_path):
+    """Two processes released at once onto the same stale lock, 60 times. Before the break guard both held it in
+    42 of 300 such races on the 2-core machine; the chance the old code passes 60 is below 1e-3."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    both = 0
+    for n in range(60):
+        cell = tmp_path / f"cell{n}"
+        lock_path(cell).write_text(f"{socket.gethostname()} {dead_pid()}")
+        start, held = fork.Event(), fork.Queue()
+        racers = [fork.Process(target=_take_lock, args=(str(cell), start, held, i)) for i in range(2)]
+        for racer in racers:
+            racer.start()
+        time.sleep(0.05)
+        start.set()
+        for racer in racers:
+            racer.join(timeout=60)
+        winners = []
+        while not held.empty():
+            winners.append(held.get())
+        both += len(winners) == 2
+        assert not lock_path(cell).exists()  # the winner released it
+    assert both == 0

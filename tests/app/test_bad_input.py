@@ -130,11 +130,12 @@ def test_bad_input_is_one_line_exit_2_nothing_written(kind, scratch, tiny_run, c
     assert not (scratch / "plain" / "config.yaml").exists()
 
 
-def test_odd_values_of_any_key_run_to_the_end_or_fail_in_one_line(tmp_path, capsys):
-    """A fuzz through the whole of `surf run` (config, family, training, evaluation, plots), not only the config: an
-    odd value of any classifier key (negative, zero, huge, empty) gives a finished run or a one-line error, never a
-    traceback. It found model.step_init=0 (a ZeroDivisionError) and eval.momentum_grid=[] (an IndexError).
-    Derandomized: the same examples in every run of the suite."""
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_odd_values_of_any_key_run_to_the_end_or_fail_in_one_line(command, tiny_run, tmp_path, capsys):
+    """A fuzz through the whole of `surf run` (config, family, training, evaluation, plots) and of `surf eval` of a
+    trained run, not only the config: an odd value of any classifier key (negative, zero, huge, empty) gives a
+    finished command or a one-line error, never a traceback. It found model.step_init=0 (a ZeroDivisionError) and
+    eval.momentum_grid=[] (an IndexError). Derandomized: the same examples in every run of the suite."""
     import dataclasses
     import typing
 
@@ -162,8 +163,11 @@ def test_odd_values_of_any_key_run_to_the_end_or_fail_in_one_line(tmp_path, caps
     @example([("model.warm_start", "none"), ("model.step_init", "0")])  # what it found, run first
     @example([("eval.momentum_grid", "[]")])
     def check(overrides):
-        argv = ["run", "simulations/quickstart.yaml", "--out", str(tmp_path / str(next(runs))), "--quiet"]
-        for item in plain + [f"{key}={value}" for key, value in overrides]:
+        if command == "run":
+            argv, fixed = ["run", Q, "--out", str(tmp_path / str(next(runs))), "--quiet"], plain
+        else:
+            argv, fixed = ["eval", str(tiny_run)], ["eval.test_tasks=1"]
+        for item in fixed + [f"{key}={value}" for key, value in overrides]:
             argv += ["-o", item]
         capsys.readouterr()
         code = main(argv)

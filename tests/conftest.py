@@ -2,7 +2,10 @@
 (every test that only needs *a* trained model uses it instead of training its own) and the summary-schema check
 every writer's output goes through."""
 
+import dataclasses
 import json
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,6 +32,18 @@ def run_config(config: Path, out: Path, overrides: list[str], resume: bool = Fal
     for item in overrides:
         args += ["-o", item]
     return main(args + (["--resume"] if resume else []))
+
+
+def config_keys(cls: type | None = None, prefix: str = "") -> Iterator[str]:
+    """Every dotted key of the config schema (``Config`` by default), for fuzzing overrides."""
+    from surf.config import Config
+
+    hints = typing.get_type_hints(cls or Config)
+    for f in dataclasses.fields(cls or Config):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from config_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}"
 
 
 def as_overrides(values: dict, section: str = "") -> list[str]:

@@ -17,9 +17,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 import torch
-import yaml
 
-from surf.config import TopologyConfig
+from surf.config import TopologyConfig, read_mapping
 from surf.graphs.generators import FAMILIES, TOPOLOGY_DIR
 from surf.graphs.gso import graph_edges, shift_operator
 from surf.graphs.spectra import top_moduli
@@ -95,11 +94,7 @@ def _unknown(name: str) -> ConfigError:
 
 def _load_spec(path: Path) -> dict[str, Any]:
     """A spec file's mapping, checked: known keys, a family from FAMILIES, params a mapping."""
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    ensure(isinstance(spec, dict), f"{path}: expected a mapping with keys {', '.join(_SPEC_KEYS)}")
+    spec = read_mapping(path, f"a mapping with keys {', '.join(_SPEC_KEYS)}")
     unknown = sorted(set(spec) - set(_SPEC_KEYS))
     ensure(not unknown, f"{path}: unknown keys {unknown} (valid: {', '.join(_SPEC_KEYS)})")
     ensure(spec.get("family") in FAMILIES, f"{path}: family {spec.get('family')!r} is not one of {sorted(FAMILIES)}")

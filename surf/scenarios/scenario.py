@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import yaml
 
-from surf.config import Config, from_dict, to_dict
+from surf.config import Config, from_dict, read_mapping, to_dict
 from surf.graphs.network import Schedule, StepConditions
 from surf.scenarios.perturbations import KINDS, AsyncAgents, Context, Perturbation
 from surf.utils.errors import ConfigError
@@ -207,12 +207,7 @@ def load_scenario(name: str) -> Scenario:
         close = difflib.get_close_matches(name, list(scenario_paths()), n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(f"unknown scenario '{name}' (see `surf list`{hint})")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with keys {', '.join(_KEYS)}")
+    raw = read_mapping(path, f"a mapping with keys {', '.join(_KEYS)}")
     unknown = sorted(set(raw) - set(_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown keys {unknown} (valid: {', '.join(_KEYS)})")

@@ -102,29 +102,18 @@ def test_bundled_configs_are_valid(tmp_path):
 
 def test_every_override_is_a_config_or_a_config_error():
     """Fuzzed overrides on every key: a valid Config, or ConfigError with one line; nothing else escapes."""
-    import dataclasses
-    import typing
-
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
     from surf.app.registry import config_from_dict
-    from surf.config import Config
-
-    def keys(cls, prefix=""):
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(hints[f.name]):
-                yield from keys(hints[f.name], f"{prefix}{f.name}.")
-            else:
-                yield f"{prefix}{f.name}"
+    from tests.conftest import config_keys
 
     values = st.one_of(st.integers(-3, 10**6), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
                        st.booleans(), st.none(), st.lists(st.floats(-1, 2), max_size=3),
                        st.sampled_from([".nan", ".inf", "-1", "0", "[0.1, 0.2]", "{p: 0.1}", "[", "full", "npz"]))
 
     @settings(max_examples=300, deadline=None)
-    @given(st.lists(st.tuples(st.sampled_from(sorted(keys(Config))), values), min_size=1, max_size=3))
+    @given(st.lists(st.tuples(st.sampled_from(sorted(config_keys())), values), min_size=1, max_size=3))
     def check(overrides):
         items = [f"{key}={value}" if isinstance(value, str) else f"{key}={value!r}" for key, value in overrides]
         try:

@@ -144,6 +144,9 @@ def trained_config(run_dir: str | Path, overrides: list[str]) -> Config:
     if not run.config.is_file():
         raise ConfigError(f"{run.path} has a model but no config.yaml (its resolved config); restore it from the run's "
                           "copy or retrain")
+    if not config_mod.read_mapping(run.config, "a mapping of config sections"):  # defaults are another run
+        raise ConfigError(f"{run.config} is empty, not the run's resolved config; restore it from the run's copy or "
+                          "retrain")
     return load_config(run.config, overrides)
 
 

@@ -18,6 +18,7 @@ from surf.evaluation.tuning_cache import run_tuning
 from surf.families.base import TaskFamily
 from surf.training.rundir import RunDir
 from surf.training.trainer import MetaTrainer
+from surf.utils.errors import ConfigError
 from surf.utils.faults import pause_point
 from surf.utils.io import atomic_write, git_sha
 from surf.utils.typed import build
@@ -36,22 +37,33 @@ def train_twin(family: TaskFamily, run: RunDir, progress: bool) -> torch.nn.Modu
     return trainer.model
 
 
-def warm_start(family: TaskFamily, trainer: MetaTrainer, run: RunDir, resume: bool) -> WarmStart | None:
+def warm_start(family: TaskFamily, trainer: MetaTrainer, run: RunDir, restored: bool) -> WarmStart | None:
     """``model.warm_start=heavy_ball``: tune heavy-ball DGD on the validation tasks (as the evaluation tunes its
     baseline), make every layer that method (``UnrolledDGD.start_from_heavy_ball``), record it in
     ``warm_start.json`` and write the step-0 checkpoint, so ``--resume`` and Ray Train workers start from exactly
-    this model. On ``--resume`` the recorded start is read back (the checkpoint already holds the model)."""
+    this model. A resumed run (``restored``: its checkpoint already holds the model) reads the record back with
+    :func:`recorded_start`; here only when it was deleted: the search is deterministic, so it writes the same one."""
     if family.cfg.model.warm_start == "none":
         return None
-    if resume:
-        return build(WarmStart, json.loads(run.warm_start.read_text()))
     start = tune_classical_start(family)
-    trainer.model.start_from_heavy_ball(start.step, start.momentum)
     atomic_write(run.warm_start, json.dumps(dataclasses.asdict(start), indent=2) + "\n")
+    if restored:
+        print(f"surf: {run.warm_start} was missing; the heavy-ball search ran again and wrote the same record")
+        return start
+    trainer.model.start_from_heavy_ball(start.step, start.momentum)
     trainer.checkpoint(run.checkpoints)
     print(f"surf: warm start at heavy-ball DGD tuned on validation tasks: step {start.step:g}, momentum "
           f"{start.momentum:g} ({start.gradient_steps} gradient steps x {start.mixing_rounds} mixing rounds)")
     return start
+
+
+def recorded_start(path: Path) -> WarmStart:
+    """A run's ``warm_start.json``; an unreadable one is a one-line error naming it."""
+    try:
+        return build(WarmStart, json.loads(path.read_text()))
+    except (OSError, ValueError, ConfigError) as exc:
+        raise ConfigError(f"{path} is not a readable warm-start record ({str(exc)[:120]}); delete it and rerun with "
+                          "--resume: the heavy-ball search runs again and gives the same record") from None
 
 
 def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> Summary:
@@ -65,13 +77,18 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
     run = RunDir(out)
     run.prepare(cfg, resume)
     trainer = MetaTrainer(family, log=run.append_metrics)
-    if resume:
-        restored = (run.checkpoints / "last.pt").exists()  # else it was killed before its first checkpoint
+    restored = resume and (run.checkpoints / "last.pt").exists()  # else it was killed before its first checkpoint
+    recorded = None
+    if resume:  # everything is read (a damaged file: one line) before anything is written
         if restored:
             trainer.load(run.checkpoints / "last.pt")
+            if cfg.model.warm_start != "none" and run.warm_start.exists():
+                recorded = recorded_start(run.warm_start)
         run.truncate_metrics(trainer.completed_step())
+        if restored:
+            trainer.save_best(run.checkpoints)  # best.pt is last.pt's copy of the selected model: repair it if lost
     with run_tuning():  # the warm start's heavy-ball search is the evaluation's: done once
-        start = warm_start(family, trainer, run, resume and restored)
+        start = recorded if recorded is not None else warm_start(family, trainer, run, restored)
         parameters = sum(p.numel() for p in trainer.model.parameters())
         print(f"surf: run directory {run.path} ({family.device}, {parameters:,} parameters, {family.describe()})")
         if cfg.trainer.workers > 1:  # data-parallel on Ray Train (docs/distributed.md); same run directory

@@ -40,8 +40,17 @@ class RunDir:
                 saved = yaml.safe_load(self.config.read_text())
             except yaml.YAMLError:
                 raise ConfigError(f"--resume: {self.config} is corrupt; start a new run without --resume") from None
+            if not isinstance(saved, dict):
+                raise ConfigError(f"--resume: {self.config} is empty or not a config; restore the run's resolved "
+                                  "config or start a new run without --resume")
             if identity(upgraded(saved)) != identity(to_dict(cfg)):  # fields added since: their defaults
                 raise ConfigError(f"--resume: config differs from {self.config}; resume with the same config")
+            for path, folder in ((self.checkpoints, True), (self.plots, True), (self.metrics, False),
+                                 (self.summary, False), (self.warm_start, False), (self.checkpoints / "last.pt", False),
+                                 (self.checkpoints / "best.pt", False)):
+                if path.exists() and path.is_dir() != folder:
+                    kind = "a folder, not a file" if path.is_dir() else "a file, not a folder"
+                    raise ConfigError(f"--resume: {path} is {kind}; move it away and rerun")
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             self.plots.mkdir(parents=True, exist_ok=True)
             twin = self.path / "twin" / "checkpoints"  # surf.app.runner.train_twin's, retrained on resume
@@ -63,10 +72,17 @@ class RunDir:
 
     def truncate_metrics(self, step: int) -> None:
         """Drop rows written after the checkpoint at ``step`` (they will be recomputed identically), and a last row
-        a killed process left half-written; ``step=-1`` drops every row (the run starts over)."""
+        a killed process left half-written; ``step=-1`` drops every row (the run starts over). Any other row that is
+        not a metrics row was damaged after it was written: a one-line error (dropping it would lose its step)."""
         if not self.metrics.exists():
             return
-        rows = [r for r in self.metrics.read_text().splitlines() if _step_of(r) is not None and _step_of(r) <= step]
+        lines = [(number, line) for number, line in enumerate(self.metrics.read_text().splitlines(), 1)
+                 if line.strip()]
+        for number, line in lines[:-1]:
+            if _step_of(line) is None:
+                raise ConfigError(f"--resume: {self.metrics} line {number} is not a metrics row (only the last row "
+                                  "can be cut, by a killed run); repair or delete that line and rerun")
+        rows = [line for _, line in lines if _step_of(line) is not None and _step_of(line) <= step]
         atomic_write(self.metrics, "".join(r + "\n" for r in rows))
 
     def write_summary(self, summary: dict) -> None:

@@ -32,7 +32,7 @@ from surf.constrained.formulation import DescentFormulation
 from surf.families.base import TaskFamily, TaskTerms
 from surf.training.averaging import ParameterAverage, cosine_lr, snapshot
 from surf.training.pretrain import pretrain
-from surf.utils.errors import TrainingError
+from surf.utils.errors import ConfigError, TrainingError
 from surf.utils.faults import pause_point
 from surf.utils.io import atomic_save, load_checkpoint
 from surf.utils.seeding import derive_seed
@@ -272,13 +272,24 @@ class MetaTrainer:
         """Atomic checkpoint writes (temp file + rename: a killed process leaves the previous checkpoint intact).
         ``best.pt`` first, the resumable state last: a process killed between the two resumes from the previous
         state and rewrites both, while a state written first would resume past the step whose best.pt was lost."""
-        if self.best_state is not None:
-            atomic_save({"model": self.best_state, "best_val": self.best_val, "step": self.step},
-                        path.parent / "best.pt")
+        self.save_best(path.parent)
         atomic_save(self.state(), path, before_rename=lambda: self._pause("checkpoint"))
 
+    def save_best(self, checkpoint_dir: Path) -> None:
+        """``best.pt``: the selected model so far (nothing before the first validation)."""
+        if self.best_state is not None:
+            atomic_save({"model": self.best_state, "best_val": self.best_val, "step": self.step},
+                        checkpoint_dir / "best.pt")
+
     def load(self, path: Path) -> None:
-        self.load_state(load_checkpoint(path, self.exp.device, CHECKPOINT_KEYS))
+        """Restore ``last.pt``; one that does not fit this run's model (another run's file) is a one-line error."""
+        state = load_checkpoint(path, self.exp.device, CHECKPOINT_KEYS)
+        try:
+            self.load_state(state)
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"checkpoint {path} does not fit this run's config ({reason}); delete it and rerun "
+                              "with --resume (the run starts over)") from None
 
     def load_state(self, state: dict) -> None:
         """Restore what ``state()`` returned."""

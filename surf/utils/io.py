@@ -41,7 +41,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", keys: tuple[
     """A checkpoint written by :func:`atomic_save` holding ``keys``; a missing, truncated or corrupt file is a
     one-line ``ConfigError`` naming it."""
     if not path.is_file():
-        raise ConfigError(f"checkpoint {path} does not exist")
+        raise ConfigError(f"checkpoint {path} is a folder, not a file; move it away and rerun" if path.is_dir() else
+                          f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location=device, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - whatever torch/pickle/zip raise, the file cannot be read

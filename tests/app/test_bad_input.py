@@ -35,6 +35,9 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "corrupt sweep index": (["report", "TMP/bad_sweep"], "TMP/bad_sweep/sweep.json is not readable JSON"),
     "foreign sweep index": (["report", "TMP/foreign_sweep"], "TMP/foreign_sweep/sweep.json is not a sweep index"),
     "run directory without its config": (["eval", "TMP/no_config"], "TMP/no_config has a model but no config.yaml"),
+    "run directory with an empty config": (["partition", "TMP/empty_config", "--nodes", "2", "--out", "TMP/pe"],
+                                           "empty_config/config.yaml is empty, not the run's resolved config"),
+    "a checkpoint that is a folder": (["eval", "TMP/folder_best"], "best.pt is a folder, not a file; move it away"),
     "resume a non-run folder": (["run", Q, "--resume", "--out", "TMP/plain"], "is not a run directory"),
     "impossible drop count": (["eval", "RUN", "-o", "eval.n_async=99"], "eval.n_async=99 must be in [0, num_agents"),
     "model of another shape": (["eval", "RUN", "-o", "model.layers=5"], "(keep the trained model.layers=3)"),
@@ -108,6 +111,11 @@ def scratch(tmp_path_factory, tiny_run):
     (broken / "checkpoints" / "best.pt").write_bytes(b"\x80\x04 truncated")
     shutil.copytree(tiny_run, tmp / "no_config")
     (tmp / "no_config" / "config.yaml").unlink()
+    shutil.copytree(tiny_run, tmp / "empty_config")  # read as all defaults, partition cut another run's tasks
+    (tmp / "empty_config" / "config.yaml").write_text("")
+    shutil.copytree(tiny_run, tmp / "folder_best")
+    (tmp / "folder_best" / "checkpoints" / "best.pt").unlink()
+    (tmp / "folder_best" / "checkpoints" / "best.pt").mkdir()
     return tmp
 
 

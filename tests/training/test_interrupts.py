@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -114,6 +115,58 @@ def test_half_written_metrics_row_is_dropped_on_resume(tmp_path):
     assert run.read_metrics() == [{"step": 0}, {"step": 1}]
     run.truncate_metrics(-1)
     assert run.read_metrics() == []
+
+
+def _damage_metrics(run):
+    lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (run / "metrics.jsonl").write_text("".join([lines[0], '{"step": 1, "lo\n', *lines[1:]]))
+
+
+def _another_model(run):
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    key = next(iter(state["model"]))
+    state["model"][key] = torch.zeros(7)  # the shape another config's model would have
+    torch.save(state, run / "checkpoints" / "last.pt")
+
+
+DAMAGE = {  # what happened to a copy of the finished tiny run -> what the one line of --resume must say
+    "last.pt of another model": (_another_model, "last.pt does not fit this run's config"),
+    "an unreadable warm_start.json": (lambda run: (run / "warm_start.json").write_text('{"step": 0.'),
+                                      "warm_start.json is not a readable warm-start record"),
+    "a damaged row inside metrics.jsonl": (_damage_metrics, "metrics.jsonl line 2 is not a metrics row"),
+    "summary.json a folder": (lambda run: ((run / "summary.json").unlink(), (run / "summary.json").mkdir()),
+                              "summary.json is a folder, not a file"),
+    "an empty config.yaml": (lambda run: (run / "config.yaml").write_text(""), "config.yaml is empty or not a config"),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_resume_of_a_damaged_run_directory_is_one_line_and_writes_nothing(kind, tiny_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run, out)
+    damage, expected = DAMAGE[kind]
+    damage(out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert run_tiny(out, resume=True) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_resume_rebuilds_what_last_pt_and_the_search_determine(tiny_run, tmp_path):
+    """A finished run whose best.pt was damaged and whose warm_start.json was deleted: --resume rewrites best.pt
+    from last.pt and runs the (deterministic) heavy-ball search again: both are exactly as they were."""
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run, out)
+    (out / "checkpoints" / "best.pt").write_bytes(b"damaged")
+    (out / "warm_start.json").unlink()
+    assert run_tiny(out, resume=True) == 0
+    assert (out / "warm_start.json").read_text() == (tiny_run / "warm_start.json").read_text()
+    assert same_best(out / "checkpoints" / "best.pt", tiny_run / "checkpoints" / "best.pt")
+    summary, reference = (json.loads((d / "summary.json").read_text()) for d in (out, tiny_run))
+    assert {k: v for k, v in summary.items() if k != "git_sha"} == {k: v for k, v in reference.items()
+                                                                   if k != "git_sha"}
 
 
 class Killed(BaseException):

@@ -148,6 +148,7 @@ class StressBench:
                 fix = "choose a lower --severity" if given else \
                     f"the scenario's severities go up to {severities[-1]}: pass lower ones with --severity"
                 raise ConfigError(f"{exc}; {fix}") from None
+            b.check_steps(max(m.cfg.model.layers for m in self.learned))  # a perturbation that never acts
         reps = [repeats if b.random else 1 for b in bound]  # a deterministic scenario: every repetition is the same
         units = [(s, i, r) for s in range(len(bound)) for i in range(self.test_tasks) for r in range(reps[s])]
         start = time.perf_counter()

@@ -70,6 +70,9 @@ class Perturbation:
     def check(self, num_agents: int) -> None:
         """A one-line error when it cannot apply to ``num_agents`` agents (checked before anything runs)."""
 
+    def check_steps(self, steps: int) -> None:
+        """A one-line error when it would never act within ``steps`` steps (a model's layers)."""
+
     def active(self, ctx: Context, step: int, memo: dict) -> torch.Tensor | None:
         return None
 
@@ -173,6 +176,10 @@ class Churn(Perturbation):
     @property
     def noop(self) -> bool:
         return self.fraction == 0.0
+
+    def check_steps(self, steps: int) -> None:
+        ensure(self.at <= steps, f"churn: at={self.at} is after the last step ({steps}), so no agent would ever fail; "
+               f"set at <= {steps} in the scenario file or use a deeper model")
 
     def active(self, ctx: Context, step: int, memo: dict) -> torch.Tensor:
         if step < self.at:

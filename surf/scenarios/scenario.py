@@ -96,6 +96,14 @@ class BoundScenario:
         except ConfigError as exc:
             raise ConfigError(f"scenario '{self.scenario.name}' at severity {self.severity}: {exc}") from None
 
+    def check_steps(self, steps: int) -> None:
+        """A one-line error (naming its fix) when a perturbation would never act within ``steps`` steps."""
+        try:
+            for p in self.perturbations:
+                p.check_steps(steps)
+        except ConfigError as exc:
+            raise ConfigError(f"scenario '{self.scenario.name}' at severity {self.severity}: {exc}") from None
+
     def contexts(self, ctx: Context) -> list[Context]:
         return [dataclasses.replace(ctx, stream=(p.kind, i)) for i, p in enumerate(self.perturbations)]
 

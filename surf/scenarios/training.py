@@ -75,6 +75,7 @@ class TrainingScenario:
                     bound.check(cfg.num_agents)
                 except ConfigError as exc:
                     raise ConfigError(f"trainer.scenario_severity: {exc}; lower it or raise num_agents") from None
+                bound.check_steps(cfg.model.layers)
                 if bound.overrides:
                     raise ConfigError(f"trainer.scenario={member.scenario.name!r} changes the config "
                                       f"({', '.join(bound.overrides)}); set those values in the training config")

@@ -51,6 +51,13 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
                                                    "--repeats", "1", "--out", "TMP/stress_default"],
                                                   "the scenario's severities go up to 10: pass lower ones with "
                                                   "--severity"),
+    "a scenario that would never act": (["stress", "RUN", "--scenario", "churn", "--severity", "0.2", "--tasks", "1",
+                                         "--repeats", "1", "--out", "TMP/stress_churn"],
+                                        "churn: at=4 is after the last step (3), so no agent would ever fail; set at "
+                                        "<= 3 in the scenario file"),
+    "a training scenario that would never act": (["run", Q, "-o", "model.layers=3", "-o", "trainer.scenario=churn",
+                                                  "-o", "trainer.scenario_severity=0.1"], "churn: at=4 is after the "
+                                                 "last step (3)"),
     "negative drop count": (["deploy", "RUN", "--scenario", "dropped:-1"], "expected dropped:K"),
     "too many dropped (deploy)": (["deploy", "RUN", "--scenario", "dropped:99"], "eval.n_async=99 must be in"),
     "unknown scenario": (["stress", "RUN", "--scenario", "nope"], "unknown scenario 'nope'"),

@@ -227,8 +227,11 @@ class Sweep:
                 "cells": [entry(c) for c in self.cells]}
 
     def write_index(self) -> None:
+        index = self.out / "sweep.json"
+        if index.is_dir():
+            raise ConfigError(f"{index} is a folder, not the sweep's index; move it away and rerun")
         self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.out / "sweep.json", json.dumps(self.index(), indent=2) + "\n")
+        atomic_write(index, json.dumps(self.index(), indent=2) + "\n")
         for cell in self.cells:  # a readable link per trained cell
             link = self.out / cell.name
             if not link.exists() and not link.is_symlink():

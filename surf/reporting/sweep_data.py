@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from scipy.stats import t as student_t
 
-from surf.config import from_dict
+from surf.config import from_dict, upgraded
 from surf.data.tasks import TaskSampler
 from surf.evaluation.summary import Summary, load_summary
 from surf.graphs.topology import build_topology
@@ -147,10 +147,16 @@ def load_entries(sweep_dir: Path) -> tuple[dict, list[Entry], list[str]]:
             if not (path / "summary.json").exists():
                 missing.append(f"{cell['name']} / {cond['name']}")
                 continue
-            summary = load_summary(path / "summary.json")
             try:
-                config = yaml.safe_load((path / "config.yaml").read_text())
-            except (OSError, yaml.YAMLError):
+                summary = load_summary(path / "summary.json")
+            except ConfigError as exc:
+                raise ConfigError(f"{exc}; delete it and rerun the sweep to run the cell again (a trained cell "
+                                  "resumes from its checkpoint)") from None
+            try:
+                config = upgraded(yaml.safe_load((path / "config.yaml").read_text()))  # fields added since: defaults
+                if not isinstance(config, dict) or not config:
+                    raise ConfigError("empty or not a mapping")
+            except (OSError, yaml.YAMLError, ConfigError):
                 raise ConfigError(f"{path / 'config.yaml'} is missing or corrupt beside a finished summary; delete "
                                   f"{path} and rerun the sweep to run the cell again") from None
             entries.append(Entry(cell["overrides"], cond["overrides"], summary, config))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,35 @@ def test_the_report_names_the_overrides_the_sweep_ran_with(finished_sweep, tmp_p
 def test_report_without_sweep_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="no sweep.json"):
         write_report(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["empty config", "list config", "garbage summary"])
+def test_report_of_a_damaged_cell_names_the_file_and_the_fix(finished_sweep, tmp_path, damage):
+    """A finished cell whose config.yaml or summary.json was damaged: one line naming the file and how to run the
+    cell again (an empty or non-mapping config was a TypeError traceback)."""
+    tmp, _ = finished_sweep
+    store = tmp_path / "store"
+    shutil.copytree(tmp / "store", store)
+    index = json.loads((tmp / "out" / "sweep.json").read_text())
+    for cell in index["cells"]:  # the index of the copy points into the copied store
+        for entry in (cell, *cell["evals"]):
+            entry["path"] = entry["path"].replace(str(tmp / "store"), str(store))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "sweep.json").write_text(json.dumps(index))
+    cell = Path(index["cells"][0]["path"])
+    name, text = {"empty config": ("config.yaml", ""), "list config": ("config.yaml", "[1, 2]\n"),
+                  "garbage summary": ("summary.json", "{garbage")}[damage]
+    (cell / name).write_text(text)
+    with pytest.raises(ConfigError, match=f"{cell / name}.*rerun the sweep to run the cell again"):
+        write_report(tmp_path / "out")
+
+
+def test_a_folder_in_place_of_the_sweep_index_is_an_error(tmp_path):
+    path = write_sweep(tmp_path)
+    (tmp_path / "out" / "sweep.json").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="sweep.json is a folder, not the sweep's index"):
+        run_sweep(path, tmp_path / "out", tmp_path / "store", progress=False)
+    assert not (tmp_path / "store").exists()
 
 
 def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path):

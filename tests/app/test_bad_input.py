@@ -64,6 +64,8 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "unknown runtime": (["deploy", "RUN", "--runtime", "nope"], "--runtime 'nope' is not one of flower"),
     "unknown data source": (["run", Q, "-o", "data.source=mnist"], "data.source='mnist' is not one of"),
     "impossible node count": (["partition", "RUN", "--nodes", "99", "--out", "TMP/p"], "99 nodes for 8 agents"),
+    "more agents per node than agents": (["deploy", "RUN", "--agents-per-node", "9"],
+                                         "--agents-per-node=9 must be in [1, num_agents=8]"),
     "no node count": (["deploy", "RUN", "--runtime", "flower-deployment"], "needs --nodes M"),
     "missing node data": (["deploy", "RUN", "--runtime", "flower-deployment", "--nodes", "2", "--partition",
                            "TMP/empty"], "node_0.npz does not exist"),

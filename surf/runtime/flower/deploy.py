@@ -150,8 +150,8 @@ def deploy(exp: ClassifierFamily, model: UnrolledDGD, agents_per_node: int, num_
     """Run SURF and the baselines through Flower (Ray simulation engine) and summarize."""
     from surf.runtime.flower.simulation import run_jobs
 
-    if agents_per_node < 1:
-        raise ConfigError(f"--agents-per-node={agents_per_node} must be >= 1")
+    if not 1 <= agents_per_node <= exp.cfg.num_agents:  # more than N ran as one node of N: say what runs
+        raise ConfigError(f"--agents-per-node={agents_per_node} must be in [1, num_agents={exp.cfg.num_agents}]")
     nodes = -(-exp.cfg.num_agents // agents_per_node)
     check_request(exp, nodes, num_tasks)
     jobs, steps = deploy_jobs(exp, model, nodes, num_tasks, round_timeout, baselines)

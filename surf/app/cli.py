@@ -194,6 +194,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     settings = FeatureSettings(args.dataset, args.arch, args.epochs, args.batch_size, args.lr, limit=args.limit,
                                seed=args.seed)
+    if args.threads < 0:
+        raise ConfigError(f"--threads {args.threads} must be >= 0 (0: torch's default)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else default_out(REPO, settings)

@@ -18,6 +18,7 @@ by the seed and what it is for. An existing ``.npz`` built with the same setting
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 import zipfile
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from surf.data.backbones import ARCHS, Backbone
 from surf.data.images import DATASETS, ImageDataset, ImageSplit, read_dataset
-from surf.utils.errors import ConfigError
+from surf.utils.errors import ConfigError, TrainingError
 from surf.utils.seeding import derive_seed, numpy_generator, torch_generator
 
 FORMAT = 1  # bump when the cached arrays or the training recipe change
@@ -58,8 +59,13 @@ class FeatureSettings:
             raise ConfigError(f"--dataset {self.dataset!r} is not one of {', '.join(DATASETS)}")
         if self.arch not in ARCHS:
             raise ConfigError(f"--arch {self.arch!r} is not one of {', '.join(ARCHS)}")
-        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.weight_decay < 0:
-            raise ConfigError("need --epochs >= 1, --batch-size >= 2 and a positive learning rate")
+        for flag, value, least in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 2)):
+            if value < least:
+                raise ConfigError(f"{flag} {value} must be >= {least}")
+        if not (math.isfinite(self.lr) and self.lr > 0):  # nan and inf trained and wrote NaN features
+            raise ConfigError(f"--lr {self.lr} must be a positive finite number")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay={self.weight_decay} must be a finite number >= 0")
         if self.limit is not None and self.limit < 2:
             raise ConfigError(f"--limit {self.limit} must be >= 2 training images")
 
@@ -80,6 +86,9 @@ def build_features(settings: FeatureSettings, root: str | Path, out: str | Path,
     model, mean, std, loss = train_extractor(settings, data, train, device, progress)
     train_features, train_accuracy = extract(model, train, mean, std, device)
     test_features, test_accuracy = extract(model, data.test, mean, std, device)
+    if not (np.isfinite(train_features).all() and np.isfinite(test_features).all()):
+        raise TrainingError(f"the trained extractor gives non-finite features; lower --lr (now {settings.lr:g}); "
+                            "nothing was written")
     metadata = {
         "format": FORMAT, "settings": _settings_key(settings), "root": str(Path(root).expanduser().resolve()),
         "feature_dim": model.feature_dim, "train_images": int(train.labels.size),
@@ -123,6 +132,9 @@ def train_extractor(settings: FeatureSettings, data: ImageDataset, train: ImageS
             if settings.dataset == "cifar10":
                 x = augment(x, torch_generator(settings.seed, "features", "augment", epoch, b))
             loss = F.cross_entropy(model((x - mean) / std), labels[index])
+            if not torch.isfinite(loss):  # a diverged extractor would write non-finite features
+                raise TrainingError(f"non-finite training loss at epoch {epoch + 1}, batch {b + 1}; lower --lr "
+                                    f"(now {settings.lr:g}); nothing was written")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -231,3 +231,20 @@ def test_cli_features_builds_then_reuses(tmp_path, capsys):
             "--arch", "small", "--epochs", "1", "--batch-size", "8", "--quiet", "--device", "cpu"]
     assert main(args) == 0 and "written" in capsys.readouterr().out
     assert main(args) == 0 and "reused" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("flags", "code", "message"), [
+    (["--lr", "nan"], 2, "--lr nan must be a positive finite number"),  # nan and inf trained and wrote NaN features
+    (["--lr", "inf"], 2, "--lr inf must be a positive finite number"),
+    (["--epochs", "0"], 2, "--epochs 0 must be >= 1"),
+    (["--threads", "-1"], 2, "--threads -1 must be >= 0"),
+    (["--lr", "1e30"], 1, "non-finite"),  # diverges: exit 1 with the hint (lower --lr), as surf run
+])
+def test_cli_features_bad_values_are_one_line_and_write_nothing(tmp_path, capsys, flags, code, message):
+    write_mnist(tmp_path / "m", n_train=24, n_test=20)
+    args = ["features", "--dataset", "mnist", "--root", str(tmp_path / "m"), "--out", str(tmp_path / "f.npz"),
+            "--arch", "small", "--epochs", "1", "--batch-size", "8", "--quiet", "--device", "cpu", *flags]
+    assert main(args) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and ("lower --lr" in err[0]) == (code == 1), err
+    assert not (tmp_path / "f.npz").exists()

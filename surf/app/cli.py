@@ -284,7 +284,7 @@ def cmd_partition(args: argparse.Namespace) -> int:
 def cmd_stress(args: argparse.Namespace) -> int:
     from surf.app.registry import load_trained
     from surf.evaluation.stress import Learned, StressBench, matrix
-    from surf.reporting.stress import matrix_table, stress_table, write_matrix, write_stress
+    from surf.reporting.stress import matrix_table, read_stress, stress_table, write_matrix, write_stress
     from surf.scenarios.scenario import load_scenario, parse_severity
 
     scenarios = [load_scenario(name) for name in args.scenario]  # bad names fail before any model is loaded
@@ -300,6 +300,9 @@ def cmd_stress(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise ConfigError(f"--repeats={args.repeats} must be >= 1")
     _check_workers(args)
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "stress"
+    if not args.matrix:
+        read_stress(out / "stress.json")  # the record a result is merged into: damaged, it fails before the work
     learned, family = [], None
     for run_dir in args.run_dirs:
         loaded, model = load_trained(run_dir)
@@ -315,7 +318,6 @@ def cmd_stress(args: argparse.Namespace) -> int:
         mapper = RayMapper(args.workers, args.address, family.cfg.threads, family.device.type,
                            preload="surf.evaluation.stress")  # workers import it while the baselines are tuned
     bench = StressBench(family, learned, args.baselines, args.tasks)
-    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "stress"
     if args.matrix:
         result = matrix(bench, scenarios, args.repeats, progress=not args.quiet, mapper=mapper)
         write_matrix(result, out)

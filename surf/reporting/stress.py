@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from surf.evaluation.summary import StressMatrix, StressResult  # noqa: E402
 from surf.reporting.figure_file import save_figure  # noqa: E402
+from surf.utils.errors import ConfigError  # noqa: E402
 from surf.utils.io import atomic_write  # noqa: E402
 from surf.utils.typed import build  # noqa: E402
 
@@ -63,10 +64,18 @@ def plot_stress(result: StressResult, path: Path) -> None:
 
 
 def read_stress(store: Path) -> dict[str, StressResult]:
-    """The scenarios already in ``stress.json`` (none when it does not exist)."""
+    """The scenarios already in ``stress.json`` (none when it does not exist); an unreadable one is a one-line
+    error naming it (``surf stress`` reads it before any work: a new result is merged into it)."""
     if not store.exists():
         return {}
-    return {name: build(StressResult, raw) for name, raw in json.loads(store.read_text()).items()}
+    try:
+        raw = json.loads(store.read_text())
+        if not isinstance(raw, dict):
+            raise ConfigError(f"expected a mapping of scenarios, got {type(raw).__name__}")
+        return {name: build(StressResult, entry) for name, entry in raw.items()}
+    except (OSError, ValueError, ConfigError) as exc:
+        raise ConfigError(f"{store} is not a readable stress record ({str(exc)[:120]}); move it away or choose "
+                          "another --out") from None
 
 
 def write_stress(result: StressResult, out: Path) -> Path:

@@ -58,6 +58,9 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "a training scenario that would never act": (["run", Q, "-o", "model.layers=3", "-o", "trainer.scenario=churn",
                                                   "-o", "trainer.scenario_severity=0.1"], "churn: at=4 is after the "
                                                  "last step (3)"),
+    "a damaged stress record to merge into": (["stress", "RUN", "--scenario", "fig4_async", "--severity", "1",
+                                               "--tasks", "1", "--repeats", "1", "--out", "TMP/bad_stress"],
+                                              "bad_stress/stress.json is not a readable stress record"),
     "negative drop count": (["deploy", "RUN", "--scenario", "dropped:-1"], "expected dropped:K"),
     "too many dropped (deploy)": (["deploy", "RUN", "--scenario", "dropped:99"], "eval.n_async=99 must be in"),
     "unknown scenario": (["stress", "RUN", "--scenario", "nope"], "unknown scenario 'nope'"),
@@ -110,6 +113,8 @@ def scratch(tmp_path_factory, tiny_run):
     for name, index in (("bad_sweep", "{truncated"), ("foreign_sweep", '{"name": "x", "cells": [{"name": "c"}]}')):
         (tmp / name).mkdir()
         (tmp / name / "sweep.json").write_text(index)
+    (tmp / "bad_stress").mkdir()  # a JSONDecodeError traceback after all the stress work before
+    (tmp / "bad_stress" / "stress.json").write_text('{"fig4_async": {"scenario": ')
     for name in ("empty", "garbage", "plain"):
         (tmp / name).mkdir()
     for s in range(2):

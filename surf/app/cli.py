@@ -235,8 +235,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if family.cfg.family != "decentralized":
         raise ConfigError(f"surf deploy runs the decentralized family; {args.run_dir} is '{family.cfg.family}'")
     out = RunDir(args.out or REPO / "runs" / f"{family.cfg.name}_{args.runtime.replace('-', '_')}")
-    if out.path.exists() and any(out.path.iterdir()):
-        raise ConfigError(f"run directory {out.path} is not empty; choose another --out")
+    out.check_fresh(resumable=False)
     tasks, baselines = _tasks(args, family.cfg.eval.test_tasks), tuple(args.baselines)
     if args.runtime == "flower":
         from surf.runtime.flower.deploy import deploy

@@ -114,6 +114,8 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -
 def reevaluate(run_dir: str | Path, cfg: Config, out: Path | None = None) -> Summary:
     """Evaluate the best model of ``run_dir`` under ``cfg`` (its config with overrides); write to ``out`` if given."""
     entry = family_entry(cfg)
+    if out is not None:  # before the evaluation: it wrote into a folder in use only after all its work
+        RunDir(out).check_fresh(resumable=False)
     family = entry.build(cfg)
     model = RunDir(run_dir).best_model(family)
     twin_dir = RunDir(Path(run_dir) / "twin")

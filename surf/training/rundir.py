@@ -58,13 +58,19 @@ class RunDir:
                 for stale in folder.glob("*.*.tmp"):
                     stale.unlink(missing_ok=True)
             return
-        if self.path.exists() and any(self.path.iterdir()):
-            raise ConfigError(f"run directory {self.path} is not empty; pass --resume or choose another --out")
+        self.check_fresh(resumable=trains)
         if trains:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.plots.mkdir(parents=True, exist_ok=True)
         header = f"# resolved SURF config; git {git_sha()}; rerun: surf run {self.config}\n"
         atomic_write(self.config, header + yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+    def check_fresh(self, resumable: bool) -> None:
+        """A one-line error when the folder holds anything (before any work: a run, an evaluation or a deployment
+        writes into an empty or new folder; only a training run can ``--resume``)."""
+        if self.path.exists() and any(self.path.iterdir()):
+            fix = "pass --resume or choose another --out" if resumable else "choose another --out"
+            raise ConfigError(f"run directory {self.path} is not empty; {fix}")
 
     def append_metrics(self, row: dict) -> None:
         with self.metrics.open("a") as handle:

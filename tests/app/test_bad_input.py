@@ -61,6 +61,9 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "a damaged stress record to merge into": (["stress", "RUN", "--scenario", "fig4_async", "--severity", "1",
                                                "--tasks", "1", "--repeats", "1", "--out", "TMP/bad_stress"],
                                               "bad_stress/stress.json is not a readable stress record"),
+    "an evaluation into a folder in use": (["eval", "RUN", "--out", "TMP/used"],  # after the evaluation, before
+                                           "run directory TMP/used is not empty; choose another --out"),
+    "a run into a folder in use": (["run", Q, "--out", "TMP/used"], "TMP/used is not empty; pass --resume or choose"),
     "negative drop count": (["deploy", "RUN", "--scenario", "dropped:-1"], "expected dropped:K"),
     "too many dropped (deploy)": (["deploy", "RUN", "--scenario", "dropped:99"], "eval.n_async=99 must be in"),
     "unknown scenario": (["stress", "RUN", "--scenario", "nope"], "unknown scenario 'nope'"),
@@ -113,6 +116,8 @@ def scratch(tmp_path_factory, tiny_run):
     for name, index in (("bad_sweep", "{truncated"), ("foreign_sweep", '{"name": "x", "cells": [{"name": "c"}]}')):
         (tmp / name).mkdir()
         (tmp / name / "sweep.json").write_text(index)
+    (tmp / "used").mkdir()
+    (tmp / "used" / "notes.txt").write_text("someone's files")
     (tmp / "bad_stress").mkdir()  # a JSONDecodeError traceback after all the stress work before
     (tmp / "bad_stress" / "stress.json").write_text('{"fig4_async": {"scenario": ')
     for name in ("empty", "garbage", "plain"):
@@ -187,3 +192,17 @@ def test_odd_values_of_any_key_run_to_the_end_or_fail_in_one_line(command, tiny_
         assert code == 0 or (code in (1, 2) and len(err) == 1), (overrides, code, err)
 
     check()
+
+
+def test_an_evaluation_into_a_folder_in_use_fails_before_it_evaluates(tiny_run, tmp_path, monkeypatch, capsys):
+    """It used to find out only when writing, after the whole evaluation."""
+    from surf.training.rundir import RunDir
+
+    def evaluated(*args, **kwargs):
+        raise AssertionError("the model was loaded for an evaluation whose output folder is in use")
+
+    monkeypatch.setattr(RunDir, "best_model", evaluated)
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("someone's files")
+    assert main(["eval", str(tiny_run), "--out", str(tmp_path / "used")]) == 2
+    assert "is not empty; choose another --out" in capsys.readouterr().err

@@ -6,6 +6,7 @@ Errors in user input (config, data, graph) print one line and exit 2; numerical 
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import re
@@ -141,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `surf sweep --dry-run | head`: the reader left early, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 0
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        after = "; the previous checkpoint is intact: continue with --resume" if args.command in ("run", "sweep") \
+            else ""
+        print(f"surf: error: no space left on the disk{where}; free some and rerun{after}", file=sys.stderr)
+        return 1
     except (MemoryError, RuntimeError) as exc:  # torch reports a failed allocation as a RuntimeError
         if not isinstance(exc, MemoryError) and not re.search(r"can't allocate memory|out of memory", str(exc)):
             raise

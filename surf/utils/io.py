@@ -3,6 +3,7 @@ turn a truncated or corrupt file into a one-line error, and the source tree's gi
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 from collections.abc import Callable
@@ -14,15 +15,22 @@ import torch
 from surf.utils.errors import ConfigError
 
 
-def atomic_write(path: Path, content: str | bytes) -> None:
+def atomic_write(path: Path, content: str | bytes, before_rename: Callable[[], None] | None = None) -> None:
     """Write ``content`` (text or bytes) to ``path`` through a temporary file of this process and an atomic rename
     (two processes writing the same file, e.g. a shared sweep's index, never trip over each other's temporary
-    file)."""
+    file). ``before_rename``: a test hook. A failed write (a full disk) leaves no temporary file and raises an
+    OSError that names ``path``."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    if isinstance(content, bytes):
-        tmp.write_bytes(content)
-    else:
-        tmp.write_text(content)
+    try:
+        if isinstance(content, bytes):
+            tmp.write_bytes(content)
+        else:
+            tmp.write_text(content)
+    except OSError as exc:  # a full disk: no half-written temporary file, and an error that names the file
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    if before_rename is not None:
+        before_rename()
     os.replace(tmp, path)
 
 
@@ -30,11 +38,9 @@ def atomic_save(obj: Any, path: Path, before_rename: Callable[[], None] | None =
     """``torch.save(obj)`` to ``path`` through a temporary file of this process and an atomic rename
     (``before_rename``: a test hook)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    if before_rename is not None:
-        before_rename()
-    os.replace(tmp, path)
+    buffer = io.BytesIO()  # torch.save into a file reports a full disk as an opaque RuntimeError
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue(), before_rename)
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu", keys: tuple[str, ...] = ()) -> dict:

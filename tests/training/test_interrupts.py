@@ -7,6 +7,7 @@ processes come from a fork server that has already imported SURF (a fresh interp
 the test importing torch); ``SURF_PAUSE_AT`` only tells the test where the process is, the signals are real.
 """
 
+import io
 import json
 import multiprocessing
 import os
@@ -195,5 +196,33 @@ def test_a_run_killed_between_its_two_checkpoint_files_resumes_exactly(tiny_run,
     summary, reference = (json.loads((d / "summary.json").read_text()) for d in (out, tiny_run))
     assert {k: v for k, v in summary.items() if k != "git_sha"} == {k: v for k, v in reference.items()
                                                                    if k != "git_sha"}
+    assert (out / "metrics.jsonl").read_text() == (tiny_run / "metrics.jsonl").read_text()
+    assert same_best(out / "checkpoints" / "best.pt", tiny_run / "checkpoints" / "best.pt")
+
+
+def test_a_full_disk_is_one_line_exit_1_and_resume_continues(tiny_run, tmp_path, monkeypatch, capsys):
+    """The disk fills up while a checkpoint is written (half of it made it to disk): one line naming the file, no
+    temporary file left, the previous checkpoint intact; once there is space, --resume ends at the same result."""
+    import errno
+    from pathlib import Path
+
+    write_bytes = Path.write_bytes
+
+    def full_at_step_4(self, data):
+        if self.name.startswith("last.pt.") and torch.load(io.BytesIO(data), weights_only=False)["step"] == 4:
+            write_bytes(self, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_bytes(self, data)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(Path, "write_bytes", full_at_step_4)
+    assert run_tiny(out) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"surf: error: no space left on the disk writing {out / 'checkpoints' / 'last.pt'}; free some and "
+                   "rerun; the previous checkpoint is intact: continue with --resume"]
+    assert not list(out.rglob("*.tmp"))
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=False)["step"] == 2
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    assert run_tiny(out, resume=True) == 0
     assert (out / "metrics.jsonl").read_text() == (tiny_run / "metrics.jsonl").read_text()
     assert same_best(out / "checkpoints" / "best.pt", tiny_run / "checkpoints" / "best.pt")

@@ -116,7 +116,7 @@ def run_api(path: Path, fail_at_step: int | None = None) -> tuple[RunDir, dict]:
     run.prepare(cfg, resume=False)
     family = ClassifierFamily(cfg)
     trainer = MetaTrainer(family)
-    warm_start(family, trainer, run, resume=False)  # as `surf run` does: tuned heavy-ball start, step-0 checkpoint
+    warm_start(family, trainer, run, restored=False)  # as `surf run` does: tuned heavy-ball start, step-0 checkpoint
     return run, train_with_ray(trainer, run, fail_at_step=fail_at_step)
 
 

@@ -12,7 +12,6 @@ fingerprint of the run and tasks it was cut from. A Flower SuperNode's node conf
 from __future__ import annotations
 
 import json
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +36,7 @@ def as_csr(shift: torch.Tensor) -> torch.Tensor:
     shift = shift.cpu()
     if shift.layout == torch.sparse_csr:
         return shift
-    with warnings.catch_warnings():  # torch flags sparse CSR as "beta" on every conversion
-        warnings.simplefilter("ignore", UserWarning)
-        return shift.to_sparse_csr()
+    return shift.to_sparse_csr()  # its "beta" notice is silenced in surf/__init__.py
 
 
 def heard_columns(csr: torch.Tensor, agents: list[int]) -> list[int]:

@@ -7,15 +7,11 @@ stochastic). A self-loop is not a message and is never lost.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 
 def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
-    with warnings.catch_warnings():  # torch flags sparse CSR as "beta" on every construction
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, size=(n, n), check_invariants=False)
+    return torch.sparse_csr_tensor(crow, col, values, size=(n, n), check_invariants=False)  # "beta": surf/__init__
 
 
 def drop_links(shift: torch.Tensor, p: float, gen: torch.Generator, symmetric: bool, renormalize: bool) -> torch.Tensor:
@@ -38,10 +34,8 @@ def drop_links(shift: torch.Tensor, p: float, gen: torch.Generator, symmetric: b
     mass = torch.zeros(n, dtype=values.dtype).index_add_(0, row, values * lost)
     diagonal = torch.arange(n)
     indices = torch.cat([torch.stack([row, col]), torch.stack([diagonal, diagonal])], dim=1)
-    with warnings.catch_warnings():  # sparse invariant-check and CSR "beta" notices
-        warnings.simplefilter("ignore", UserWarning)
-        moved = torch.sparse_coo_tensor(indices, torch.cat([kept, mass]), (n, n)).coalesce()
-        return moved.to_sparse_csr().to(shift.device)
+    moved = torch.sparse_coo_tensor(indices, torch.cat([kept, mass]), (n, n), check_invariants=False).coalesce()
+    return moved.to_sparse_csr().to(shift.device)
 
 
 def one_peer_shift(n: int, step: int) -> torch.Tensor:

@@ -8,7 +8,6 @@ PyG takes seconds to import and ``surf list`` / ``surf --help`` need none of it)
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import networkx as nx
@@ -44,10 +43,8 @@ def weighted_degree(edges: EdgeSet, n: int) -> torch.Tensor:
 def to_csr(index: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
     """A (N, N) float32 CSR tensor from COO entries (duplicates summed, explicit zeros dropped)."""
     keep = values != 0
-    with warnings.catch_warnings():  # torch flags sparse CSR as "beta" on every construction
-        warnings.simplefilter("ignore", UserWarning)
-        coo = torch.sparse_coo_tensor(index[:, keep], values[keep], (n, n)).coalesce()
-        return coo.to(torch.float32).to_sparse_csr()
+    coo = torch.sparse_coo_tensor(index[:, keep], values[keep], (n, n), check_invariants=False).coalesce()
+    return coo.to(torch.float32).to_sparse_csr()  # its "beta" notice is silenced in surf/__init__.py
 
 
 def row_normalized(edges: EdgeSet, n: int, laplacian_alpha: float | None, star: bool) -> torch.Tensor:

@@ -6,32 +6,21 @@ run again: a trained cell with ``checkpoints/last.pt`` but no summary continues 
 anything else an interrupted cell left is cleared and the cell restarts.
 
 While a cell runs, ``<cell>.lock`` names the host and process running it, so two sweeps never run the same cell at
-once. The lock is created atomically (a hard link: also on NFS) and refreshed every ``HEARTBEAT_S`` seconds. It is
-stale, and taken over, when its process is gone (same host) or nobody refreshed it for ``STALE_S`` seconds (another
-host: its node died). Breaking a stale lock is serialized by ``<cell>.lock.break`` (also a hard link), under which the
-breaker checks that the lock is still the one it judged stale: two sweeps that find the same stale lock never both run
-the cell (without it, the slower one deleted the lock the faster one had just taken).
+once (:mod:`surf.utils.locks`: stale locks of dead processes are taken over).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from surf.app.runner import reevaluate, train
 from surf.config import Config
 from surf.evaluation.tuning_cache import shared_tuning
 from surf.utils.errors import ConfigError
+from surf.utils.locks import exclusive
 
-HEARTBEAT_S = 20.0
-STALE_S = 120.0
-BREAK_STALE_S = 10.0  # a breaker holds <cell>.lock.break for microseconds: older, its process died while breaking
 TUNING = ".tuning"  # the store's folder of tuned baseline hyper-parameters (surf.evaluation.tuning_cache)
 
 
@@ -44,114 +33,14 @@ def cell_state(path: Path, trained: bool) -> str:
     return "todo"
 
 
-def lock_path(path: Path) -> Path:
-    return path.with_name(path.name + ".lock")
-
-
 def log_path(path: Path) -> Path:
     """Where a cell run by a worker writes its output: ``<cell>.log`` beside the cell (appended on every attempt)."""
     return path.with_name(path.name + ".log")
 
 
-def _holder(lock: Path) -> tuple[str, int] | None:
-    """(host, pid) written in ``lock`` (a bare pid: this host); None when it is gone or unreadable."""
-    try:
-        words = lock.read_text().split()
-    except FileNotFoundError:
-        return None
-    if len(words) == 1 and words[0].isdigit():
-        return socket.gethostname(), int(words[0])
-    if len(words) == 2 and words[1].isdigit():
-        return words[0], int(words[1])
-    return None
-
-
-def _alive(lock: Path, host: str, pid: int) -> bool:
-    """Whether the holder of ``lock`` may still be running the cell."""
-    if host == socket.gethostname():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True  # another user's process
-        return True
-    try:
-        return time.time() - lock.stat().st_mtime < STALE_S
-    except FileNotFoundError:
-        return False
-
-
-def _identity(lock: Path) -> tuple[int, int] | None:
-    """(device, inode) of ``lock``: which lock file it is, whatever its contents; None when there is none."""
-    try:
-        found = lock.stat()
-    except FileNotFoundError:
-        return None
-    return found.st_dev, found.st_ino
-
-
-def _break_stale(lock: Path, judged: tuple[int, int] | None, holder: tuple[str, int] | None, mine: Path) -> None:
-    """Delete ``lock`` if it is still the file ``judged`` stale (same inode, same holder: an inode number can be
-    reused), holding ``<lock>.break`` meanwhile; leave it when another process is breaking it (the caller retries)."""
-    guard = lock.with_name(lock.name + ".break")
-    try:
-        os.link(mine, guard)
-    except FileExistsError:
-        try:
-            if time.time() - guard.stat().st_mtime > BREAK_STALE_S:
-                guard.unlink(missing_ok=True)
-        except FileNotFoundError:
-            pass
-        return
-    try:
-        if judged is not None and _identity(lock) == judged and _holder(lock) == holder:
-            lock.unlink(missing_ok=True)
-    finally:
-        guard.unlink(missing_ok=True)
-
-
-def _heartbeat(lock: Path, stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_S):
-        try:
-            os.utime(lock)
-        except OSError:
-            return
-
-
-@contextmanager
-def cell_lock(path: Path) -> Iterator[None]:
-    """Hold ``<path>.lock`` while the cell runs; a one-line error when a live process holds it."""
-    lock = lock_path(path)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    me = f"{socket.gethostname()} {os.getpid()}"
-    mine = lock.with_name(f"{lock.name}.{me.replace(' ', '.')}")
-    mine.write_text(me)
-    try:
-        for _ in range(3):
-            try:
-                os.link(mine, lock)
-                break
-            except FileExistsError:
-                judged = _identity(lock)
-                holder = _holder(lock)
-                if holder is not None and _alive(lock, *holder):
-                    raise ConfigError(f"cell {path} is being run by process {holder[1]} on {holder[0]}; wait for "
-                                      "it or stop that sweep") from None
-                _break_stale(lock, judged, holder, mine)  # its process is gone
-        else:
-            raise ConfigError(f"cell {path}: another process took its lock meanwhile; rerun the sweep")
-    finally:
-        mine.unlink(missing_ok=True)
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(lock, stop), daemon=True)
-    beat.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        beat.join()
-        lock.unlink(missing_ok=True)
+def cell_lock(path: Path) -> AbstractContextManager[None]:
+    """Hold ``<cell>.lock`` while the cell runs (:func:`surf.utils.locks.exclusive`)."""
+    return exclusive(path, f"cell {path}", "wait for it or stop that sweep", "rerun the sweep")
 
 
 def run_cell(cfg: Config, path: Path, trained_from: Path | None = None, progress: bool = False) -> str:
@@ -173,7 +62,7 @@ def run_cell(cfg: Config, path: Path, trained_from: Path | None = None, progress
             shutil.rmtree(path)  # interrupted before its first checkpoint: nothing worth keeping
         with shared_tuning((trained_from or path).parent / TUNING):  # cells on one store share tuned baselines
             if trained:
-                train(cfg, path, resume=state == "resume", progress=progress)
+                train(cfg, path, resume=state == "resume", progress=progress, locked=True)
             else:
                 reevaluate(trained_from, cfg, path)
     return state

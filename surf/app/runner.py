@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from surf.app.registry import build_family, family_entry
+from surf.app.registry import FamilyEntry, build_family, family_entry
 from surf.config import Config
 from surf.evaluation.baselines import tune_classical_start
 from surf.evaluation.summary import Summary, Training, WarmStart
@@ -21,6 +21,7 @@ from surf.training.trainer import MetaTrainer
 from surf.utils.errors import ConfigError
 from surf.utils.faults import pause_point
 from surf.utils.io import atomic_write, git_sha
+from surf.utils.locks import exclusive
 from surf.utils.typed import build
 
 
@@ -66,14 +67,25 @@ def recorded_start(path: Path) -> WarmStart:
                           "--resume: the heavy-ball search runs again and gives the same record") from None
 
 
-def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> Summary:
-    """Meta-train ``cfg`` into run directory ``out`` (or continue its last checkpoint), evaluate, write everything."""
+def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True, locked: bool = False) -> Summary:
+    """Meta-train ``cfg`` into run directory ``out`` (or continue its last checkpoint), evaluate, write everything.
+
+    One process at a time: ``<out>.lock`` is held meanwhile (``locked``: the caller holds it, as a sweep cell does),
+    so a second ``surf run`` of the same folder (typed twice, or a cluster job requeued while the first still runs)
+    is a one-line error instead of interleaving its checkpoints and metrics with the first's."""
     entry = family_entry(cfg)
     family = entry.build(cfg)  # validates data and graph before anything is written
     if cfg.trainer.workers > 1:
         from surf.runtime.ray_train import check_scaling
 
         check_scaling(cfg.trainer.workers, family.device)
+    if locked:
+        return _train(cfg, entry, family, Path(out), resume, progress)
+    with exclusive(Path(out), f"run directory {out}", "wait for it or stop it", "rerun"):
+        return _train(cfg, entry, family, Path(out), resume, progress)
+
+
+def _train(cfg: Config, entry: FamilyEntry, family: TaskFamily, out: Path, resume: bool, progress: bool) -> Summary:
     run = RunDir(out)
     run.prepare(cfg, resume)
     trainer = MetaTrainer(family, log=run.append_metrics)

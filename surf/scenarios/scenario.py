@@ -23,6 +23,7 @@ import dataclasses
 import difflib
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,17 +91,16 @@ class BoundScenario:
 
     def check(self, num_agents: int) -> None:
         """A one-line error naming the scenario and severity when it cannot apply to ``num_agents`` agents."""
-        try:
-            for p in self.perturbations:
-                p.check(num_agents)
-        except ConfigError as exc:
-            raise ConfigError(f"scenario '{self.scenario.name}' at severity {self.severity}: {exc}") from None
+        self._each(lambda p: p.check(num_agents))
 
     def check_steps(self, steps: int) -> None:
         """A one-line error (naming its fix) when a perturbation would never act within ``steps`` steps."""
+        self._each(lambda p: p.check_steps(steps))
+
+    def _each(self, check: Callable[[Perturbation], None]) -> None:
         try:
             for p in self.perturbations:
-                p.check_steps(steps)
+                check(p)
         except ConfigError as exc:
             raise ConfigError(f"scenario '{self.scenario.name}' at severity {self.severity}: {exc}") from None
 

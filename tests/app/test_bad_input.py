@@ -2,7 +2,9 @@
 written (the table in docs/bad_input.md, row by row). Runs in-process: ``main`` catches only ``SurfError``, so any
 other exception (a traceback) fails the test; ``test_cli.py`` checks a few in a real subprocess."""
 
+import os
 import shutil
+import socket
 
 import pytest
 
@@ -63,6 +65,8 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
                                               "bad_stress/stress.json is not a readable stress record"),
     "an evaluation into a folder in use": (["eval", "RUN", "--out", "TMP/used"],  # after the evaluation, before
                                            "run directory TMP/used is not empty; choose another --out"),
+    "a run directory another process is training": (["run", Q, "--resume", "--out", "TMP/busy"],
+                                                    "run directory TMP/busy is being run by process"),
     "a run into a folder in use": (["run", Q, "--out", "TMP/used"], "TMP/used is not empty; pass --resume or choose"),
     "negative drop count": (["deploy", "RUN", "--scenario", "dropped:-1"], "expected dropped:K"),
     "too many dropped (deploy)": (["deploy", "RUN", "--scenario", "dropped:99"], "eval.n_async=99 must be in"),
@@ -116,6 +120,7 @@ def scratch(tmp_path_factory, tiny_run):
     for name, index in (("bad_sweep", "{truncated"), ("foreign_sweep", '{"name": "x", "cells": [{"name": "c"}]}')):
         (tmp / name).mkdir()
         (tmp / name / "sweep.json").write_text(index)
+    (tmp / "busy.lock").write_text(f"{socket.gethostname()} {os.getppid()}")  # a live process trains TMP/busy
     (tmp / "used").mkdir()
     (tmp / "used" / "notes.txt").write_text("someone's files")
     (tmp / "bad_stress").mkdir()  # a JSONDecodeError traceback after all the stress work before

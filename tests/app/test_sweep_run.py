@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from surf.app.cells import lock_path, log_path
+from surf.app.cells import log_path
 from surf.app.sweep import Cell, Sweep
 from surf.app.sweep_run import run_sweep
 from surf.utils.errors import ConfigError
 from surf.utils.faults import PAUSE_AT, PAUSE_FILE
+from surf.utils.locks import lock_path
 from tests.app.test_sweep import write_sweep
 from tests.conftest import REPO
 

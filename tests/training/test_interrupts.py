@@ -226,3 +226,25 @@ def test_a_full_disk_is_one_line_exit_1_and_resume_continues(tiny_run, tmp_path,
     assert run_tiny(out, resume=True) == 0
     assert (out / "metrics.jsonl").read_text() == (tiny_run / "metrics.jsonl").read_text()
     assert same_best(out / "checkpoints" / "best.pt", tiny_run / "checkpoints" / "best.pt")
+
+
+def test_a_second_run_of_the_same_folder_is_refused_while_the_first_trains(spawner, tiny_run, tmp_path, capsys):
+    """The same command typed twice, or a cluster job requeued while the first still runs, would interleave two
+    processes' checkpoints and metrics: the second is one line naming the first (a real process, paused mid-run).
+    Once the first is killed, its stale lock is taken over and --resume ends at the uninterrupted result."""
+    out, pause_file = tmp_path / "run", tmp_path / "paused"
+    first = spawner.Process(target=_child, args=(str(out), False, "step:3", str(pause_file)))
+    first.start()
+    deadline = time.monotonic() + 120
+    while not pause_file.exists() and first.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pause_file.exists(), f"the first run ended before step 3 (exit code {first.exitcode})"
+    capsys.readouterr()
+    assert run_tiny(out, resume=True) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"run directory {out} is being run by process {first.pid}" in err[0], err
+    os.kill(first.pid, signal.SIGKILL)
+    first.join(60)
+    assert run_tiny(out, resume=True) == 0
+    assert (out / "metrics.jsonl").read_text() == (tiny_run / "metrics.jsonl").read_text()
+    assert not (tmp_path / "run.lock").exists()

@@ -81,6 +81,7 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True, l
         check_scaling(cfg.trainer.workers, family.device)
     if locked:
         return _train(cfg, entry, family, Path(out), resume, progress)
+    RunDir(out).check(cfg, resume)  # bad input fails before the lock file is written (again under it: prepare)
     with exclusive(Path(out), f"run directory {out}", "wait for it or stop it", "rerun"):
         return _train(cfg, entry, family, Path(out), resume, progress)
 

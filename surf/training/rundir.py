@@ -32,25 +32,8 @@ class RunDir:
 
         ``trains=False`` (an evaluation or a deployment of a trained model): no ``checkpoints/`` folder, it would stay
         empty."""
+        self.check(cfg, resume, trains)
         if resume:  # without checkpoints/last.pt (killed before the first one) the run starts over
-            if not self.config.is_file():
-                raise ConfigError(f"--resume: {self.path} is not a run directory (no config.yaml); start without "
-                                  "--resume")
-            try:
-                saved = yaml.safe_load(self.config.read_text())
-            except yaml.YAMLError:
-                raise ConfigError(f"--resume: {self.config} is corrupt; start a new run without --resume") from None
-            if not isinstance(saved, dict):
-                raise ConfigError(f"--resume: {self.config} is empty or not a config; restore the run's resolved "
-                                  "config or start a new run without --resume")
-            if identity(upgraded(saved)) != identity(to_dict(cfg)):  # fields added since: their defaults
-                raise ConfigError(f"--resume: config differs from {self.config}; resume with the same config")
-            for path, folder in ((self.checkpoints, True), (self.plots, True), (self.metrics, False),
-                                 (self.summary, False), (self.warm_start, False), (self.checkpoints / "last.pt", False),
-                                 (self.checkpoints / "best.pt", False)):
-                if path.exists() and path.is_dir() != folder:
-                    kind = "a folder, not a file" if path.is_dir() else "a file, not a folder"
-                    raise ConfigError(f"--resume: {path} is {kind}; move it away and rerun")
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             self.plots.mkdir(parents=True, exist_ok=True)
             twin = self.path / "twin" / "checkpoints"  # surf.app.runner.train_twin's, retrained on resume
@@ -58,12 +41,36 @@ class RunDir:
                 for stale in folder.glob("*.*.tmp"):
                     stale.unlink(missing_ok=True)
             return
-        self.check_fresh(resumable=trains)
         if trains:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.plots.mkdir(parents=True, exist_ok=True)
         header = f"# resolved SURF config; git {git_sha()}; rerun: surf run {self.config}\n"
         atomic_write(self.config, header + yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+    def check(self, cfg: Config, resume: bool, trains: bool = True) -> None:
+        """What :meth:`prepare` checks, writing nothing: a fresh run needs an empty or new folder, ``--resume`` a run
+        directory of the same config whose files are files (one-line errors)."""
+        if not resume:
+            self.check_fresh(resumable=trains)
+            return
+        if not self.config.is_file():
+            raise ConfigError(f"--resume: {self.path} is not a run directory (no config.yaml); start without "
+                              "--resume")
+        try:
+            saved = yaml.safe_load(self.config.read_text())
+        except yaml.YAMLError:
+            raise ConfigError(f"--resume: {self.config} is corrupt; start a new run without --resume") from None
+        if not isinstance(saved, dict):
+            raise ConfigError(f"--resume: {self.config} is empty or not a config; restore the run's resolved "
+                              "config or start a new run without --resume")
+        if identity(upgraded(saved)) != identity(to_dict(cfg)):  # fields added since: their defaults
+            raise ConfigError(f"--resume: config differs from {self.config}; resume with the same config")
+        for path, folder in ((self.checkpoints, True), (self.plots, True), (self.metrics, False),
+                             (self.summary, False), (self.warm_start, False), (self.checkpoints / "last.pt", False),
+                             (self.checkpoints / "best.pt", False)):
+            if path.exists() and path.is_dir() != folder:
+                kind = "a folder, not a file" if path.is_dir() else "a file, not a folder"
+                raise ConfigError(f"--resume: {path} is {kind}; move it away and rerun")
 
     def check_fresh(self, resumable: bool) -> None:
         """A one-line error when the folder holds anything (before any work: a run, an evaluation or a deployment

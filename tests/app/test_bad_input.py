@@ -65,7 +65,7 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
                                               "bad_stress/stress.json is not a readable stress record"),
     "an evaluation into a folder in use": (["eval", "RUN", "--out", "TMP/used"],  # after the evaluation, before
                                            "run directory TMP/used is not empty; choose another --out"),
-    "a run directory another process is training": (["run", Q, "--resume", "--out", "TMP/busy"],
+    "a run directory another process is training": (["run", Q, "--out", "TMP/busy"],
                                                     "run directory TMP/busy is being run by process"),
     "a run into a folder in use": (["run", Q, "--out", "TMP/used"], "TMP/used is not empty; pass --resume or choose"),
     "negative drop count": (["deploy", "RUN", "--scenario", "dropped:-1"], "expected dropped:K"),

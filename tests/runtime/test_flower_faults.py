@@ -16,12 +16,12 @@ from flwr.app import Context, Message, RecordDict
 from flwr.app.error import Error
 from flwr.supercore.task_identity import TaskIdentity
 
-from surf.config import from_dict
+from surf.config import from_dict, to_dict
 from surf.data.shares import Share, split_agents
 from surf.families.classifier.family import ClassifierFamily
 from surf.runtime.flower.client import client_app
 from surf.runtime.flower.deploy import deploy_jobs
-from surf.runtime.flower.partition import write_partition
+from surf.runtime.flower.partition import fingerprint, write_partition
 from surf.runtime.flower.relay import Relay
 
 N, NODES, LAYERS, HOPS, KILLED = 10, 4, 4, 2, 1
@@ -55,8 +55,8 @@ class LocalGrid:
                     message.content["hop"]["layer"] == self.kill_at[1]:
                 self.dead.add(node)  # SIGKILL: it never answers again
                 self.kill_at = None
-                if self.restart:
-                    self.start(self.files[KILLED])
+                if self.restart:  # with its own data file, or the one given
+                    self.start(self.files[KILLED] if self.restart is True else self.restart)
             if node in self.dead:
                 continue
             try:
@@ -91,7 +91,7 @@ def relay(setup, kill_at=None, restart=False, rejoin="resume", grid=None):
     grid = grid or LocalGrid(files, kill_at, restart)
     placement = {s: 1000 + s for s in range(NODES)}
     jobs, _ = deploy_jobs(exp, model, NODES, 1, 0.3, (), prime=True, rejoin=rejoin, keep_history=True)
-    return Relay(grid, [], jobs[0], placement).run()
+    return Relay(grid, [], jobs[0], placement, fingerprint=fingerprint(exp, NODES)).run()
 
 
 def engine(setup):
@@ -131,6 +131,18 @@ def test_killed_node_rejoins_with_its_last_state(setup):
     assert not torch.equal(history[3, agents], history[2, agents])  # back at step 3
     assert (history[1] - engine(setup)[1]).abs().max().item() < 1e-5  # before the fault: the engine's
     assert result.unreported == [] and torch.isfinite(result.accuracy).all()
+
+
+def test_a_node_back_with_another_runs_data_is_refused(setup, tmp_path):
+    """The same agents cut from another run (another seed): admitting it would mix two runs' data in one model."""
+    exp, _, _ = setup
+    other = ClassifierFamily(from_dict({**to_dict(exp.cfg), "seed": 4}))
+    wrong = write_partition(other, NODES, 1, tmp_path)[KILLED]
+    result = relay(setup, kill_at=(1000 + KILLED, 2), restart=wrong)
+    assert [(f["event"], f["node"], f["step"]) for f in result.faults] == [("out", KILLED, 2),
+                                                                          ("rejoin refused", KILLED, 3)]
+    assert "another run or split" in result.faults[1]["reason"]
+    assert result.unreported == split_agents(N, NODES)[KILLED]
 
 
 def test_killed_node_kept_out_reports_its_frozen_models(setup):

@@ -80,7 +80,7 @@ def run_on_grid(grid: Any, config: dict, status: Status) -> dict:
                               rejoin=str(config["rejoin"]))
     start, results = time.perf_counter(), []
     for job in jobs:
-        relay = Relay(grid, [], job, where, progress=status.say)
+        relay = Relay(grid, [], job, where, progress=status.say, fingerprint=fingerprint(exp, nodes))
         results.append(relay.run())
         where = {s: node for s, node in relay.node.items() if s not in relay.out or s in relay.kept_out}
     summary = summarize(exp, jobs, results, steps, time.perf_counter() - start, "flower-deployment", "deployment")

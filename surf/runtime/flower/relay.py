@@ -12,7 +12,7 @@ that does not answer within ``round_timeout`` (or that the SuperLink reports una
 from that round on: its agents count as dropped (their neighbours fill their messages, stale or zero, as in the
 engine) and ``faults`` records when. On a deployment a SuperNode that comes back with the same data file rejoins at
 the start of a step with the last state it saved (``rejoin="resume"``) or is kept out and only reports its agents'
-frozen models at the end (``rejoin="out"``).
+frozen models at the end (``rejoin="out"``); one whose data file is of another run is refused (``faults``).
 """
 
 from __future__ import annotations
@@ -110,8 +110,10 @@ class Relay:
     """Runs one job on the grid's nodes (``placement``: shard -> node id of nodes that hold their data files)."""
 
     def __init__(self, grid: Any, node_ids: list[int], job: Job, placement: dict[int, int] | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, fingerprint: str | None = None) -> None:
         self.grid, self.job, self.uid, self.progress = grid, job, uuid.uuid4().hex, progress
+        self.fingerprint = fingerprint  # of the data files the placement was checked against (a deployment)
+        self.refused: set[int] = set()  # SuperNodes that came back with another run's data file
         self.routing = Routing(job.shift, split_agents(job.shift.shape[0], job.nodes))
         if placement is None and len(self.routing) > len(node_ids):
             raise ValueError(f"{len(self.routing)} nodes needed, {len(node_ids)} available")
@@ -292,15 +294,22 @@ class Relay:
     def _admit(self, step: int) -> None:
         """Before ``step``: SuperNodes not seen before say which shard they hold; one holding a shard that is out
         takes it back with its last saved state (``rejoin``), in the run again or kept out until the report."""
-        known = set(self.node.values())
+        known = set(self.node.values()) | self.refused
         fresh = [node for node in self.grid.get_node_ids() if node not in known]
         if not fresh:
             return
         wait = self._cold_wait()  # a restarted SuperNode starts its ClientApp cold
         holders = discover(self.grid, fresh, wait)
-        for node, (agents, _) in holders.items():
+        for node, (agents, stamp) in holders.items():
             s = next((s for s in self.out if self.routing.shards[s] == agents and s not in self.kept_out), None)
             if s is None:
+                continue
+            if self.fingerprint is not None and stamp != self.fingerprint:  # the right agents, another run's data
+                self.refused.add(node)
+                self.result.faults.append({"event": "rejoin refused", "step": step, "node": s,
+                                           "agents": self.routing.shards[s], "reason": f"its data file is of another "
+                                           f"run or split (fingerprint {stamp or 'none'})",
+                                           "seconds": round(time.perf_counter() - self.start, 3)})
                 continue
             self.node[s] = node
             _, failed = self._send("query.rejoin", self.spec, [s], wait)

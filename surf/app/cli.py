@@ -44,17 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     dep.add_argument("run_dir")
     dep.add_argument("--runtime", default="flower", metavar="NAME",
                      help="flower (simulation engine, default) or flower-deployment (local SuperLink + SuperNodes)")
-    dep.add_argument("--agents-per-node", type=int, default=1, metavar="M",
-                     help="flower: at most M agents per node (agents split evenly)")
+    dep.add_argument("--agents-per-node", type=int, metavar="M",
+                     help="flower: at most M agents per node (agents split evenly; default 1)")
     dep.add_argument("--nodes", type=int, metavar="M", help="flower-deployment: number of SuperNodes")
     dep.add_argument("--partition", metavar="DIR", help="flower-deployment: node data files from `surf partition` "
                      "(default: written for this deployment)")
     dep.add_argument("--baselines", nargs="*", metavar="NAME", default=["dgd", "dgd_momentum", "dsgd"],
                      help="baselines relayed after SURF: any of dgd dgd_momentum dsgd (none: SURF only)")
-    dep.add_argument("--rejoin", default="resume", metavar="resume|out",
-                     help="flower-deployment: a restarted SuperNode resumes with its last state, or is kept out")
-    dep.add_argument("--deploy-timeout", type=float, default=7200.0, metavar="S",
-                     help="flower-deployment: give up after S seconds")
+    dep.add_argument("--rejoin", metavar="resume|out",
+                     help="flower-deployment: a restarted SuperNode resumes with its last state (default), or is "
+                          "kept out")
+    dep.add_argument("--deploy-timeout", type=float, metavar="S",
+                     help="flower-deployment: give up after S seconds (default 7200)")
     dep.add_argument("--scenario", metavar="dropped:K", help="K agents dropped per layer (= -o eval.n_async=K)")
     dep.add_argument("--tasks", type=int, help="meta-test tasks (default eval.test_tasks), plus relabelled twins")
     dep.add_argument("--round-timeout", type=float, metavar="S",
@@ -235,7 +236,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.baselines) - {"dgd", "dgd_momentum", "dsgd"})
     if unknown:
         raise ConfigError(f"--baselines {unknown[0]!r} is not one of dgd, dgd_momentum, dsgd")
-    if args.rejoin not in ("resume", "out"):
+    for flag, value, runtime in (("--agents-per-node", args.agents_per_node, "flower"),
+                                 ("--nodes", args.nodes, "flower-deployment"),
+                                 ("--partition", args.partition, "flower-deployment"),
+                                 ("--rejoin", args.rejoin, "flower-deployment"),
+                                 ("--deploy-timeout", args.deploy_timeout, "flower-deployment")):
+        if value is not None and runtime != args.runtime:  # it was ignored
+            raise ConfigError(f"{flag} applies to --runtime {runtime} only; drop it or pass --runtime {runtime}")
+    if args.rejoin not in (None, "resume", "out"):
         raise ConfigError(f"--rejoin {args.rejoin!r}: use resume (with its last state) or out (kept out)")
     for flag, seconds in (("--round-timeout", args.round_timeout), ("--deploy-timeout", args.deploy_timeout)):
         if seconds is not None and not 0 < seconds < math.inf:  # NaN fails too
@@ -249,7 +257,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.runtime == "flower":
         from surf.runtime.flower.deploy import deploy
 
-        summary = deploy(family, model, args.agents_per_node, tasks, args.round_timeout, baselines=baselines)
+        per_node = 1 if args.agents_per_node is None else args.agents_per_node
+        summary = deploy(family, model, per_node, tasks, args.round_timeout, baselines=baselines)
     else:
         from surf.runtime.flower.deploy import check_request
         from surf.runtime.flower.launcher import deploy_locally
@@ -258,7 +267,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             raise ConfigError("--runtime flower-deployment needs --nodes M (the number of SuperNodes)")
         check_request(family, args.nodes, tasks)
         summary = deploy_locally(family, Path(args.run_dir), args.nodes, tasks, args.partition and Path(args.partition),
-                                 args.round_timeout or 60.0, baselines, args.rejoin, args.deploy_timeout)
+                                 args.round_timeout or 60.0, baselines, args.rejoin or "resume",
+                                 7200.0 if args.deploy_timeout is None else args.deploy_timeout)
     summary.git_sha = git_sha()
     out.prepare(family.cfg, resume=False, trains=False)
     out.write_summary(summary.to_dict())

@@ -76,6 +76,12 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "impossible node count": (["partition", "RUN", "--nodes", "99", "--out", "TMP/p"], "99 nodes for 8 agents"),
     "more agents per node than agents": (["deploy", "RUN", "--agents-per-node", "9"],
                                          "--agents-per-node=9 must be in [1, num_agents=8]"),
+    "a flag of the other runtime": (["deploy", "RUN", "--nodes", "2"],  # the simulation ignored it
+                                    "--nodes applies to --runtime flower-deployment only; drop it or pass --runtime "
+                                    "flower-deployment"),
+    "a flag of the other runtime (deployment)": (["deploy", "RUN", "--runtime", "flower-deployment", "--nodes", "2",
+                                                  "--agents-per-node", "2"],
+                                                 "--agents-per-node applies to --runtime flower only"),
     "no node count": (["deploy", "RUN", "--runtime", "flower-deployment"], "needs --nodes M"),
     "missing node data": (["deploy", "RUN", "--runtime", "flower-deployment", "--nodes", "2", "--partition",
                            "TMP/empty"], "node_0.npz does not exist"),

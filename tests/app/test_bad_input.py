@@ -110,6 +110,9 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
                                  "--out TMP/plain is a folder; name a file"),
     "a setting the family never reads": (["run", "simulations/lista.yaml", "-o", "eval.n_async=2"],
                                          "-o eval.n_async: the sparse_coding family never reads eval"),
+    "a training setting of an evaluation": (["eval", "RUN", "-o", "trainer.steps=7"],  # evaluated as if unchanged
+                                            "-o trainer.steps: RUN is evaluated here, not trained, so the override "
+                                            "would change nothing"),
     "another family's setting (classifier)": (["eval", "RUN", "-o", "sparse_coding.layers=3"],
                                               "the decentralized family never reads sparse_coding"),
     "missing argument": (["run"], "the following arguments are required: config"),
@@ -163,7 +166,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(kind, scratch, tiny_run, c
         code = exc.code
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("surf: error: "), (code, err)
-    assert expected.replace("TMP", str(scratch)) in err[0]
+    assert expected.replace("TMP", str(scratch)).replace("RUN", str(tiny_run)) in err[0]
     assert not out.exists() and sorted(p.name for p in scratch.iterdir()) == before
     assert not (scratch / "plain" / "config.yaml").exists()
 

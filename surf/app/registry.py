@@ -139,13 +139,18 @@ def build_family(cfg: Config) -> TaskFamily:
 _EVALUATION_READS = ("trainer.val_tasks", "trainer.device")  # the trainer settings evaluating a trained run reads
 
 
-def trained_config(run_dir: str | Path, overrides: list[str]) -> Config:
-    """The config of a trained run with ``overrides`` applied (validated; nothing is loaded yet). An override of a
-    training setting an evaluation never reads is an error: it would change nothing (or only a label)."""
-    for key, _ in config_mod.parse_overrides(overrides):
+def check_evaluation_keys(keys: list[str], what: str) -> None:
+    """A one-line error for a training setting (``trainer.*``) among the overrides of an evaluation of a trained
+    model: it would change nothing, or only a label."""
+    for key in keys:
         if key.startswith("trainer.") and key not in _EVALUATION_READS:
-            raise ConfigError(f"-o {key}: {run_dir} is evaluated here, not trained, so the override would change "
-                              "nothing; drop it (train anew with surf run to change it)")
+            raise ConfigError(f"{what} {key}: an evaluation does not train, so it would change nothing; drop it "
+                              "(train anew to change it)")
+
+
+def trained_config(run_dir: str | Path, overrides: list[str]) -> Config:
+    """The config of a trained run with ``overrides`` applied (validated; nothing is loaded yet)."""
+    check_evaluation_keys([key for key, _ in config_mod.parse_overrides(overrides)], "-o")
     run = RunDir(run_dir)
     if not (run.checkpoints / "best.pt").exists():
         raise ConfigError(f"no trained model in {run.checkpoints}; train first with `surf run CONFIG --out {run.path}`")

@@ -37,7 +37,7 @@ import yaml
 
 from surf import config as config_mod
 from surf.app.cells import cell_state, run_cell
-from surf.app.registry import REPO, config_from_dict
+from surf.app.registry import REPO, check_evaluation_keys, config_from_dict
 from surf.config import Config
 from surf.utils.errors import ConfigError
 from surf.utils.io import atomic_write
@@ -177,6 +177,7 @@ class Sweep:
                 continue  # the same resolved config as an earlier cell: one run
             self.cells.append(Cell(name, overrides, cfg, self._trained_dir(name, cfg)))
         evals = _expand(spec.get("eval_matrix", {}) or {}, spec.get("eval_include", []) or [], str(self.path))
+        check_evaluation_keys([key for overrides in evals for key in overrides], f"{self.path}: eval cell key")
         for cell in self.cells:
             trained = config_mod.to_dict(cell.cfg)
             for overrides in evals if ("eval_matrix" in spec or "eval_include" in spec) else []:

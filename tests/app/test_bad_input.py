@@ -111,8 +111,8 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "a setting the family never reads": (["run", "simulations/lista.yaml", "-o", "eval.n_async=2"],
                                          "-o eval.n_async: the sparse_coding family never reads eval"),
     "a training setting of an evaluation": (["eval", "RUN", "-o", "trainer.steps=7"],  # evaluated as if unchanged
-                                            "-o trainer.steps: RUN is evaluated here, not trained, so the override "
-                                            "would change nothing"),
+                                            "-o trainer.steps: an evaluation does not train, so it would change "
+                                            "nothing; drop it"),
     "another family's setting (classifier)": (["eval", "RUN", "-o", "sparse_coding.layers=3"],
                                               "the decentralized family never reads sparse_coding"),
     "missing argument": (["run"], "the following arguments are required: config"),

@@ -230,6 +230,14 @@ def test_report_of_a_damaged_cell_names_the_file_and_the_fix(finished_sweep, tmp
         write_report(tmp_path / "out")
 
 
+def test_a_training_setting_in_the_eval_matrix_is_an_error(tmp_path):
+    """An eval cell evaluates the trained model: a trainer key there changed nothing."""
+    path = write_sweep(tmp_path, eval_matrix={"trainer.lr": [0.1], "eval.n_async": [1]})
+    with pytest.raises(ConfigError, match="eval cell key trainer.lr: an evaluation does not train"):
+        Sweep(path, tmp_path / "out", tmp_path / "store")
+    Sweep(write_sweep(tmp_path, eval_matrix={"trainer.val_tasks": [1]}), tmp_path / "out", tmp_path / "store")
+
+
 def test_a_folder_in_place_of_the_sweep_index_is_an_error(tmp_path):
     path = write_sweep(tmp_path)
     (tmp_path / "out" / "sweep.json").mkdir(parents=True)

@@ -194,6 +194,8 @@ def edge_list(num_agents: int, rng: np.random.Generator, path: str) -> nx.Graph:
             raise ConfigError(f"{file}:{number}: node id {max(u, v)} >= num_agents={num_agents}")
         graph.add_edge(u, v, weight=weight)
         top = max(top, u, v)
+    if top < 0:
+        raise ConfigError(f"{file}: the edge list has no edges; write one 'u v [weight]' line per edge")
     if top + 1 != num_agents:
         raise ConfigError(f"{file}: the edge list has {top + 1} nodes (ids 0..{top}) but num_agents={num_agents}")
     return graph

@@ -159,6 +159,7 @@ def test_edge_list_spec_with_weights():
         ("0 1\n1 2 -1\n", r"bad\.edges:2: expected"),
         ("0 1 # ok\n\n1 7\n", r"bad\.edges:3: node id 7 >= num_agents=3"),
         ("0 1\n", r"bad\.edges: the edge list has 2 nodes"),
+        ("# no edges yet\n\n", r"bad\.edges: the edge list has no edges"),  # said "0 nodes (ids 0..-1)"
     ],
 )
 def test_malformed_edge_list(tmp_path, text, message):

@@ -286,10 +286,12 @@ def _tasks(args: argparse.Namespace, default: int) -> int:
 
 
 def cmd_partition(args: argparse.Namespace) -> int:
+    from surf import config as config_mod
     from surf.app.registry import build_family, trained_config
     from surf.runtime.flower.deploy import check_request
-    from surf.runtime.flower.partition import write_partition
+    from surf.runtime.flower.partition import check_overrides, write_partition
 
+    check_overrides([key for key, _ in config_mod.parse_overrides(args.override)])
     family = build_family(trained_config(args.run_dir, args.override))
     tasks = _tasks(args, family.cfg.eval.test_tasks)
     check_request(family, args.nodes, tasks)

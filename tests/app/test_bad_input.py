@@ -113,6 +113,9 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "a training setting of an evaluation": (["eval", "RUN", "-o", "trainer.steps=7"],  # evaluated as if unchanged
                                             "-o trainer.steps: an evaluation does not train, so it would change "
                                             "nothing; drop it"),
+    "a setting surf partition never reads": (["partition", "RUN", "--nodes", "2", "--out", "TMP/pm", "-o",
+                                              "eval.n_async=2"], "-o eval.n_async: surf partition cuts the data, "
+                                             "which depends on seed, num_agents, data, topology and eval.test_tasks"),
     "another family's setting (classifier)": (["eval", "RUN", "-o", "sparse_coding.layers=3"],
                                               "the decentralized family never reads sparse_coding"),
     "missing argument": (["run"], "the following arguments are required: config"),

@@ -17,11 +17,22 @@ from surf.data.shares import as_csr, cut_share, share_path, split_agents
 from surf.families.classifier.family import ClassifierFamily
 from surf.utils.errors import ConfigError
 
+DATA_KEYS = ("seed", "num_agents", "data", "topology")  # what a node's data depends on (its fingerprint)
+READ_KEYS = (*DATA_KEYS, "eval.test_tasks", "threads", "device", "trainer.device")  # all surf partition reads
+
+
+def check_overrides(keys: list[str]) -> None:
+    """A one-line error for an override ``surf partition`` never reads: it would change nothing."""
+    for key in keys:
+        if not any(key == read or key.startswith(read + ".") for read in READ_KEYS):
+            raise ConfigError(f"-o {key}: surf partition cuts the data, which depends on {', '.join(DATA_KEYS)} and "
+                              "eval.test_tasks only, so the override would change nothing; drop it")
+
 
 def fingerprint(exp: ClassifierFamily, nodes: int) -> str:
     """What a node's data depends on: the seed, N, the data and topology sections and the split into nodes."""
     raw = to_dict(exp.cfg)
-    basis = {key: raw[key] for key in ("seed", "num_agents", "data", "topology")} | {"nodes": nodes}
+    basis = {key: raw[key] for key in DATA_KEYS} | {"nodes": nodes}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 

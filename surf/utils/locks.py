@@ -28,6 +28,8 @@ BREAK_STALE_S = 10.0  # a breaker holds <folder>.lock.break for microseconds: ol
 
 
 def lock_path(path: Path) -> Path:
+    """``<folder>.lock`` beside the folder (``--out .`` has no name of its own: its absolute path does)."""
+    path = Path(path).resolve()
     return path.with_name(path.name + ".lock")
 
 

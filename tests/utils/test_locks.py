@@ -150,3 +150,12 @@ def test_real_processes_racing_for_a_stale_lock_never_both_hold_it(tmp_path):
         both += len(winners) == 2
         assert not lock_path(cell).exists()  # the winner released it
     assert both == 0
+
+
+def test_the_current_folder_gets_its_lock_beside_it(tmp_path, monkeypatch):
+    """`surf run CONFIG --out .` (an empty current folder): '.' has no name of its own (a ValueError traceback)."""
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    with exclusive(Path("."), "run directory .", "wait for it or stop it", "rerun"):
+        assert (tmp_path / "run.lock").read_text() == f"{socket.gethostname()} {os.getpid()}"
+    assert not (tmp_path / "run.lock").exists()

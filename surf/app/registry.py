@@ -39,6 +39,7 @@ from surf.scenarios.scenario import list_scenarios, load_scenario
 from surf.training.rundir import RunDir
 from surf.utils.errors import ConfigError
 from surf.utils.paths import REPO
+from surf.utils.typed import covering
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     cfg = check_names(config_mod.load(path, overrides))
     entry = family_entry(cfg)
     for key, _ in config_mod.parse_overrides(overrides or []):
-        section = next((p for p in entry.ignores if key == p or key.startswith(f"{p}.")), None)
+        section = covering(key, entry.ignores)
         if section and key not in _READ_BY_EVERY_FAMILY:
             raise ConfigError(f"-o {key}: the {cfg.family} family never reads {section}, so the override would "
                               "change nothing; drop it")

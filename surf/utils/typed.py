@@ -105,6 +105,11 @@ def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def covering(dotted: str, prefixes: tuple[str, ...]) -> str | None:
+    """The first of ``prefixes`` that is ``dotted`` or one of its sections (``data`` covers ``data.path``)."""
+    return next((p for p in prefixes if dotted == p or dotted.startswith(p + ".")), None)
+
+
 def plain_copy(raw: Any) -> Any:
     """A deep copy of nested dicts and lists (leaves shared)."""
     if isinstance(raw, dict):

@@ -16,6 +16,7 @@ from surf.config import to_dict
 from surf.data.shares import as_csr, cut_share, share_path, split_agents
 from surf.families.classifier.family import ClassifierFamily
 from surf.utils.errors import ConfigError
+from surf.utils.typed import covering
 
 DATA_KEYS = ("seed", "num_agents", "data", "topology")  # what a node's data depends on (its fingerprint)
 READ_KEYS = (*DATA_KEYS, "eval.test_tasks", "threads", "device", "trainer.device")  # all surf partition reads
@@ -24,7 +25,7 @@ READ_KEYS = (*DATA_KEYS, "eval.test_tasks", "threads", "device", "trainer.device
 def check_overrides(keys: list[str]) -> None:
     """A one-line error for an override ``surf partition`` never reads: it would change nothing."""
     for key in keys:
-        if not any(key == read or key.startswith(read + ".") for read in READ_KEYS):
+        if covering(key, READ_KEYS) is None:
             raise ConfigError(f"-o {key}: surf partition cuts the data, which depends on {', '.join(DATA_KEYS)} and "
                               "eval.test_tasks only, so the override would change nothing; drop it")
 

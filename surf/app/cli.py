@@ -249,8 +249,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if seconds is not None and not 0 < seconds < math.inf:  # NaN fails too
             raise ConfigError(f"{flag}={seconds} must be a positive number of seconds")
     family, model = load_trained(args.run_dir, overrides)
-    if family.cfg.family != "decentralized":
-        raise ConfigError(f"surf deploy runs the decentralized family; {args.run_dir} is '{family.cfg.family}'")
+    _check_decentralized("deploy", args.run_dir, family.cfg.family)
     out = RunDir(args.out or REPO / "runs" / f"{family.cfg.name}_{args.runtime.replace('-', '_')}")
     out.check_fresh(resumable=False)
     tasks, baselines = _tasks(args, family.cfg.eval.test_tasks), tuple(args.baselines)
@@ -280,6 +279,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_decentralized(command: str, run_dir: str, family: str) -> None:
+    """deploy, partition and stress run agents on a graph: a run of another family (LISTA, inpainting) is refused."""
+    if family != "decentralized":
+        raise ConfigError(f"surf {command} runs the decentralized family; {run_dir} is '{family}' (use surf eval)")
+
+
 def _tasks(args: argparse.Namespace, default: int) -> int:
     """``--tasks``, or the config's count when it is not given (``--tasks 0`` is checked, not taken as absent)."""
     return default if args.tasks is None else args.tasks
@@ -292,7 +297,9 @@ def cmd_partition(args: argparse.Namespace) -> int:
     from surf.runtime.flower.partition import check_overrides, write_partition
 
     check_overrides([key for key, _ in config_mod.parse_overrides(args.override)])
-    family = build_family(trained_config(args.run_dir, args.override))
+    cfg = trained_config(args.run_dir, args.override)
+    _check_decentralized("partition", args.run_dir, cfg.family)
+    family = build_family(cfg)
     tasks = _tasks(args, family.cfg.eval.test_tasks)
     check_request(family, args.nodes, tasks)
     paths = write_partition(family, args.nodes, tasks, Path(args.out))
@@ -326,8 +333,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
     learned, family = [], None
     for run_dir in args.run_dirs:
         loaded, model = load_trained(run_dir)
-        if loaded.cfg.family != "decentralized":
-            raise ConfigError(f"surf stress runs the decentralized family; {run_dir} is '{loaded.cfg.family}'")
+        _check_decentralized("stress", run_dir, loaded.cfg.family)
         label = Path(run_dir).name if all(m.label != Path(run_dir).name for m in learned) else str(run_dir)
         learned.append(Learned(label, loaded.cfg, model))
         family = family or loaded

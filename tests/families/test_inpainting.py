@@ -221,6 +221,12 @@ def test_tiny_inpainting_run_end_to_end(tmp_path, capsys):
     again = assert_valid(tmp_path / "e" / "summary.json")
     assert again["kind"] == "eval" and again["comparisons"].keys() == summary["comparisons"].keys()
     assert (tmp_path / "e" / "plots" / "image_grid.png").exists()
+    for command in (["deploy", str(run), "--runtime", "flower"], ["partition", str(run), "--nodes", "2"],
+                    ["stress", str(run), "--scenario", "fig4_async"]):  # agents on a graph only
+        capsys.readouterr()
+        assert main([*command, "--out", str(tmp_path / "x")]) == 2
+        assert f"surf {command[0]} runs the decentralized family" in capsys.readouterr().err
+        assert not (tmp_path / "x").exists()
     assert _run(tmp_path, "b", ["constraints.kind=none"]) == 0
     alone = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert alone["method"] == "standard_glow_prox" and set(alone["comparisons"]) == {"dct_ista", "dct_fista"}

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from surf.app.cells import log_path, run_cell
 from surf.app.sweep import Cell, Sweep
-from surf.config import Config
 from surf.utils.errors import ConfigError, SurfError, one_line
 
 
@@ -84,10 +83,6 @@ def _run_here(sweep: Sweep, cells: list[Cell], progress: bool) -> list[Failure]:
     return failures
 
 
-def _device(cfg: Config) -> str:
-    return cfg.trainer.device or cfg.device
-
-
 def _run_on_ray(sweep: Sweep, cells: list[Cell], workers: int | None, address: str | None,
                 progress: bool) -> list[Failure]:
     """Cells as Ray tasks, at most ``workers`` at once (default with ``address``: the cluster's CPUs)."""
@@ -100,7 +95,7 @@ def _run_on_ray(sweep: Sweep, cells: list[Cell], workers: int | None, address: s
         if cell.cfg.trainer.workers > 1:
             raise ConfigError(f"cell {cell.name} trains on {cell.cfg.trainer.workers} Ray Train workers "
                               "(trainer.workers); run this sweep with --workers 1")
-    devices = {_device(c.cfg) for c in cells}
+    devices = {c.cfg.run_device for c in cells}
     connect(address, workers or 1, use_gpu="cuda" in devices or ("auto" in devices and torch.cuda.is_available()))
     pool = TaskPool(pool_size(workers))
     ready = deque((c, None) for c in cells if not c.done and (c.parent is None or c.parent.done))
@@ -111,7 +106,7 @@ def _run_on_ray(sweep: Sweep, cells: list[Cell], workers: int | None, address: s
         while ready and not pool.full():
             cell, node = ready.popleft()
             trained_from = cell.parent.path if cell.parent else None
-            size = resources(cell.cfg.threads, _device(cell.cfg), pool.limit)
+            size = resources(cell.cfg.threads, cell.cfg.run_device, pool.limit)
             cfg = replace(cell.cfg, threads=size.threads)  # its share of the node, whatever its size would ask
             pool.submit(cell, size, run_cell, cfg, cell.path, trained_from, log=log_path(cell.path), node=node)
         bar.set_postfix_str(f"running {len(pool)}, failed {len(failures)}")

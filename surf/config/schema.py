@@ -257,6 +257,11 @@ class Config:
     sparse_coding: SparseCodingConfig = field(default_factory=SparseCodingConfig)
     inpainting: InpaintingConfig = field(default_factory=InpaintingConfig)
 
+    @property
+    def run_device(self) -> str:
+        """The device every family runs on: ``trainer.device`` over the top-level ``device``."""
+        return self.trainer.device or self.device
+
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),

@@ -102,3 +102,13 @@ def test_surf_run_and_eval_on_the_device(tmp_path, capsys):
     assert_valid(summary)
     assert summary["per_layer"]["loss"] == pytest.approx(expected["per_layer"]["loss"], rel=1e-4)
     assert summary["per_layer"]["grad_norm"] == pytest.approx(expected["per_layer"]["grad_norm"], rel=1e-3)
+
+
+@pytest.mark.parametrize("case", ["quickstart", "lista", "inpainting"])
+def test_every_family_runs_on_trainer_device_over_device(case):
+    """``trainer.device`` names the run's device over the top-level ``device``, in every family (LISTA and GLOW-Prox
+    read only ``device``, so ``-o trainer.device=cuda`` ran on the CPU without a word)."""
+    config, overrides, _ = CASES[case]
+    for top, trainer, expected in (("cuda", "cpu", "cpu"), ("cpu", DEVICE, DEVICE)):
+        cfg = load_config(config, [*overrides, f"device={top}", f"trainer.device={trainer}"])
+        assert cfg.run_device == trainer and build_family(cfg).device.type == expected

@@ -25,7 +25,7 @@ class ClassifierFamily:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.device = resolve_device(cfg.trainer.device or cfg.device)
+        self.device = resolve_device(cfg.run_device)
         self.sampler = TaskSampler(cfg)
         # the largest per-step tensor: the compact step's hidden layer, N (d+1) C x hidden; the paper variant's
         # layer weight (eq. 11), p x (p + B (d+1+C)) with p = (d+1) C

@@ -48,7 +48,7 @@ class InpaintingFamily:
 
     def __init__(self, cfg: Config, pools: dict[str, torch.Tensor] | None = None) -> None:
         self.cfg, self.ic = cfg, cfg.inpainting
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.run_device)
         self.pools = pools if pools is not None else image_pools(cfg)
         self.shape = tuple(self.pools["train"].shape[1:])
         pixels = 1

@@ -51,7 +51,7 @@ class SparseCodingFamily:
 
     def __init__(self, cfg: Config, source: ProblemSource | None = None) -> None:
         self.cfg, self.sc = cfg, cfg.sparse_coding
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.run_device)
         self.threads = configure_threads(cfg.threads, self.sc.batch_size * self.sc.atoms * self.sc.atoms)
         self.source = source or ProblemSource(cfg)
         self.dictionary = self.source.dictionary.to(self.device)

@@ -56,6 +56,7 @@ class FamilyEntry:
     write_figures: Callable[[TaskFamily, torch.nn.Module, torch.nn.Module | None, Path], list[Path]] = \
         lambda family, model, twin, folder: []
     ignores: tuple[str, ...] = ()  # config sections and keys this family never reads (an override of one is an error)
+    trains_only: tuple[str, ...] = ()  # keys only its meta-training reads (an evaluation's override of one is an error)
 
 
 # what only the decentralized classifier reads (data.pool_fractions, read by every family, is the one exception)
@@ -63,17 +64,24 @@ _CLASSIFIER_ONLY = ("num_agents", "topology", "data", "model", "eval", "trainer.
                     "constraints.gradient_on", "constraints.optimum_l2", "constraints.energy_weight",
                     "constraints.window_reduce")
 _READ_BY_EVERY_FAMILY = ("data.pool_fractions",)
+# what only meta-training reads, in every family: the trained model's constraint kind names its method
+TRAINING_ONLY = ("trainer", "constraints.kind", "constraints.dual_lr", "constraints.dual_max")
+_EVALUATION_READS = ("trainer.val_tasks", "trainer.device")  # the trainer settings evaluating a trained run reads
 
 FAMILIES: dict[str, FamilyEntry] = {
     "decentralized": FamilyEntry(
         "agents on a graph, softmax regression each, optimized by U-DGD (paper eq. 11-13)", ClassifierFamily,
         lambda family, model, twin: evaluate_classifier(family, model), classifier_table, classifier_plots,
-        ignores=("sparse_coding", "inpainting")),
+        ignores=("sparse_coding", "inpainting"),
+        trains_only=("model.step_init", "model.momentum_init", "model.warm_start", "model.dropout",
+                     "data.relabel_train")),
     "sparse_coding": FamilyEntry(
         "LASSO sparse coding solved by LISTA / ALISTA (robust unrolling, TSP 2024)", SparseCodingFamily,
         evaluate_sparse, sparse_table, sparse_plots,
         wants_twin=lambda cfg: cfg.constraints.kind != "none" and cfg.sparse_coding.twin,
-        ignores=(*_CLASSIFIER_ONLY, "inpainting")),
+        ignores=(*_CLASSIFIER_ONLY, "inpainting"),
+        trains_only=("constraints.epsilon", "constraints.form", "sparse_coding.loss", "sparse_coding.noise_injection",
+                     "sparse_coding.noise_decay", "sparse_coding.train_signals", "sparse_coding.batch_size")),
     "inpainting": FamilyEntry(
         "image inpainting by GLOW-Prox, unrolled proximal gradient in per-layer Glow latents (robust unrolling, TSP "
         "2024)", InpaintingFamily, evaluate_inpainting, inpainting_table, inpainting_plots,
@@ -81,7 +89,11 @@ FAMILIES: dict[str, FamilyEntry] = {
         write_figures=lambda family, model, twin, folder: [
             write_image_grid(inpainting_examples(family, model, twin), folder / "image_grid.png")]
         if family.cfg.inpainting.examples else [],
-        ignores=(*_CLASSIFIER_ONLY, "sparse_coding")),
+        ignores=(*_CLASSIFIER_ONLY, "sparse_coding"),
+        trains_only=("inpainting.noise_injection", "inpainting.noise_decay", "inpainting.pretrain_steps",
+                     "inpainting.pretrain_lr", "inpainting.step_init", "inpainting.prox_init", "inpainting.batch_size",
+                     "inpainting.constraint_scope", "inpainting.constraint_noise", "inpainting.robust_form",
+                     "inpainting.robust_gain")),
 }
 RUNTIMES: dict[str, str] = {
     "engine": "the vectorized engine: every agent of every task as one batched tensor (surf run / eval / stress)",
@@ -137,30 +149,31 @@ def build_family(cfg: Config) -> TaskFamily:
     return family_entry(cfg).build(cfg)
 
 
-_EVALUATION_READS = ("trainer.val_tasks", "trainer.device")  # the trainer settings evaluating a trained run reads
-
-
-def check_evaluation_keys(keys: list[str], what: str) -> None:
-    """A one-line error for a training setting (``trainer.*``) among the overrides of an evaluation of a trained
-    model: it would change nothing, or only a label."""
+def check_evaluation_keys(keys: list[str], family: str, what: str) -> None:
+    """A one-line error for a setting only meta-training reads (``trainer.*``, the constraint's kind and dual step,
+    the family's ``trains_only``) among the overrides of an evaluation of a trained model of ``family``: it would
+    change nothing, or only a label."""
+    training = (*TRAINING_ONLY, *FAMILIES[family].trains_only) if family in FAMILIES else TRAINING_ONLY
     for key in keys:
-        if key.startswith("trainer.") and key not in _EVALUATION_READS:
-            raise ConfigError(f"{what} {key}: an evaluation does not train, so it would change nothing; drop it "
-                              "(train anew to change it)")
+        if covering(key, training) and key not in _EVALUATION_READS:
+            raise ConfigError(f"{what} {key}: an evaluation does not train, so it would change nothing or only a "
+                              "label; drop it (train anew to change it)")
 
 
 def trained_config(run_dir: str | Path, overrides: list[str]) -> Config:
     """The config of a trained run with ``overrides`` applied (validated; nothing is loaded yet)."""
-    check_evaluation_keys([key for key, _ in config_mod.parse_overrides(overrides)], "-o")
+    keys = [key for key, _ in config_mod.parse_overrides(overrides)]
     run = RunDir(run_dir)
     if not (run.checkpoints / "best.pt").exists():
         raise ConfigError(f"no trained model in {run.checkpoints}; train first with `surf run CONFIG --out {run.path}`")
     if not run.config.is_file():
         raise ConfigError(f"{run.path} has a model but no config.yaml (its resolved config); restore it from the run's "
                           "copy or retrain")
-    if not config_mod.read_mapping(run.config, "a mapping of config sections"):  # defaults are another run
+    raw = config_mod.read_mapping(run.config, "a mapping of config sections")
+    if not raw:  # defaults are another run
         raise ConfigError(f"{run.config} is empty, not the run's resolved config; restore it from the run's copy or "
                           "retrain")
+    check_evaluation_keys(keys, str(raw.get("family", "decentralized")), "-o")
     return load_config(run.config, overrides)
 
 

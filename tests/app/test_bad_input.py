@@ -112,7 +112,12 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
                                          "-o eval.n_async: the sparse_coding family never reads eval"),
     "a training setting of an evaluation": (["eval", "RUN", "-o", "trainer.steps=7"],  # evaluated as if unchanged
                                             "-o trainer.steps: an evaluation does not train, so it would change "
-                                            "nothing; drop it"),
+                                            "nothing or only a label; drop it"),
+    "a model's initialization in an evaluation": (["eval", "RUN", "-o", "model.step_init=0.5"],  # the trained values
+                                                  "-o model.step_init: an evaluation does not train"),
+    "the trained constraint in an evaluation": (["deploy", "RUN", "-o", "constraints.kind=none"],  # a SURF model was
+                                                "-o constraints.kind: an evaluation does not train"),  # 'unrolling'
+
     "a setting surf partition never reads": (["partition", "RUN", "--nodes", "2", "--out", "TMP/pm", "-o",
                                               "eval.n_async=2"], "-o eval.n_async: surf partition cuts the data, "
                                              "which depends on seed, num_agents, data, topology and eval.test_tasks"),

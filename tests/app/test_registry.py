@@ -2,10 +2,19 @@
 
 import pytest
 
-from surf.app.registry import FAMILIES, RUNTIMES, catalogue, check_names, config_from_dict
+from surf.app.registry import (
+    FAMILIES,
+    RUNTIMES,
+    TRAINING_ONLY,
+    catalogue,
+    check_evaluation_keys,
+    check_names,
+    config_from_dict,
+)
 from surf.baselines.registry import BASELINES
 from surf.config import from_dict
 from surf.utils.errors import ConfigError
+from tests.conftest import config_keys
 
 
 @pytest.mark.parametrize("override, message", [
@@ -33,3 +42,31 @@ def test_catalogue_lists_every_registry_with_baseline_kinds_and_hypers():
     assert set(baselines) == set(BASELINES)
     assert baselines["fedavg"].startswith("[star") and "tunes step, momentum" in baselines["dgd_momentum"]
     assert "row_normalized" in listing["graph shift operators (topology.gso)"]
+
+
+@pytest.mark.parametrize("family, key", [
+    ("decentralized", "model.warm_start"), ("decentralized", "data.relabel_train"),
+    ("decentralized", "constraints.dual_lr"), ("sparse_coding", "sparse_coding.loss"),
+    ("sparse_coding", "constraints.epsilon"), ("inpainting", "inpainting.pretrain_steps"),
+    ("inpainting", "constraints.kind"),
+])
+def test_an_evaluation_refuses_what_only_meta_training_reads(family, key):
+    with pytest.raises(ConfigError, match=f"-o {key}: an evaluation does not train"):
+        check_evaluation_keys([key], family, "-o")
+
+
+def test_an_evaluation_takes_what_it_measures():
+    """The classifier's epsilon sets its constraint-satisfied share and inpainting's its own (an evaluation reads
+    them); the trainer's validation tasks and device too."""
+    check_evaluation_keys(["constraints.epsilon", "trainer.val_tasks", "trainer.device", "model.recompute"],
+                          "decentralized", "-o")
+    check_evaluation_keys(["constraints.epsilon", "inpainting.free_layers"], "inpainting", "-o")
+    check_evaluation_keys(["sparse_coding.val_signals", "sparse_coding.ci_measure"], "sparse_coding", "-o")
+
+
+def test_every_training_only_key_is_a_config_key():
+    """A misspelt entry would refuse nothing."""
+    keys = set(config_keys())
+    for entry in FAMILIES.values():
+        for key in (*TRAINING_ONLY, *entry.trains_only):
+            assert key in keys or any(k.startswith(key + ".") for k in keys), key

@@ -133,6 +133,9 @@ def _validate_learned_optimizer(cfg: Config) -> None:
                           "model: it needs family=decentralized and model.variant=compact (or model.safeguard=none)")
     if model.features and model.variant != "compact":
         raise ConfigError(f"model.features={model.features} are inputs of the compact step: set model.variant=compact")
+    if model.variant == "compact" and (model.batchnorm or model.dropout > 0):  # the compact step has neither
+        raise ConfigError(f"model.batchnorm={model.batchnorm}, model.dropout={model.dropout} act in the paper "
+                          "variant's step only: set model.variant=paper (or model.batchnorm=false, model.dropout=0)")
     if len(set(model.features)) != len(model.features):
         raise ConfigError(f"model.features={model.features} lists a feature twice")
     if not 0.0 <= model.momentum_init < 1.0:

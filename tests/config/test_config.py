@@ -39,6 +39,8 @@ def test_int_accepted_for_float_but_not_reverse():
         ({"model": {"warm_start": "adam"}}, "model.warm_start='adam' is not one of"),
         ({"model": {"features": ["adam", "adam"]}}, "lists a feature twice"),
         ({"model": {"features": ["adam"], "variant": "paper"}}, "set model.variant=compact"),
+        ({"model": {"dropout": 0.5}}, "act in the paper variant's step only: set model.variant=paper"),
+        ({"model": {"batchnorm": True}}, "model.batchnorm=True, model.dropout=0.0 act in the paper variant's"),
         ({"model": {"momentum_init": 1.0}}, "model.momentum_init"),
         ({"model": {"safeguard": "gradient"}}, "model.safeguard='gradient' is not one of"),
         ({"model": {"safeguard": "loss", "variant": "paper"}}, "model.safeguard compares .* model.variant=compact"),

@@ -54,6 +54,7 @@ class TaskFamily(Protocol):
 
     cfg: Config
     device: torch.device
+    shape_keys: tuple[str, ...]  # the config keys the model's parameter shapes follow (named when a checkpoint misfits)
 
     @property
     def num_constraints(self) -> int:

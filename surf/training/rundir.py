@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from surf.config import Config, identity, to_dict, upgraded
+from surf.config import Config, from_dict, identity, to_dict, upgraded
 from surf.families.base import TaskFamily
 from surf.utils.errors import ConfigError
 from surf.utils.io import atomic_write, git_sha, load_checkpoint
+from surf.utils.typed import get_dotted
 
 
 class RunDir:
@@ -118,22 +119,24 @@ class RunDir:
         try:
             model.load_state_dict(state["model"])
         except RuntimeError:
-            changed = self._changed_model_keys(family.cfg)
+            changed = self._changed_shape_keys(family)
+            paper = "the paper variant depends on d, C and batch size, the compact one does not; " \
+                if family.cfg.family == "decentralized" else ""
             fix = f"keep the trained {', '.join(changed)}" if changed else \
-                "the paper variant depends on d, C and batch size, the compact one does not; an edited " \
-                f"{self.config.name} must be restored"
+                f"{paper}an edited {self.config.name} must be restored"
             raise ConfigError(f"the trained model's shapes do not fit {self.config} with the overrides given "
                               f"({fix})") from None
         return model.eval()
 
-    def _changed_model_keys(self, cfg: Config) -> list[str]:
-        """``model.key=trained value`` for every model setting ``cfg`` changes from the run's config."""
+    def _changed_shape_keys(self, family: TaskFamily) -> list[str]:
+        """``key=trained value`` for every key the model's shapes follow (``family.shape_keys``) that ``family.cfg``
+        changes from the run's config."""
         try:
-            trained = upgraded(yaml.safe_load(self.config.read_text()))["model"]
-        except (OSError, yaml.YAMLError, TypeError, KeyError):  # no readable config: nothing to compare with
+            trained = from_dict(upgraded(yaml.safe_load(self.config.read_text())))
+        except (OSError, yaml.YAMLError, TypeError, ConfigError):  # no readable config: nothing to compare with
             return []
-        current = to_dict(cfg)["model"]
-        return [f"model.{key}={trained[key]}" for key in current if key in trained and trained[key] != current[key]]
+        values = {key: get_dotted(trained, key) for key in family.shape_keys}
+        return [f"{key}={value}" for key, value in values.items() if value != get_dotted(family.cfg, key)]
 
 
 def _step_of(line: str) -> int | None:

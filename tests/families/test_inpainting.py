@@ -221,6 +221,8 @@ def test_tiny_inpainting_run_end_to_end(tmp_path, capsys):
     again = assert_valid(tmp_path / "e" / "summary.json")
     assert again["kind"] == "eval" and again["comparisons"].keys() == summary["comparisons"].keys()
     assert (tmp_path / "e" / "plots" / "image_grid.png").exists()
+    assert main(["eval", str(run), "-o", "inpainting.upsample=2", "--out", str(tmp_path / "x")]) == 2
+    assert "(keep the trained inpainting.upsample=1)" in capsys.readouterr().err
     for command in (["deploy", str(run), "--runtime", "flower"], ["partition", str(run), "--nodes", "2"],
                     ["stress", str(run), "--scenario", "fig4_async"]):  # agents on a graph only
         capsys.readouterr()

@@ -205,6 +205,9 @@ def test_tiny_sparse_run_end_to_end(tmp_path, capsys):
     assert "NMSE (dB)" in out and "standard_lista" in out
     assert main(["eval", str(run), "--out", str(tmp_path / "e")]) == 0  # re-evaluation, with the stored twin
     assert assert_valid(tmp_path / "e" / "summary.json")["comparisons"].keys() == summary["comparisons"].keys()
+    capsys.readouterr()
+    assert main(["eval", str(run), "-o", "sparse_coding.layers=5", "--out", str(tmp_path / "e5")]) == 2
+    assert "(keep the trained sparse_coding.layers=3)" in capsys.readouterr().err  # not the classifier's advice
     assert _run(tmp_path, "b", ["constraints.kind=none"]) == 0
     alone = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert alone["method"] == "standard_lista" and set(alone["comparisons"]) == {"ista", "fista"}

@@ -23,6 +23,8 @@ BATCH_AGENTS = 4096  # tasks unrolled side by side up to this many agents in all
 class ClassifierFamily:
     """Builds tasks, graphs and models from one validated Config; every draw keyed by ``cfg.seed``."""
 
+    shape_keys = ("model.variant", "model.layers", "model.hops", "model.hidden", "model.features")  # + d, C, batch
+
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg.run_device)

@@ -46,6 +46,9 @@ EXACT = 1e-3
 class InpaintingFamily:
     """Image pools, masks, the GLOW-Prox model and per-task Lagrangian terms from one validated Config."""
 
+    shape_keys = ("inpainting.layers", "inpainting.shared_flow", "inpainting.flow_levels", "inpainting.flow_depth",
+                  "inpainting.flow_hidden", "inpainting.images", "inpainting.upsample")  # the images' shape
+
     def __init__(self, cfg: Config, pools: dict[str, torch.Tensor] | None = None) -> None:
         self.cfg, self.ic = cfg, cfg.inpainting
         self.device = resolve_device(cfg.run_device)

@@ -49,6 +49,8 @@ def gaussian_perturbation(seed: int, key: tuple, stds: list[float]) -> Perturb:
 class SparseCodingFamily:
     """Dictionary, signal pools, LISTA/ALISTA model and per-task Lagrangian terms from one validated Config."""
 
+    shape_keys = ("sparse_coding.variant", "sparse_coding.layers", "sparse_coding.signal_dim", "sparse_coding.atoms")
+
     def __init__(self, cfg: Config, source: ProblemSource | None = None) -> None:
         self.cfg, self.sc = cfg, cfg.sparse_coding
         self.device = resolve_device(cfg.run_device)

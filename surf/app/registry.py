@@ -39,7 +39,7 @@ from surf.scenarios.scenario import list_scenarios, load_scenario
 from surf.training.rundir import RunDir
 from surf.utils.errors import ConfigError
 from surf.utils.paths import REPO
-from surf.utils.typed import covering
+from surf.utils.typed import covering, get_dotted
 
 
 @dataclass(frozen=True)
@@ -126,9 +126,17 @@ def check_names(cfg: Config) -> Config:
     return cfg
 
 
+# settings read only under another setting's value: key (or key prefix) -> (that setting, its value)
+_READ_ONLY_WITH = {"data.dirichlet_alpha": ("data.partition", "dirichlet"),
+                   "data.classes_per_agent": ("data.partition", "pathological"),
+                   "data.gaussian_": ("data.source", "gaussian"),
+                   "topology.laplacian_alpha": ("topology.gso", "laplacian")}
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """A config file plus the command line's overrides, validated, with every registry name checked and no override
-    of a setting the family never reads (it would change nothing, silently)."""
+    of a setting the family never reads, or reads only under another value of a setting (it would change nothing,
+    silently)."""
     cfg = check_names(config_mod.load(path, overrides))
     entry = family_entry(cfg)
     for key, _ in config_mod.parse_overrides(overrides or []):
@@ -136,6 +144,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         if section and key not in _READ_BY_EVERY_FAMILY:
             raise ConfigError(f"-o {key}: the {cfg.family} family never reads {section}, so the override would "
                               "change nothing; drop it")
+        gate = next((gate for prefix, gate in _READ_ONLY_WITH.items() if key.startswith(prefix)), None)
+        if gate and get_dotted(cfg, gate[0]) != gate[1]:
+            raise ConfigError(f"-o {key}: read only with {gate[0]}={gate[1]} (this config has "
+                              f"{get_dotted(cfg, gate[0])}), so the override would change nothing; set {gate[0]} too "
+                              "or drop it")
     return cfg
 
 

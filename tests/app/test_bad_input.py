@@ -121,6 +121,11 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "a setting surf partition never reads": (["partition", "RUN", "--nodes", "2", "--out", "TMP/pm", "-o",
                                               "eval.n_async=2"], "-o eval.n_async: surf partition cuts the data, "
                                              "which depends on seed, num_agents, data, topology and eval.test_tasks"),
+    "a setting read only under another value": (["run", Q, "-o", "data.dirichlet_alpha=0.5"],  # the data: unchanged
+                                                "-o data.dirichlet_alpha: read only with data.partition=dirichlet "
+                                                "(this config has imbalanced)"),
+    "a setting read only under another value (eval)": (["eval", "RUN", "-o", "data.gaussian_dim=5"],
+                                                       "-o data.gaussian_dim: read only with data.source=gaussian"),
     "another family's setting (classifier)": (["eval", "RUN", "-o", "sparse_coding.layers=3"],
                                               "the decentralized family never reads sparse_coding"),
     "missing argument": (["run"], "the following arguments are required: config"),

@@ -138,18 +138,24 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     of a setting the family never reads, or reads only under another value of a setting (it would change nothing,
     silently)."""
     cfg = check_names(config_mod.load(path, overrides))
+    check_read(cfg, [key for key, _ in config_mod.parse_overrides(overrides or [])])
+    return cfg
+
+
+def check_read(cfg: Config, keys: list[str], what: str = "-o") -> None:
+    """A one-line error for an override (of one of ``keys``) of a setting ``cfg``'s family never reads, or reads only
+    under another value of a setting: it would change nothing, silently."""
     entry = family_entry(cfg)
-    for key, _ in config_mod.parse_overrides(overrides or []):
+    for key in keys:
         section = covering(key, entry.ignores)
         if section and key not in _READ_BY_EVERY_FAMILY:
-            raise ConfigError(f"-o {key}: the {cfg.family} family never reads {section}, so the override would "
+            raise ConfigError(f"{what} {key}: the {cfg.family} family never reads {section}, so the override would "
                               "change nothing; drop it")
         gate = next((gate for prefix, gate in _READ_ONLY_WITH.items() if key.startswith(prefix)), None)
         if gate and get_dotted(cfg, gate[0]) != gate[1]:
-            raise ConfigError(f"-o {key}: read only with {gate[0]}={gate[1]} (this config has "
+            raise ConfigError(f"{what} {key}: read only with {gate[0]}={gate[1]} (this config has "
                               f"{get_dotted(cfg, gate[0])}), so the override would change nothing; set {gate[0]} too "
                               "or drop it")
-    return cfg
 
 
 def config_from_dict(raw: dict, overrides: list[str] | None = None) -> Config:

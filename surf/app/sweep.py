@@ -37,7 +37,7 @@ import yaml
 
 from surf import config as config_mod
 from surf.app.cells import cell_state, run_cell
-from surf.app.registry import REPO, check_evaluation_keys, config_from_dict
+from surf.app.registry import REPO, check_evaluation_keys, check_read, config_from_dict
 from surf.config import Config
 from surf.utils.errors import ConfigError
 from surf.utils.io import atomic_write
@@ -190,7 +190,9 @@ class Sweep:
     @staticmethod
     def _resolve(raw: dict, overrides: dict[str, Any], where: str) -> Config:
         try:
-            return config_from_dict(raw, [_as_override(k, v) for k, v in overrides.items()])
+            cfg = config_from_dict(raw, [_as_override(k, v) for k, v in overrides.items()])
+            check_read(cfg, list(overrides), "key")  # a key the cell's family never reads: identical cells
+            return cfg
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
 

@@ -120,6 +120,10 @@ def test_configs_differing_only_by_name_share_a_trained_cell(tmp_path):
     ({"matrix": {"seed": 0}}, "must map dotted keys to non-empty lists"),
     ({"set": [1, 2]}, "'set' must map dotted keys to values"),
     ({"base": 5}, "'base' must be a config mapping or the path of a config file"),
+    ({"matrix": {"sparse_coding.layers": [3, 4]}},  # two identical classifier cells, trained twice
+     "cell sparse_coding.layers-3: key sparse_coding.layers: the decentralized family never reads sparse_coding"),
+    ({"eval_matrix": {"data.dirichlet_alpha": [0.3]}},  # an evaluation equal to the trained cell's
+     "key data.dirichlet_alpha: read only with data.partition=dirichlet (this config has imbalanced)"),
 ])
 def test_bad_sweeps_fail_before_anything_runs(tmp_path, spec, message):
     path = write_sweep(tmp_path, **spec)

@@ -182,6 +182,9 @@ def check_evaluation_keys(keys: list[str], family: str, what: str) -> None:
 def trained_config(run_dir: str | Path, overrides: list[str]) -> Config:
     """The config of a trained run with ``overrides`` applied (validated; nothing is loaded yet)."""
     keys = [key for key, _ in config_mod.parse_overrides(overrides)]
+    if Path(run_dir).is_file():  # a config file, typically: the advice below would name it as --out
+        raise ConfigError(f"{run_dir} is a file, not a run directory: pass the folder a finished `surf run CONFIG "
+                          "--out DIR` wrote")
     run = RunDir(run_dir)
     if not (run.checkpoints / "best.pt").exists():
         raise ConfigError(f"no trained model in {run.checkpoints}; train first with `surf run CONFIG --out {run.path}`")

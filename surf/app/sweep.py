@@ -43,8 +43,7 @@ from surf.utils.errors import ConfigError
 from surf.utils.io import atomic_write
 from surf.utils.naming import cell_name
 
-SWEEP_KEYS = ("name", "figure", "description", "base", "set", "matrix", "include", "seeds", "eval_matrix",
-              "eval_include")
+SWEEP_KEYS = ("name", *config_mod.SWEEP_ONLY)
 
 
 @dataclass
@@ -153,6 +152,9 @@ class Sweep:
             raise ConfigError(f"sweep file '{self.path}' not found (see simulations/fig*.yaml)")
         spec = config_mod.read_mapping(self.path, "a sweep: a mapping of sweep keys")
         unknown = [k for k in spec if k not in SWEEP_KEYS]
+        if unknown and all(k in config_mod.Config.__dataclass_fields__ for k in spec):
+            raise ConfigError(f"{self.path} is a run config, not a sweep: run it with `surf run {self.path}`, or sweep "
+                              "it from a file with `base:` and a `matrix:` (docs/sweeps.md)")
         if unknown:
             raise ConfigError(f"{self.path}: unknown sweep key '{unknown[0]}' (valid: {', '.join(SWEEP_KEYS)})")
         self.spec = spec

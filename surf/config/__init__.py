@@ -2,7 +2,17 @@
 overrides, and cross-field validation. It imports no registry: names that live in a registry are checked by the
 application layer (``surf.app.registry``), so this package sits just above ``surf.utils``."""
 
-from surf.config.load import EXECUTION_ONLY, from_dict, identity, load, parse_overrides, read_mapping, to_dict, upgraded
+from surf.config.load import (
+    EXECUTION_ONLY,
+    SWEEP_ONLY,
+    from_dict,
+    identity,
+    load,
+    parse_overrides,
+    read_mapping,
+    to_dict,
+    upgraded,
+)
 from surf.config.schema import (
     Config,
     ConstraintConfig,
@@ -16,6 +26,6 @@ from surf.config.schema import (
 )
 from surf.config.validate import validate
 
-__all__ = ["EXECUTION_ONLY", "Config", "ConstraintConfig", "DataConfig", "EvalConfig", "InpaintingConfig",
+__all__ = ["EXECUTION_ONLY", "SWEEP_ONLY", "Config", "ConstraintConfig", "DataConfig", "EvalConfig", "InpaintingConfig",
            "ModelConfig", "SparseCodingConfig", "TopologyConfig", "TrainerConfig", "from_dict", "identity", "load",
            "parse_overrides", "read_mapping", "to_dict", "upgraded", "validate"]

@@ -33,6 +33,10 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     return parsed
 
 
+# a sweep file's keys besides its name (surf.app.sweep): a config holding one is a sweep given to the wrong command
+SWEEP_ONLY = ("base", "set", "matrix", "include", "seeds", "eval_matrix", "eval_include", "figure", "description")
+
+
 def from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Config:
     """Build and validate a Config from a mapping plus ``key=value`` overrides."""
     raw = plain_copy(raw or {})
@@ -47,6 +51,10 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found (see `surf list` for the bundled configs)")
     raw = read_mapping(path, "a mapping of config sections")
+    sweep = [key for key in SWEEP_ONLY if key in raw]
+    if sweep:
+        raise ConfigError(f"{path} is a sweep (it has '{sweep[0]}:'), not a run config: run it with `surf sweep "
+                          f"{path}`")
     raw.setdefault("name", path.stem)
     return from_dict(raw, overrides)
 

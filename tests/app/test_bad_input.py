@@ -128,6 +128,13 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
                                                        "-o data.gaussian_dim: read only with data.source=gaussian"),
     "another family's setting (classifier)": (["eval", "RUN", "-o", "sparse_coding.layers=3"],
                                               "the decentralized family never reads sparse_coding"),
+    "a sweep given to surf run": (["run", "simulations/fig4_async.yaml"],  # was: unknown key 'figure'
+                                  "simulations/fig4_async.yaml is a sweep (it has 'base:'), not a run config: run it "
+                                  "with `surf sweep simulations/fig4_async.yaml`"),
+    "a run config given to surf sweep": (["sweep", Q, "--out", "TMP/sw"],  # was: unknown sweep key 'seed'
+                                         f"{Q} is a run config, not a sweep: run it with `surf run {Q}`"),
+    "a config file given as a run directory": (["eval", Q],  # the advice was `surf run CONFIG --out` the file
+                                               f"{Q} is a file, not a run directory"),
     "missing argument": (["run"], "the following arguments are required: config"),
 }
 

@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"surf: error: no space left on the disk{where}; free some and rerun{after}", file=sys.stderr)
         return 1
     except (MemoryError, RuntimeError) as exc:  # torch reports a failed allocation as a RuntimeError
-        if not isinstance(exc, MemoryError) and not re.search(r"can't allocate memory|out of memory", str(exc)):
+        too_large = r"can't allocate memory|out of memory|size calculation overflowed"  # the last: past 2**63 bytes
+        if not isinstance(exc, MemoryError) and not re.search(too_large, str(exc)):
             raise
         asked = re.search(r"allocate (\d+) bytes", str(exc))
         size = f" asking for {int(asked.group(1)) / 2**30:,.1f} GiB" if asked else ""

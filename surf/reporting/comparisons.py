@@ -81,7 +81,9 @@ def plot_layers(summary: Summary, panels: list[tuple[str, str, str]], path: Path
 def plot_robustness(summary: Summary, final: str, ylabel: str, texts: dict[str, str], xlabel: str, path: Path,
                     log_x: bool = False) -> None:
     """Final ``final`` against the perturbation strength, one panel per kind of perturbation (0 at 1e-3 on a log
-    axis)."""
+    axis); no plot without strengths (an empty ``perturb_strengths``)."""
+    if not any(summary.robustness[kind].strengths for kind in PERTURBATIONS):
+        return
     fig, axes = plt.subplots(1, len(PERTURBATIONS), figsize=(11, 4))
     for ax, kind in zip(axes, PERTURBATIONS, strict=True):
         rob = summary.robustness[kind]

@@ -208,7 +208,8 @@ def test_tiny_sparse_run_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(run), "-o", "sparse_coding.layers=5", "--out", str(tmp_path / "e5")]) == 2
     assert "(keep the trained sparse_coding.layers=3)" in capsys.readouterr().err  # not the classifier's advice
-    assert _run(tmp_path, "b", ["constraints.kind=none"]) == 0
+    assert _run(tmp_path, "b", ["constraints.kind=none", "sparse_coding.perturb_strengths=[]"]) == 0
+    assert not (tmp_path / "b" / "plots" / "robustness.png").exists()  # no strengths: no empty plot
     alone = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert alone["method"] == "standard_lista" and set(alone["comparisons"]) == {"ista", "fista"}
     assert alone["comparisons"]["ista"] == summary["comparisons"]["ista"]  # same seed, same test problems

@@ -88,8 +88,8 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True, l
 
 def _train(cfg: Config, entry: FamilyEntry, family: TaskFamily, out: Path, resume: bool, progress: bool) -> Summary:
     run = RunDir(out)
+    trainer = MetaTrainer(family, log=run.append_metrics)  # a model too large for the memory: nothing written yet
     run.prepare(cfg, resume)
-    trainer = MetaTrainer(family, log=run.append_metrics)
     restored = resume and (run.checkpoints / "last.pt").exists()  # else it was killed before its first checkpoint
     recorded = None
     if resume:  # everything is read (a damaged file: one line) before anything is written

@@ -27,6 +27,7 @@ from torch import nn
 
 from surf.problems.inpainting import data_step, gaussian_prox
 from surf.problems.proximal import Perturb
+from surf.utils.replicas import replicas
 
 
 class LatentFlow(nn.Module):
@@ -41,7 +42,8 @@ class LatentFlow(nn.Module):
             channels, height, width = channels * 4, height // 2, width // 2
             with warnings.catch_warnings():  # normflows' LU-parametrized 1x1 conv calls the deprecated torch.lu once
                 warnings.filterwarnings("ignore", "torch.lu is deprecated")
-                level = [nf.flows.GlowBlock(channels, hidden, split_mode="channel", scale=True) for _ in range(depth)]
+                level = replicas(lambda c=channels: nf.flows.GlowBlock(c, hidden, split_mode="channel", scale=True),
+                                 depth)
             flows = level + [nf.flows.Squeeze()] + flows
         self.latent_shape = (channels, height, width)
         self.flow = nf.NormalizingFlow(nf.distributions.DiagGaussian(self.latent_shape, trainable=False), flows)
@@ -90,7 +92,7 @@ class GlowProx(nn.Module):
         super().__init__()
         self.layers, self.box_projection = layers, box_projection
         count = 1 if shared_flow else layers
-        self.flows = nn.ModuleList(LatentFlow(shape, levels, depth, hidden) for _ in range(count))
+        self.flows = nn.ModuleList(replicas(lambda: LatentFlow(shape, levels, depth, hidden), count))
         for flow in self.flows:
             flow.init_actnorm(init_images)
         self.step_raw = nn.Parameter(torch.full((layers,), _softplus_inverse(step_init)))

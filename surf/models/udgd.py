@@ -30,6 +30,7 @@ from surf.models.safeguard import loss_guard
 from surf.models.steps import CompactStep, PaperStep
 from surf.problems.softmax import agent_gradients
 from surf.utils.memory import release_after_gradient, release_freed_memory
+from surf.utils.replicas import replicas
 
 if TYPE_CHECKING:
     from surf.data.tasks import Task
@@ -75,14 +76,12 @@ class UnrolledDGD(nn.Module):
         layers, taps = cfg.layers, cfg.hops + 1
         if cfg.variant == "paper":
             self.taps = nn.Parameter(0.1 * torch.rand(layers, taps))  # authors' U(0, 0.1)
-            self.steps = nn.ModuleList(
-                PaperStep(num_features, num_classes, batch_size, cfg) for _ in range(layers)
-            )
+            self.steps = nn.ModuleList(replicas(lambda: PaperStep(num_features, num_classes, batch_size, cfg), layers))
         else:
             init = torch.zeros(layers, taps)
             init[:, min(1, taps - 1)] = 1.0  # start at plain S mixing (identity mixing when K = 0)
             self.taps = nn.Parameter(init)
-            self.steps = nn.ModuleList(CompactStep(cfg) for _ in range(layers))
+            self.steps = nn.ModuleList(replicas(lambda: CompactStep(cfg), layers))
         self.register_buffer("classical_start", torch.tensor([float(cfg.step_init), float(cfg.momentum_init)]))
 
     @torch.no_grad()

@@ -254,4 +254,6 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path, capsys):
     assert _run(tmp_path, "y", ["inpainting.images=npz", f"inpainting.path={odd}"]) == 2
     err = capsys.readouterr().err
     assert "(N, H, W)" in err and "divisible by 2^flow_levels" in err
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert _run(tmp_path, "z", ["inpainting.flow_levels=1000000000"]) == 2  # 2**levels as text was a ValueError
+    assert "divisible by 2^flow_levels = 2^1000000000" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "xyz")

@@ -85,10 +85,11 @@ def image_pools(cfg: Config) -> dict[str, torch.Tensor]:
 def _check_shape(shape: torch.Size, ic: InpaintingConfig) -> None:
     """The flow squeezes 2x2 pixels per level: H and W must be divisible by 2^levels (and SSIM needs >= 7 pixels)."""
     channels, height, width = shape
-    factor = 2 ** ic.flow_levels
+    factor = 2 ** min(ic.flow_levels, min(height, width).bit_length())  # more levels than that cannot divide a side
     if height % factor or width % factor or min(height, width) < 7:
         raise DataError(f"images of {height}x{width} pixels (after inpainting.upsample={ic.upsample}) need sides "
-                        f">= 7 and divisible by 2^flow_levels = {factor}; change inpainting.flow_levels or upsample")
+                        f">= 7 and divisible by 2^flow_levels = 2^{ic.flow_levels}; change inpainting.flow_levels or "
+                        "upsample")
 
 
 @dataclass(frozen=True)

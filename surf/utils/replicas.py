@@ -1,0 +1,29 @@
+"""Copies of a module (an unrolled network's layers, a flow's blocks), built only when they fit in this machine's
+memory: ``model.layers=1000000000`` would otherwise build small modules in a Python loop for hours before the memory
+runs out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from torch import nn
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None
+
+
+def replicas(build: Callable[[], nn.Module], count: int) -> list[nn.Module]:
+    """``count`` modules from ``build``, in order (the first is built first, as in a plain loop: the same random
+    draws); a MemoryError naming the bytes when ``count`` copies of the first would not fit in physical memory."""
+    first = build()
+    size = sum(t.numel() * t.element_size() for t in (*first.parameters(), *first.buffers()))
+    memory = physical_memory()
+    if memory is not None and count * size > memory:
+        raise MemoryError(f"{count:,} copies of a {type(first).__name__} would allocate {count * size} bytes")
+    return [first, *(build() for _ in range(count - 1))]

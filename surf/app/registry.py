@@ -126,11 +126,13 @@ def check_names(cfg: Config) -> Config:
     return cfg
 
 
-# settings read only under another setting's value: key (or key prefix) -> (that setting, its value)
-_READ_ONLY_WITH = {"data.dirichlet_alpha": ("data.partition", "dirichlet"),
-                   "data.classes_per_agent": ("data.partition", "pathological"),
-                   "data.gaussian_": ("data.source", "gaussian"),
-                   "topology.laplacian_alpha": ("topology.gso", "laplacian")}
+# settings read only under some values of another setting: key (or key prefix) -> (that setting, its values)
+_READ_ONLY_WITH = {"data.dirichlet_alpha": ("data.partition", ("dirichlet",)),
+                   "data.classes_per_agent": ("data.partition", ("pathological",)),
+                   "data.gaussian_": ("data.source", ("gaussian",)),
+                   "data.path": ("data.source", ("npz",)),
+                   "topology.laplacian_alpha": ("topology.gso", ("laplacian",)),
+                   "inpainting.path": ("inpainting.images", ("npz", "mnist", "cifar10"))}
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
@@ -151,10 +153,11 @@ def check_read(cfg: Config, keys: list[str], what: str = "-o") -> None:
         if section and key not in _READ_BY_EVERY_FAMILY:
             raise ConfigError(f"{what} {key}: the {cfg.family} family never reads {section}, so the override would "
                               "change nothing; drop it")
-        gate = next((gate for prefix, gate in _READ_ONLY_WITH.items() if key.startswith(prefix)), None)
-        if gate and get_dotted(cfg, gate[0]) != gate[1]:
-            raise ConfigError(f"{what} {key}: read only with {gate[0]}={gate[1]} (this config has "
-                              f"{get_dotted(cfg, gate[0])}), so the override would change nothing; set {gate[0]} too "
+        setting, values = next((gate for prefix, gate in _READ_ONLY_WITH.items() if key.startswith(prefix)),
+                               (None, ()))
+        if setting and get_dotted(cfg, setting) not in values:
+            raise ConfigError(f"{what} {key}: read only with {setting}={'|'.join(values)} (this config has "
+                              f"{get_dotted(cfg, setting)}), so the override would change nothing; set {setting} too "
                               "or drop it")
 
 

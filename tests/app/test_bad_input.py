@@ -126,6 +126,9 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
                                                 "(this config has imbalanced)"),
     "a setting read only under another value (eval)": (["eval", "RUN", "-o", "data.gaussian_dim=5"],
                                                        "-o data.gaussian_dim: read only with data.source=gaussian"),
+    "a data file the source never reads": (["run", "simulations/inpainting.yaml", "-o", "inpainting.path=TMP/x.npz"],
+                                           "-o inpainting.path: read only with inpainting.images=npz|mnist|cifar10 "
+                                           "(this config has digits)"),
     "another family's setting (classifier)": (["eval", "RUN", "-o", "sparse_coding.layers=3"],
                                               "the decentralized family never reads sparse_coding"),
     "a sweep given to surf run": (["run", "simulations/fig4_async.yaml"],  # was: unknown key 'figure'

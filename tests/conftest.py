@@ -26,6 +26,25 @@ TINY = [
 ]
 
 
+def out_of_memory_line(out: Path, override: str) -> str:
+    """``surf run simulations/inpainting.yaml -o OVERRIDE --out OUT`` in a real process whose address space is capped
+    at 8 GiB (so it fails the same way on a machine with more): asserts one line, exit 1, no traceback and nothing
+    written, and returns the line."""
+    import resource
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "surf.app.cli", "run", "simulations/inpainting.yaml", "--out", str(out), "-o",
+           override, "--quiet"]
+    cap = 8 * 2**30
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert not out.exists()
+    return lines[0]
+
+
 def run_config(config: Path, out: Path, overrides: list[str], resume: bool = False) -> int:
     """``surf run CONFIG --out OUT -o ...`` in this process."""
     args = ["run", str(config), "--out", str(out), "--quiet"]

@@ -126,6 +126,16 @@ class MetaTrainer:
         batch_tasks = getattr(self.exp, "batch_tasks", None)
         return batch_tasks(tasks) if batch_tasks is not None else tasks
 
+    def _divergence_fix(self, lower: str) -> str:
+        """What to change after non-finite values: the training's step sizes once it has moved the model; before the
+        first meta-step only the problem or the initial model can be at fault."""
+        if self.step == 0:
+            return ("before any meta-step, so the tasks or the initial model overflow, not the training: lower the "
+                    "scales of the problem or of its start (e.g. model.w0_std, noise levels, sizes) or the model's "
+                    "initial steps, and rerun into a new --out")
+        return (f"rerun into a new --out with a lower {lower} (--resume continues only the same config, which fails "
+                "the same way)")
+
     def primal_dual_step(self, tasks: list) -> dict:
         """One primal Adam step on the Lagrangian and one projected dual ascent step (Algorithm 1)."""
         self.model.train()
@@ -134,11 +144,8 @@ class MetaTrainer:
         objective, slacks = _task_mean(terms, "objective"), _task_mean(terms, "slacks")
         lagrangian = self.formulation.lagrangian(objective, slacks)  # eq. 4
         if not torch.isfinite(lagrangian):
-            raise TrainingError(
-                f"non-finite Lagrangian at step {self.step} (held-out loss {objective.item():.3g}); rerun into a new "
-                "--out with a lower trainer.lr, trainer.grad_clip=1.0 or a smaller model.w0_std (--resume continues "
-                "only the same config, which fails the same way)"
-            )
+            raise TrainingError(f"non-finite Lagrangian at step {self.step} (held-out loss {objective.item():.3g}); "
+                                + self._divergence_fix("trainer.lr, trainer.grad_clip=1.0 or a smaller model.w0_std"))
         self.optimizer.zero_grad(set_to_none=True)
         lagrangian.backward()
         self.reduce_gradients()
@@ -172,8 +179,8 @@ class MetaTrainer:
         layers = {key: (value / count).tolist() for key, value in sums.items()}
         loss = layers.pop("loss")
         if not math.isfinite(loss):
-            raise TrainingError(f"non-finite validation loss at step {self.step}; rerun into a new --out with a "
-                                "lower trainer.lr")
+            raise TrainingError(f"non-finite validation loss at step {self.step}; "
+                                + self._divergence_fix("trainer.lr"))
         finals = {f"val_{key[len('layer_'):]}": value[-1] for key, value in layers.items() if key.startswith("layer_")}
         return {"val_loss": loss, **finals, **{f"val_{key}": value for key, value in layers.items()}}
 

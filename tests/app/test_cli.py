@@ -164,12 +164,17 @@ def test_cli_start_up_does_not_import_pyg_or_torch_for_help():
     assert out.stdout.strip() == "False"
 
 
-def test_non_finite_training_stops_with_one_line_exit_1(tmp_path):
+@pytest.mark.parametrize("override, fix", [
+    ("trainer.lr=1e30", "rerun into a new --out with a lower trainer.lr"),  # --resume refuses a changed config
+    ("model.w0_std=1e38", "before any meta-step, so the tasks or the initial model overflow, not the training: "
+                          "lower the scales of the problem or of its start (e.g. model.w0_std"),  # no lr can help
+])
+def test_non_finite_training_stops_with_one_line_exit_1(tmp_path, override, fix):
     cmd = [sys.executable, "-m", "surf.app.cli", "run", "simulations/quickstart.yaml", "--out", str(tmp_path / "n"),
-           "--quiet"] + [a for item in TINY + [TINY_DROPS, "model.w0_std=1e38"] for a in ("-o", item)]
+           "--quiet"] + [a for item in TINY + [TINY_DROPS, override] for a in ("-o", item)]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 1
     lines = [line for line in out.stderr.strip().splitlines() if line.startswith("surf:")]
     assert len(lines) == 1 and "non-finite" in lines[0] and "Traceback" not in out.stderr
-    assert "rerun into a new --out with a lower trainer.lr" in lines[0]  # --resume refuses a changed config
+    assert fix in lines[0]
     assert not (tmp_path / "n" / "summary.json").exists()

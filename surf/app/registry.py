@@ -192,6 +192,9 @@ def trained_config(run_dir: str | Path, overrides: list[str]) -> Config:
     if not (run.checkpoints / "best.pt").exists():
         raise ConfigError(f"no trained model in {run.checkpoints}; train first with `surf run CONFIG --out {run.path}`")
     if not run.config.is_file():
+        if run.path.name == "twin" and (run.path.parent / "config.yaml").is_file():
+            raise ConfigError(f"{run.path} is the standard-unrolling twin of {run.path.parent}: evaluate that run "
+                              "(`surf eval` reports the twin beside its model)")
         raise ConfigError(f"{run.path} has a model but no config.yaml (its resolved config); restore it from the run's "
                           "copy or retrain")
     raw = config_mod.read_mapping(run.config, "a mapping of config sections")

@@ -208,6 +208,8 @@ def test_tiny_sparse_run_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(run), "-o", "sparse_coding.layers=5", "--out", str(tmp_path / "e5")]) == 2
     assert "(keep the trained sparse_coding.layers=3)" in capsys.readouterr().err  # not the classifier's advice
+    assert main(["eval", str(run / "twin"), "--out", str(tmp_path / "et")]) == 2  # was: "restore its config.yaml"
+    assert f"{run / 'twin'} is the standard-unrolling twin of {run}: evaluate that run" in capsys.readouterr().err
     assert _run(tmp_path, "b", ["constraints.kind=none", "sparse_coding.perturb_strengths=[]"]) == 0
     assert not (tmp_path / "b" / "plots" / "robustness.png").exists()  # no strengths: no empty plot
     alone = json.loads((tmp_path / "b" / "summary.json").read_text())

@@ -12,10 +12,16 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from surf import __version__
 from surf.utils.errors import ConfigError, SurfError
 from surf.utils.paths import REPO, check_output_path
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from surf.config import Config
 
 
 class _Parser(argparse.ArgumentParser):
@@ -249,8 +255,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     for flag, seconds in (("--round-timeout", args.round_timeout), ("--deploy-timeout", args.deploy_timeout)):
         if seconds is not None and not 0 < seconds < math.inf:  # NaN fails too
             raise ConfigError(f"{flag}={seconds} must be a positive number of seconds")
-    family, model = load_trained(args.run_dir, overrides)
-    _check_decentralized("deploy", args.run_dir, family.cfg.family)
+    family, model = load_trained(args.run_dir, overrides, _decentralized("deploy", args.run_dir))
     out = RunDir(args.out or REPO / "runs" / f"{family.cfg.name}_{args.runtime.replace('-', '_')}")
     out.check_fresh(resumable=False)
     tasks, baselines = _tasks(args, family.cfg.eval.test_tasks), tuple(args.baselines)
@@ -280,10 +285,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_decentralized(command: str, run_dir: str, family: str) -> None:
-    """deploy, partition and stress run agents on a graph: a run of another family (LISTA, inpainting) is refused."""
-    if family != "decentralized":
-        raise ConfigError(f"surf {command} runs the decentralized family; {run_dir} is '{family}' (use surf eval)")
+def _decentralized(command: str, run_dir: str) -> Callable[[Config], None]:
+    """deploy, partition and stress run agents on a graph: the check that refuses a run of another family (LISTA,
+    inpainting), before its data is built."""
+    def check(cfg: Config) -> None:
+        if cfg.family != "decentralized":
+            raise ConfigError(f"surf {command} runs the decentralized family; {run_dir} is '{cfg.family}' (use surf "
+                              "eval)")
+    return check
 
 
 def _tasks(args: argparse.Namespace, default: int) -> int:
@@ -299,7 +308,7 @@ def cmd_partition(args: argparse.Namespace) -> int:
 
     check_overrides([key for key, _ in config_mod.parse_overrides(args.override)])
     cfg = trained_config(args.run_dir, args.override)
-    _check_decentralized("partition", args.run_dir, cfg.family)
+    _decentralized("partition", args.run_dir)(cfg)
     family = build_family(cfg)
     tasks = _tasks(args, family.cfg.eval.test_tasks)
     check_request(family, args.nodes, tasks)
@@ -333,8 +342,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
         read_stress(out / "stress.json")  # the record a result is merged into: damaged, it fails before the work
     learned, family = [], None
     for run_dir in args.run_dirs:
-        loaded, model = load_trained(run_dir)
-        _check_decentralized("stress", run_dir, loaded.cfg.family)
+        loaded, model = load_trained(run_dir, check=_decentralized("stress", run_dir))
         label = Path(run_dir).name if all(m.label != Path(run_dir).name for m in learned) else str(run_dir)
         learned.append(Learned(label, loaded.cfg, model))
         family = family or loaded

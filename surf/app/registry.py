@@ -205,9 +205,13 @@ def trained_config(run_dir: str | Path, overrides: list[str]) -> Config:
     return load_config(run.config, overrides)
 
 
-def load_trained(run_dir: str | Path, overrides: list[str] | None = None) -> tuple[TaskFamily, torch.nn.Module]:
-    """The family of a finished run (its config plus ``overrides``) and its best model, in eval mode."""
+def load_trained(run_dir: str | Path, overrides: list[str] | None = None,
+                 check: Callable[[Config], None] | None = None) -> tuple[TaskFamily, torch.nn.Module]:
+    """The family of a finished run (its config plus ``overrides``) and its best model, in eval mode; ``check``
+    sees the config first (a command's refusal before the family's data is built)."""
     cfg = trained_config(run_dir, overrides or [])
+    if check is not None:
+        check(cfg)
     family = build_family(cfg)
     return family, RunDir(run_dir).best_model(family)
 

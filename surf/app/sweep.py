@@ -179,9 +179,10 @@ class Sweep:
                 continue  # the same resolved config as an earlier cell: one run
             self.cells.append(Cell(name, overrides, cfg, self._trained_dir(name, cfg)))
         evals = _expand(spec.get("eval_matrix", {}) or {}, spec.get("eval_include", []) or [], str(self.path))
-        for cell in self.cells:
-            check_evaluation_keys([key for overrides in evals for key in overrides], cell.cfg.family,
+        for family in sorted({cell.cfg.family for cell in self.cells}):
+            check_evaluation_keys([key for overrides in evals for key in overrides], family,
                                   f"{self.path}: eval cell key")
+        for cell in self.cells:
             trained = config_mod.to_dict(cell.cfg)
             for overrides in evals if ("eval_matrix" in spec or "eval_include" in spec) else []:
                 name = cell_name(overrides)

@@ -47,17 +47,13 @@ def write_report(sweep_dir: Path) -> Path:
     lines.append("")
     if missing:
         lines += [f"**Unfinished cells ({len(missing)}), not in the tables:** " + ", ".join(missing), ""]
-    if not classifier:  # LISTA, GLOW-Prox: their own metrics, no figure sections
-        path = sweep_dir / "report.md"
-        atomic_write(path, "\n".join([*lines, "## All cells", "", *family_overview(groups, plots), ""]))
-        return path
     figure = index.get("figure") or ""
-    section = SECTIONS.get(figure)
+    section = SECTIONS.get(figure) if classifier else None  # LISTA, GLOW-Prox: their own metrics, no figure sections
     if section:
         lines += [f"Paper values: {paper.SOURCE}.", "", *section(groups, plots)]
-    elif figure == "ablation":
+    elif classifier and figure == "ablation":
         lines += section_ablation(groups, plots)
-    lines += ["## All cells", "", *overview(groups), ""]
+    lines += ["## All cells", "", *(overview(groups) if classifier else family_overview(groups, plots)), ""]
     path = sweep_dir / "report.md"
     atomic_write(path, "\n".join(lines))
     return path

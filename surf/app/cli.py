@@ -125,8 +125,10 @@ def _ray_arguments(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _check_workers(args: argparse.Namespace) -> None:
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers={args.workers} must be >= 1")
+    from surf.runtime.ray_cluster import MAX_WORKERS
+
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers={args.workers} must be in [1, {MAX_WORKERS}]")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,13 +208,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_features(args: argparse.Namespace) -> int:
     import torch
 
+    from surf.config import MAX_THREADS
     from surf.data.features import FeatureSettings, build_features, default_out
     from surf.utils.device import resolve_device
 
     settings = FeatureSettings(args.dataset, args.arch, args.epochs, args.batch_size, args.lr, limit=args.limit,
                                seed=args.seed)
-    if args.threads < 0:
-        raise ConfigError(f"--threads {args.threads} must be >= 0 (0: torch's default)")
+    if not 0 <= args.threads <= MAX_THREADS:
+        raise ConfigError(f"--threads {args.threads} must be in [0, {MAX_THREADS}] (0: torch's default)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else default_out(REPO, settings)
@@ -320,7 +323,7 @@ def cmd_partition(args: argparse.Namespace) -> int:
 
 def cmd_stress(args: argparse.Namespace) -> int:
     from surf.app.registry import load_trained
-    from surf.evaluation.stress import Learned, StressBench, matrix
+    from surf.evaluation.stress import Learned, StressBench, check_plan, matrix
     from surf.reporting.stress import matrix_table, read_stress, stress_table, write_matrix, write_stress
     from surf.scenarios.scenario import load_scenario, parse_severity
 
@@ -346,6 +349,9 @@ def cmd_stress(args: argparse.Namespace) -> int:
         label = Path(run_dir).name if all(m.label != Path(run_dir).name for m in learned) else str(run_dir)
         learned.append(Learned(label, loaded.cfg, model))
         family = family or loaded
+    planned = len(scenarios) if args.matrix else len(severities) if severities else \
+        max(len(scenario.severities) for scenario in scenarios)  # one scenario's units are held at a time
+    check_plan(_tasks(args, family.cfg.eval.test_tasks), args.repeats, planned)
     mapper = None
     if args.address is not None or (args.workers or 1) > 1:  # a bad --address fails before the baselines are tuned
         from surf.runtime.ray_tasks import RayMapper

@@ -24,8 +24,8 @@ from surf.config.schema import (
     TopologyConfig,
     TrainerConfig,
 )
-from surf.config.validate import validate
+from surf.config.validate import MAX_THREADS, validate
 
-__all__ = ["EXECUTION_ONLY", "SWEEP_ONLY", "Config", "ConstraintConfig", "DataConfig", "EvalConfig", "InpaintingConfig",
-           "ModelConfig", "SparseCodingConfig", "TopologyConfig", "TrainerConfig", "from_dict", "identity", "load",
-           "parse_overrides", "read_mapping", "to_dict", "upgraded", "validate"]
+__all__ = ["EXECUTION_ONLY", "MAX_THREADS", "SWEEP_ONLY", "Config", "ConstraintConfig", "DataConfig", "EvalConfig",
+           "InpaintingConfig", "ModelConfig", "SparseCodingConfig", "TopologyConfig", "TrainerConfig", "from_dict",
+           "identity", "load", "parse_overrides", "read_mapping", "to_dict", "upgraded", "validate"]

@@ -12,26 +12,32 @@ from surf.config.schema import CHOICES, Config, InpaintingConfig, SparseCodingCo
 from surf.utils.errors import ConfigError
 from surf.utils.typed import get_dotted
 
+INT64 = 2**63  # torch and numpy hold sizes, counts and seeds in 64 bits: a larger Python int overflows deep inside
+MAX_THREADS = 1024  # more than any machine's cores; 100,000 OpenMP threads exhaust the OS's thread limit and hang
 
-def _check_finite(node: Any, where: str) -> None:
-    """Every number in the config is finite (YAML's ``.nan`` / ``.inf`` are never meaningful values here)."""
+
+def _check_numbers(node: Any, where: str) -> None:
+    """Every number in the config is finite (YAML's ``.nan`` / ``.inf`` are never meaningful values here) and every
+    integer fits in 64 bits."""
     if dataclasses.is_dataclass(node):
         for f in dataclasses.fields(node):
-            _check_finite(getattr(node, f.name), f"{where}{f.name}")
+            _check_numbers(getattr(node, f.name), f"{where}{f.name}")
     elif isinstance(node, dict):
         for key, value in node.items():
-            _check_finite(value, f"{where}.{key}")
+            _check_numbers(value, f"{where}.{key}")
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            _check_finite(value, f"{where}[{i}]")
+            _check_numbers(value, f"{where}[{i}]")
     elif isinstance(node, float) and not math.isfinite(node):
         raise ConfigError(f"{where}={node} must be a finite number")
+    elif isinstance(node, int) and not -INT64 <= node < INT64:
+        raise ConfigError(f"{where}={node} does not fit in 64 bits: integers must lie in [-2**63, 2**63)")
 
 
 def validate(cfg: Config) -> Config:
     """Cross-field checks; every message says how to fix the value."""
     for f in dataclasses.fields(cfg):
-        _check_finite(getattr(cfg, f.name), f"{f.name}." if dataclasses.is_dataclass(getattr(cfg, f.name)) else f.name)
+        _check_numbers(getattr(cfg, f.name), f"{f.name}." if dataclasses.is_dataclass(getattr(cfg, f.name)) else f.name)
     for dotted, allowed in CHOICES.items():
         value = get_dotted(cfg, dotted)
         if value not in allowed:
@@ -63,8 +69,8 @@ def validate(cfg: Config) -> Config:
                           "slashes")
     if cfg.num_agents < 2:
         raise ConfigError(f"num_agents={cfg.num_agents}: a decentralized problem needs at least 2 agents")
-    if cfg.threads < 0:
-        raise ConfigError(f"threads={cfg.threads} must be >= 0 (0 = chosen by problem size)")
+    if not 0 <= cfg.threads <= MAX_THREADS:
+        raise ConfigError(f"threads={cfg.threads} must be in [0, {MAX_THREADS}] (0 = chosen by problem size)")
     if cfg.model.hops < 0:
         raise ConfigError(f"model.hops={cfg.model.hops} must be >= 0")
     if cfg.trainer.steps < 0:

@@ -26,6 +26,7 @@ from surf.config import Config
 from surf.data.partition import PARTITIONS, SHARED, class_probabilities, draw_labels
 from surf.data.sources import SOURCES, Source, load_source, zscore
 from surf.utils.errors import ConfigError, DataError
+from surf.utils.replicas import check_fits
 from surf.utils.seeding import numpy_generator
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -179,6 +180,8 @@ class TaskSampler:
             allowed = np.isin(np.arange(self.num_classes), data.classes)
             self._available = {split: available & allowed for split, available in self._available.items()}
         self.num_features = int(self._x.shape[1])
+        samples = cfg.num_agents * max(data.train_per_agent + data.test_per_agent, data.batch_size)
+        check_fits(4 * samples * self.num_features, "one task's samples")  # x of every agent, or a mini-batch's
         self.num_agents = cfg.num_agents
 
     def pool_sizes(self) -> dict[str, int]:

@@ -34,12 +34,24 @@ from surf.problems.softmax import agent_accuracies
 from surf.scenarios.scenario import BoundScenario, Scenario, ScenarioSchedule
 from surf.scenarios.training import training_label
 from surf.utils.errors import ConfigError
+from surf.utils.replicas import physical_memory
 
 SHARED = ("seed", "num_agents", "data", "topology")  # what runs compared on the same tasks must agree on
 CHUNKS_PER_WORKER = 8  # units are split into this many chunks per worker: idle workers take the next one
 Unit = tuple[int, int, int]  # (severity index, meta-test task, repetition)
 UnitResult = tuple[dict[str, float], dict[str, tuple[torch.Tensor, torch.Tensor]]]  # accuracy per method; per
 #   learned model (its constraint held, its declared quantity decreased) per layer
+UNIT_BYTES = 1024  # a unit's plan entry and results, kept until the table is written (measured: about 0.9 KB)
+
+
+def check_plan(tasks: int, repeats: int, severities: int) -> None:
+    """Refuse a stress plan whose units alone would not fit in this machine's memory (``--tasks 10**20`` would be
+    killed for memory after the baselines were tuned, with no message)."""
+    units, memory = tasks * repeats * severities, physical_memory()
+    if memory is not None and units * UNIT_BYTES > memory:
+        raise ConfigError(f"--tasks={tasks} x --repeats={repeats} x {severities} severities = {units:,} stress runs "
+                          f"would need {units * UNIT_BYTES / 2**30:,.0f} GiB for their results alone; lower --tasks "
+                          "or --repeats")
 
 
 class Mapper(Protocol):

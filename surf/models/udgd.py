@@ -30,7 +30,7 @@ from surf.models.safeguard import loss_guard
 from surf.models.steps import CompactStep, PaperStep
 from surf.problems.softmax import agent_gradients
 from surf.utils.memory import release_after_gradient, release_freed_memory
-from surf.utils.replicas import replicas
+from surf.utils.replicas import check_fits, replicas
 
 if TYPE_CHECKING:
     from surf.data.tasks import Task
@@ -74,6 +74,7 @@ class UnrolledDGD(nn.Module):
         super().__init__()
         self.cfg, self.batch_size = cfg, batch_size
         layers, taps = cfg.layers, cfg.hops + 1
+        check_fits(4 * layers * taps, "the graph filters' taps")  # h_{k,l}: past 64 bits torch.zeros overflows
         if cfg.variant == "paper":
             self.taps = nn.Parameter(0.1 * torch.rand(layers, taps))  # authors' U(0, 0.1)
             self.steps = nn.ModuleList(replicas(lambda: PaperStep(num_features, num_classes, batch_size, cfg), layers))

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 SOURCE = str(Path(__file__).resolve().parents[2])  # this source tree: what workers must import
+MAX_WORKERS = 4096  # tasks at once (--workers): each is a worker process; a local instance also sizes its CPUs from
+#   it, and Ray refuses more than 1e14 of them with a traceback
 
 
 QUIET_ENV = {  # environment defaults for every Ray this project starts (a value you set wins)

@@ -1,6 +1,7 @@
-"""Copies of a module (an unrolled network's layers, a flow's blocks), built only when they fit in this machine's
-memory: ``model.layers=1000000000`` would otherwise build small modules in a Python loop for hours before the memory
-runs out."""
+"""What a config asks to build, checked against this machine's memory before it is built: copies of a module (an
+unrolled network's layers, a flow's blocks; ``model.layers=1000000000`` would otherwise build small modules in a
+Python loop for hours before the memory runs out) and single allocations whose size comes from the config (a size
+past what 64 bits hold overflows inside torch or numpy, with a traceback that says nothing about memory)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,17 @@ def physical_memory() -> int | None:
         return None
 
 
+def check_fits(nbytes: int, what: str) -> None:
+    """A MemoryError naming the bytes when ``what`` (``nbytes``) would not fit in physical memory."""
+    memory = physical_memory()
+    if memory is not None and nbytes > memory:
+        raise MemoryError(f"{what} would allocate {nbytes} bytes")
+
+
 def replicas(build: Callable[[], nn.Module], count: int) -> list[nn.Module]:
     """``count`` modules from ``build``, in order (the first is built first, as in a plain loop: the same random
     draws); a MemoryError naming the bytes when ``count`` copies of the first would not fit in physical memory."""
     first = build()
     size = sum(t.numel() * t.element_size() for t in (*first.parameters(), *first.buffers()))
-    memory = physical_memory()
-    if memory is not None and count * size > memory:
-        raise MemoryError(f"{count:,} copies of a {type(first).__name__} would allocate {count * size} bytes")
+    check_fits(count * size, f"{count:,} copies of a {type(first).__name__}")
     return [first, *(build() for _ in range(count - 1))]

@@ -139,6 +139,16 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "a config file given as a run directory": (["eval", Q],  # the advice was `surf run CONFIG --out` the file
                                                f"{Q} is a file, not a run directory"),
     "missing argument": (["run"], "the following arguments are required: config"),
+    "a stress plan past this machine's memory": (["stress", "RUN", "--scenario", "fig4_async", "--severity", "1",
+                                                  "--tasks", "99999999999999999999", "--out", "TMP/stress_huge"],
+                                                 "x 1 severities = 1,999,999,999,999,999,999,980 stress runs would "
+                                                 "need"),  # was: killed for memory after tuning, no message
+    "more Ray workers than Ray takes": (["stress", "RUN", "--scenario", "fig4_async", "--workers", str(10**20),
+                                         "--out", "TMP/stress_workers"],  # was: Ray's ValueError traceback
+                                        f"--workers={10**20} must be in [1, 4096]"),
+    "more threads than a machine starts": (["features", "--dataset", "mnist", "--root", "TMP", "--threads", "100000",
+                                            "--out", "TMP/f.npz"],  # was: a hang (100,000 OpenMP threads)
+                                           "--threads 100000 must be in [0, 1024]"),
 }
 
 

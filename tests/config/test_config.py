@@ -71,6 +71,35 @@ def test_bad_configs_raise_one_line(raw, message):
     assert "\n" not in str(info.value)
 
 
+def test_every_integer_key_refuses_a_value_past_64_bits():
+    """A Python int past 64 bits used to overflow deep inside torch or numpy (tracebacks on num_agents, data sizes,
+    model.layers, threads) or to run for ever (trainer.steps); it is a config error naming the key. 2**63 - 1
+    itself is not refused for being too large to hold."""
+    from tests.conftest import config_keys
+
+    cfg = config_mod.Config()
+    integers = [key for key in config_keys() if type(_get(cfg, key)) is int]
+    assert {"num_agents", "threads", "model.layers", "trainer.steps", "seed"} <= set(integers)
+    for key in integers:
+        for value in (2**63, -(2**63) - 1):
+            with pytest.raises(ConfigError, match=f"{key}={value} does not fit in 64 bits"):
+                config_mod.from_dict({}, [f"{key}={value}"])
+    assert config_mod.from_dict({}, [f"seed={2**63 - 1}"]).seed == 2**63 - 1
+
+
+def test_threads_are_bounded_by_what_a_machine_can_start():
+    """threads=100000 made torch start 100,000 OpenMP threads and hang."""
+    assert config_mod.from_dict({}, [f"threads={config_mod.MAX_THREADS}"]).threads == config_mod.MAX_THREADS
+    with pytest.raises(ConfigError, match=f"threads=100000 must be in \\[0, {config_mod.MAX_THREADS}\\]"):
+        config_mod.from_dict({}, ["threads=100000"])
+
+
+def _get(cfg, dotted):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 def test_override_syntax_errors():
     with pytest.raises(ConfigError, match="section.key=value"):
         config_mod.from_dict({}, ["trainer.lr"])

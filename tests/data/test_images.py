@@ -237,7 +237,7 @@ def test_cli_features_builds_then_reuses(tmp_path, capsys):
     (["--lr", "nan"], 2, "--lr nan must be a positive finite number"),  # nan and inf trained and wrote NaN features
     (["--lr", "inf"], 2, "--lr inf must be a positive finite number"),
     (["--epochs", "0"], 2, "--epochs 0 must be >= 1"),
-    (["--threads", "-1"], 2, "--threads -1 must be >= 0"),
+    (["--threads", "-1"], 2, "--threads -1 must be in [0, 1024]"),
     (["--lr", "1e30"], 1, "non-finite"),  # diverges: exit 1 with the hint (lower --lr), as surf run
 ])
 def test_cli_features_bad_values_are_one_line_and_write_nothing(tmp_path, capsys, flags, code, message):

@@ -1,4 +1,5 @@
-"""Copies of a module are built in order, with a plain loop's random draws, and only when they fit in memory."""
+"""Copies of a module are built in order, with a plain loop's random draws, and only when they fit in memory; so
+are single allocations sized by the config."""
 
 import re
 
@@ -7,7 +8,7 @@ import torch
 from torch import nn
 
 from surf.utils import replicas as replicas_mod
-from surf.utils.replicas import replicas
+from surf.utils.replicas import check_fits, replicas
 from tests.conftest import out_of_memory_line
 
 
@@ -32,6 +33,15 @@ def test_copies_past_the_memory_are_a_memory_error_before_the_second(monkeypatch
     with pytest.raises(MemoryError, match="3 copies of a Linear would allocate 1320 bytes"):
         replicas(build, 3)
     assert calls == [1]  # only the first was built
+
+
+def test_an_allocation_past_the_memory_is_a_memory_error_naming_its_bytes(monkeypatch):
+    monkeypatch.setattr(replicas_mod, "physical_memory", lambda: 1000)
+    check_fits(1000, "the taps")
+    with pytest.raises(MemoryError, match="^the taps would allocate 1001 bytes$"):
+        check_fits(1001, "the taps")
+    monkeypatch.setattr(replicas_mod, "physical_memory", lambda: None)  # an OS that does not say: no check
+    check_fits(2**80, "the taps")
 
 
 def test_a_billion_flow_blocks_is_one_line_and_writes_nothing(tmp_path):

@@ -128,11 +128,17 @@ def test_sizes_past_what_an_address_can_hold_are_one_line_exit_1(tmp_path, capsy
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("key", ["data.train_per_agent", "data.batch_size", "model.hops"])
-def test_sizes_that_fit_64_bits_but_no_memory_are_one_line_exit_1(key, tmp_path, capsys):
+@pytest.mark.parametrize(("config", "key"), [
+    ("quickstart", "data.train_per_agent"), ("quickstart", "data.batch_size"), ("quickstart", "model.hops"),
+    ("lista", "sparse_coding.train_signals"), ("lista", "sparse_coding.batch_size"),
+    ("inpainting", "inpainting.upsample"), ("inpainting", "inpainting.batch_size"),
+    ("inpainting", "inpainting.mask_squares"),
+])
+def test_sizes_that_fit_64_bits_but_no_memory_are_one_line_exit_1(config, key, tmp_path, capsys):
     """2**63 - 1 samples per agent, batch size or hops: an OverflowError, a numpy ValueError and a TypeError
-    traceback deep inside, the first two after the run directory was written."""
-    assert main(["run", str(REPO / "simulations" / "quickstart.yaml"), "--out", str(tmp_path / "x"), "-o",
+    traceback deep inside, the first two after the run directory was written; LISTA's signals and GLOW-Prox's
+    batch and squares ran out of memory after it was written, and its upsampling was a RuntimeError traceback."""
+    assert main(["run", str(REPO / "simulations" / f"{config}.yaml"), "--out", str(tmp_path / "x"), "-o",
                  f"{key}={2**63 - 1}", "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("surf: error: out of memory asking for "), err

@@ -20,6 +20,7 @@ import torch
 from surf.config import Config, InpaintingConfig
 from surf.data.image_sets import load_images, upsample
 from surf.utils.errors import DataError
+from surf.utils.replicas import check_fits
 from surf.utils.seeding import torch_generator
 
 SPLITS = ("train", "val", "test")
@@ -70,6 +71,7 @@ def image_pools(cfg: Config) -> dict[str, torch.Tensor]:
     images = images[torch.randperm(len(images), generator=torch_generator(cfg.seed, "inpainting", "image_pools"))]
     if ic.max_images:
         images = images[:ic.max_images]
+    check_fits(images.element_size() * images.numel() * ic.upsample**2, "the upsampled images")
     images = upsample(images, ic.upsample)
     _check_shape(images.shape[1:], ic)
     sizes = [int(round(f * len(images))) for f in cfg.data.pool_fractions[:2]]

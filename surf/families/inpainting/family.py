@@ -35,6 +35,7 @@ from surf.models.perturbation import injection_scales, noise_hook
 from surf.problems.inpainting import dct_inpaint, psnr
 from surf.problems.proximal import Perturb
 from surf.utils.device import configure_threads, resolve_device
+from surf.utils.replicas import check_fits
 from surf.utils.seeding import torch_generator
 
 DEQUANTIZE = 1.0 / 32.0  # density pretraining: uniform noise of this width on the (few-level) pixel values
@@ -59,6 +60,9 @@ class InpaintingFamily:
             pixels *= size
         self.threads = configure_threads(cfg.threads, self.ic.batch_size * pixels * self.ic.flow_hidden)
         self.spec = MaskSpec.of(self.ic)
+        check_fits(4 * self.ic.batch_size * pixels, "a batch of images")
+        if "squares" in (self.ic.mask, *self.ic.ood_masks):  # every image's squares: their corners, then a loop
+            check_fits(8 * self.ic.batch_size * self.spec.squares, "the masks' squares")
 
     @property
     def constrained_layers(self) -> int:

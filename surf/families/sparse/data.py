@@ -17,6 +17,7 @@ import torch
 from surf.config import Config, SparseCodingConfig
 from surf.data.sources import digits
 from surf.problems.lasso import solve_lasso, step_size
+from surf.utils.replicas import check_fits
 from surf.utils.seeding import torch_generator
 
 SPLITS = ("train", "val", "test")
@@ -100,6 +101,10 @@ class ProblemSource:
             self.dictionary = gaussian_dictionary(self.sc.signal_dim, self.sc.atoms, cfg.seed)
         self.eta = step_size(self.dictionary)
         self._pools: dict[tuple, SignalPool] = {}
+        n, m = self.dictionary.shape
+        largest = max(self.sc.train_signals, self.sc.val_signals, self.sc.test_signals, self.sc.ood_signals,
+                      self.sc.batch_size)
+        check_fits(4 * largest * (n + 2 * m), "a pool of signals")  # y, its codes and its LASSO solutions
 
     def size(self, split: str) -> int:
         return {"train": self.sc.train_signals, "val": self.sc.val_signals, "test": self.sc.test_signals}[split]

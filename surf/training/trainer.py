@@ -35,6 +35,7 @@ from surf.training.pretrain import pretrain
 from surf.utils.errors import ConfigError, TrainingError
 from surf.utils.faults import pause_point
 from surf.utils.io import atomic_save, load_checkpoint
+from surf.utils.replicas import check_fits, tensor_bytes
 from surf.utils.seeding import derive_seed
 
 
@@ -65,6 +66,9 @@ class MetaTrainer:
 
     def __init__(self, exp: TaskFamily, log: Callable[[dict], None] | None = None) -> None:
         self.exp, self.cfg = exp, exp.cfg
+        per = self.cfg.trainer.tasks_per_step
+        if per > 1:  # a step holds them all at once: 2**63 - 1 of them were drawn until the memory ran out
+            check_fits(per * tensor_bytes(exp.task("train", 0)), f"trainer.tasks_per_step={per} tasks")
         with torch.random.fork_rng(devices=[]):  # initial parameters keyed by the seed, as every other draw
             torch.manual_seed(derive_seed(self.cfg.seed, "model_init"))
             self.model = exp.build_model()

@@ -5,9 +5,11 @@ past what 64 bits hold overflows inside torch or numpy, with a traceback that sa
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 
@@ -24,6 +26,12 @@ def check_fits(nbytes: int, what: str) -> None:
     memory = physical_memory()
     if memory is not None and nbytes > memory:
         raise MemoryError(f"{what} would allocate {nbytes} bytes")
+
+
+def tensor_bytes(item: object) -> int:
+    """Bytes of the tensors a dataclass holds (a task: its samples, signals or images)."""
+    values = [getattr(item, f.name) for f in dataclasses.fields(item)] if dataclasses.is_dataclass(item) else []
+    return sum(v.numel() * v.element_size() for v in values if isinstance(v, torch.Tensor))
 
 
 def replicas(build: Callable[[], nn.Module], count: int) -> list[nn.Module]:

@@ -49,3 +49,18 @@ def test_a_billion_flow_blocks_is_one_line_and_writes_nothing(tmp_path):
     address space makes a regression fail in minutes rather than hang)."""
     line = out_of_memory_line(tmp_path / "x", "inpainting.flow_depth=1000000000")
     assert re.match(r"surf: error: out of memory asking for [\d,.]+ GiB; lower the sizes", line)
+
+
+def test_more_tasks_per_step_than_the_memory_holds_is_one_line_and_writes_nothing(tmp_path):
+    """trainer.tasks_per_step=2**63-1: the first step drew tasks until the memory ran out (the process was killed
+    with no message, its run directory written)."""
+    line = out_of_memory_line(tmp_path / "x", f"trainer.tasks_per_step={2**63 - 1}")
+    assert re.match(r"surf: error: out of memory asking for [\d,.]+ GiB; lower the sizes", line)
+
+
+def test_tensor_bytes_counts_a_dataclass_tensors():
+    from surf.families.sparse.family import SparseTask
+    from surf.utils.replicas import tensor_bytes
+
+    task = SparseTask(("train", 0), torch.zeros(4, 3), torch.zeros(4, 5, dtype=torch.float64), torch.zeros(3, 5))
+    assert tensor_bytes(task) == 4 * 12 + 8 * 20 + 4 * 15

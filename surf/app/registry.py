@@ -57,6 +57,7 @@ class FamilyEntry:
         lambda family, model, twin, folder: []
     ignores: tuple[str, ...] = ()  # config sections and keys this family never reads (an override of one is an error)
     trains_only: tuple[str, ...] = ()  # keys only its meta-training reads (an evaluation's override of one is an error)
+    evaluation_reads: tuple[str, ...] = ()  # trainer settings its evaluation reads too (besides trainer.device)
 
 
 # what only the decentralized classifier reads (data.pool_fractions, read by every family, is the one exception)
@@ -66,7 +67,6 @@ _CLASSIFIER_ONLY = ("num_agents", "topology", "data", "model", "eval", "trainer.
 _READ_BY_EVERY_FAMILY = ("data.pool_fractions",)
 # what only meta-training reads, in every family: the trained model's constraint kind names its method
 TRAINING_ONLY = ("trainer", "constraints.kind", "constraints.dual_lr", "constraints.dual_max")
-_EVALUATION_READS = ("trainer.val_tasks", "trainer.device")  # the trainer settings evaluating a trained run reads
 
 FAMILIES: dict[str, FamilyEntry] = {
     "decentralized": FamilyEntry(
@@ -74,7 +74,8 @@ FAMILIES: dict[str, FamilyEntry] = {
         lambda family, model, twin: evaluate_classifier(family, model), classifier_table, classifier_plots,
         ignores=("sparse_coding", "inpainting"),
         trains_only=("model.step_init", "model.momentum_init", "model.warm_start", "model.dropout",
-                     "data.relabel_train")),
+                     "data.relabel_train"),
+        evaluation_reads=("trainer.val_tasks",)),  # the baselines are tuned on that many validation tasks
     "sparse_coding": FamilyEntry(
         "LASSO sparse coding solved by LISTA / ALISTA (robust unrolling, TSP 2024)", SparseCodingFamily,
         evaluate_sparse, sparse_table, sparse_plots,
@@ -175,9 +176,11 @@ def check_evaluation_keys(keys: list[str], family: str, what: str) -> None:
     """A one-line error for a setting only meta-training reads (``trainer.*``, the constraint's kind and dual step,
     the family's ``trains_only``) among the overrides of an evaluation of a trained model of ``family``: it would
     change nothing, or only a label."""
-    training = (*TRAINING_ONLY, *FAMILIES[family].trains_only) if family in FAMILIES else TRAINING_ONLY
+    entry = FAMILIES.get(family)
+    training = (*TRAINING_ONLY, *entry.trains_only) if entry else TRAINING_ONLY
+    reads = ("trainer.device", *entry.evaluation_reads) if entry else ("trainer.device",)
     for key in keys:
-        if covering(key, training) and key not in _EVALUATION_READS:
+        if covering(key, training) and key not in reads:
             raise ConfigError(f"{what} {key}: an evaluation does not train, so it would change nothing or only a "
                               "label; drop it (train anew to change it)")
 

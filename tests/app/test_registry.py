@@ -49,6 +49,7 @@ def test_catalogue_lists_every_registry_with_baseline_kinds_and_hypers():
     ("decentralized", "constraints.dual_lr"), ("sparse_coding", "sparse_coding.loss"),
     ("sparse_coding", "constraints.epsilon"), ("inpainting", "inpainting.pretrain_steps"),
     ("inpainting", "constraints.kind"),
+    ("sparse_coding", "trainer.val_tasks"), ("inpainting", "trainer.val_tasks"),  # only the classifier's baselines
 ])
 def test_an_evaluation_refuses_what_only_meta_training_reads(family, key):
     with pytest.raises(ConfigError, match=f"-o {key}: an evaluation does not train"):
@@ -60,13 +61,14 @@ def test_an_evaluation_takes_what_it_measures():
     them); the trainer's validation tasks and device too."""
     check_evaluation_keys(["constraints.epsilon", "trainer.val_tasks", "trainer.device", "model.recompute"],
                           "decentralized", "-o")
-    check_evaluation_keys(["constraints.epsilon", "inpainting.free_layers"], "inpainting", "-o")
-    check_evaluation_keys(["sparse_coding.val_signals", "sparse_coding.ci_measure"], "sparse_coding", "-o")
+    check_evaluation_keys(["constraints.epsilon", "inpainting.free_layers", "trainer.device"], "inpainting", "-o")
+    check_evaluation_keys(["sparse_coding.val_signals", "sparse_coding.ci_measure", "trainer.device"],
+                          "sparse_coding", "-o")
 
 
 def test_every_training_only_key_is_a_config_key():
-    """A misspelt entry would refuse nothing."""
+    """A misspelt entry would refuse nothing (or, in evaluation_reads, let nothing through)."""
     keys = set(config_keys())
     for entry in FAMILIES.values():
-        for key in (*TRAINING_ONLY, *entry.trains_only):
+        for key in (*TRAINING_ONLY, *entry.trains_only, *entry.evaluation_reads):
             assert key in keys or any(k.startswith(key + ".") for k in keys), key

@@ -121,10 +121,12 @@ def test_a_problem_too_large_for_the_memory_is_one_line_exit_1(tmp_path):
 
 
 def test_sizes_past_what_an_address_can_hold_are_one_line_exit_1(tmp_path, capsys):
-    """Digits upsampled 10**9 times: torch's size calculation overflows (a RuntimeError traceback before)."""
+    """Digits upsampled 10**9 times: torch's size calculation overflowed (a RuntimeError traceback before); the
+    upsampled images are now counted against the memory first, so the line names their size."""
     assert main(["run", str(REPO / "simulations" / "inpainting.yaml"), "--out", str(tmp_path / "x"), "-o",
                  "inpainting.upsample=1000000000", "--quiet"]) == 1
-    assert capsys.readouterr().err.startswith("surf: error: out of memory; lower the sizes")
+    assert capsys.readouterr().err.startswith("surf: error: out of memory asking for 428,438,186,645,507.8 GiB; "
+                                              "lower the sizes")
     assert not (tmp_path / "x").exists()
 
 

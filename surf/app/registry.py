@@ -133,7 +133,8 @@ _READ_ONLY_WITH = {"data.dirichlet_alpha": ("data.partition", ("dirichlet",)),
                    "data.gaussian_": ("data.source", ("gaussian",)),
                    "data.path": ("data.source", ("npz",)),
                    "topology.laplacian_alpha": ("topology.gso", ("laplacian",)),
-                   "inpainting.path": ("inpainting.images", ("npz", "mnist", "cifar10"))}
+                   "inpainting.path": ("inpainting.images", ("npz", "mnist", "cifar10")),
+                   "sparse_coding.dictionary_iters": ("sparse_coding.dictionary", ("digits",))}
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:

@@ -129,6 +129,10 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "a data file the source never reads": (["run", "simulations/inpainting.yaml", "-o", "inpainting.path=TMP/x.npz"],
                                            "-o inpainting.path: read only with inpainting.images=npz|mnist|cifar10 "
                                            "(this config has digits)"),
+    "a setting read only under another value (LISTA)": (["run", "simulations/lista.yaml", "-o",
+                                                         "sparse_coding.dictionary_iters=5"],  # a Gaussian dictionary
+                                                        "-o sparse_coding.dictionary_iters: read only with "
+                                                        "sparse_coding.dictionary=digits (this config has gaussian)"),
     "another family's setting (classifier)": (["eval", "RUN", "-o", "sparse_coding.layers=3"],
                                               "the decentralized family never reads sparse_coding"),
     "a sweep given to surf run": (["run", "simulations/fig4_async.yaml"],  # was: unknown key 'figure'

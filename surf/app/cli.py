@@ -333,6 +333,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
         if args.matrix or len(scenarios) > 1:
             raise ConfigError("--severity needs exactly one --scenario and no --matrix (the matrix uses each "
                               "scenario's representative severity)")
+        scenarios[0].check_severity_given("--severity")
         for severity in severities:
             scenarios[0].bind(severity)
     if args.tasks is not None and args.tasks < 1:

@@ -60,6 +60,19 @@ class Scenario:
     def representative(self) -> Any:
         return self.severity if self.severity is not None else self.severities[-1]
 
+    @property
+    def uses_severity(self) -> bool:
+        """Whether a perturbation parameter or an override reads the severity (``clean``, ``relabelled`` and
+        ``one_peer_exponential`` do not: a severity given to them would change nothing)."""
+        return any(_reads_severity(raw) for raw in self.perturbations) or \
+            any("{" + SEVERITY + "}" in item for item in self.overrides)
+
+    def check_severity_given(self, where: str) -> None:
+        """A one-line error when ``where`` gives this scenario a severity it never reads."""
+        if not self.uses_severity:
+            raise ConfigError(f"{where}: scenario '{self.name}' has no severity (severity_name: {self.severity_name}), "
+                              "so it would change nothing; drop it")
+
     def bind(self, severity: Any) -> BoundScenario:
         """The scenario at one severity: perturbation objects built and checked, overrides filled in."""
         perturbations = tuple(_perturbation(self.name, i, raw, severity) for i, raw in enumerate(self.perturbations))
@@ -189,7 +202,15 @@ def _perturbation(scenario: str, index: int, raw: Any, severity: Any) -> Perturb
         if hints[key] is int and isinstance(value, float) and value.is_integer():
             value = int(value)
         kwargs[key] = coerce_value(value, hints[key], f"{where}.{key}")
+        if isinstance(kwargs[key], float) and not math.isfinite(kwargs[key]):  # std=inf reported chance accuracy
+            raise ConfigError(f"{where}.{key}={kwargs[key]} must be a finite number")
     return cls(**kwargs)
+
+
+def _reads_severity(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_reads_severity(v) for v in value.values())
+    return value == SEVERITY
 
 
 def _bind_value(value: Any, severity: Any) -> Any:

@@ -67,6 +67,9 @@ class TrainingScenario:
         if not mixture:
             return None
         members = tuple(Member(load_scenario(name), severity) for name, severity in mixture)
+        for member in members:
+            if member.severity is not None:
+                member.scenario.check_severity_given("trainer.scenario_severity")
         result = cls(members, cfg.seed, protect, cfg.topology.gso)
         for member in members:
             for severity in member.checkpoints():

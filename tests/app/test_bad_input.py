@@ -133,6 +133,16 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
                                                          "sparse_coding.dictionary_iters=5"],  # a Gaussian dictionary
                                                         "-o sparse_coding.dictionary_iters: read only with "
                                                         "sparse_coding.dictionary=digits (this config has gaussian)"),
+    "a severity for a scenario without one": (["stress", "RUN", "--scenario", "clean", "--severity", "3",
+                                               "--out", "TMP/stress_clean"],  # it ran the clean scenario as "3"
+                                              "--severity: scenario 'clean' has no severity (severity_name: none), "
+                                              "so it would change nothing; drop it"),
+    "a training severity for a scenario without one": (["run", Q, "-o", "trainer.scenario=relabelled"],
+                                                       "trainer.scenario_severity: scenario 'relabelled' has no "
+                                                       "severity"),  # the quickstart's severity (10) was ignored
+    "an infinite perturbation": (["stress", "RUN", "--scenario", "feature_noise", "--severity", "1e400", "--out",
+                                  "TMP/stress_inf"],  # it reported chance accuracy for every method
+                                 "scenario 'feature_noise', perturbations[0].std=inf must be a finite number"),
     "another family's setting (classifier)": (["eval", "RUN", "-o", "sparse_coding.layers=3"],
                                               "the decentralized family never reads sparse_coding"),
     "a sweep given to surf run": (["run", "simulations/fig4_async.yaml"],  # was: unknown key 'figure'

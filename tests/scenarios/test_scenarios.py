@@ -50,6 +50,23 @@ def test_every_bundled_scenario_loads():
         assert load_scenario(name).description
 
 
+def test_a_severity_is_refused_where_the_scenario_never_reads_one():
+    """`surf stress RUN --scenario clean --severity 3` ran the clean scenario under the label 3."""
+    without = {name for name in scenario_paths() if not load_scenario(name).uses_severity}
+    assert without == {"clean", "relabelled", "one_peer_exponential"}
+    with pytest.raises(ConfigError, match="^--severity: scenario 'clean' has no severity .* would change nothing"):
+        load_scenario("clean").check_severity_given("--severity")
+    for name in ("fig4_async", "dirichlet", "time_varying"):  # a parameter, an override, a graph family's params
+        load_scenario(name).check_severity_given("--severity")
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_a_perturbation_parameter_must_be_finite(value):
+    """feature_noise at std=inf reported chance accuracy for every method."""
+    with pytest.raises(ConfigError, match=r"feature_noise', perturbations\[0\]\.std=(inf|nan) must be a finite"):
+        load_scenario("feature_noise").bind(value)
+
+
 @pytest.mark.parametrize("name", NETWORK)
 def test_probability_zero_is_bit_identical_to_the_plain_run(task, shift, name):
     model = _model()

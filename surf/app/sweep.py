@@ -158,8 +158,20 @@ class Sweep:
         if unknown:
             raise ConfigError(f"{self.path}: unknown sweep key '{unknown[0]}' (valid: {', '.join(SWEEP_KEYS)})")
         self.spec = spec
-        self.name = str(spec.get("name", self.path.stem))
+        for key in ("name", "figure", "description"):  # labels: a list or mapping was kept, and broke surf report
+            if key in spec and not isinstance(spec[key], str):
+                raise ConfigError(f"{self.path}: {key} must be a string, not {spec[key]!r}")
+        self.name = spec.get("name", self.path.stem)
+        if not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
+            raise ConfigError(f"{self.path}: name={self.name!r} names the sweep folder runs/sweeps/<name>: use a plain "
+                              "name without slashes")
         self.figure = spec.get("figure")
+        if self.figure is not None:
+            from surf.reporting.sweep_report import FIGURES
+
+            if self.figure not in FIGURES:  # a typo gave a report without its figure's section, silently
+                raise ConfigError(f"{self.path}: figure={self.figure!r} is not one of {', '.join(FIGURES)} (the "
+                                  "report section it selects); fix it or drop it")
         forced = dict(config_mod.parse_overrides(overrides or []))  # -o on the command line: every cell, last
         self.forced = [_as_override(key, value) for key, value in forced.items()]  # recorded: the report's command
         suffix = f"__{cell_name(forced)}" if forced else ""

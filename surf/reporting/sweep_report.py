@@ -22,6 +22,8 @@ from surf.reporting.sweep_data import group, load_entries
 from surf.utils.errors import ConfigError
 from surf.utils.io import atomic_write
 
+FIGURES = (*SECTIONS, "ablation")  # a sweep's ``figure:``: the report section it gets beside the overview
+
 
 def write_report(sweep_dir: Path) -> Path:
     """Write ``report.md`` and ``plots/*.png`` into ``sweep_dir``; returns the report's path."""

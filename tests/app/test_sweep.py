@@ -124,6 +124,11 @@ def test_configs_differing_only_by_name_share_a_trained_cell(tmp_path):
      "cell sparse_coding.layers-3: key sparse_coding.layers: the decentralized family never reads sparse_coding"),
     ({"eval_matrix": {"data.dirichlet_alpha": [0.3]}},  # an evaluation equal to the trained cell's
      "key data.dirichlet_alpha: read only with data.partition=dirichlet (this config has imbalanced)"),
+    ({"figure": "fig6"}, "figure='fig6' is not one of fig1, fig2,"),  # a report without its figure's section
+    ({"figure": {"a": 1}}, "figure must be a string, not {'a': 1}"),  # surf report: unhashable dict traceback
+    ({"name": ["x"]}, "name must be a string, not ['x']"),
+    ({"name": "../../elsewhere"}, "name='../../elsewhere' names the sweep folder runs/sweeps/<name>: use a plain"),
+    ({"description": {"a": 1}}, "description must be a string"),
 ])
 def test_bad_sweeps_fail_before_anything_runs(tmp_path, spec, message):
     path = write_sweep(tmp_path, **spec)

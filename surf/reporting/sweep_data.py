@@ -128,9 +128,10 @@ def _read_index(sweep_dir: Path) -> dict:
         raise ConfigError(f"{path} is not readable JSON ({str(exc).splitlines()[0]}); {rerun}") from None
     cells = index.get("cells") if isinstance(index, dict) else None
     if not (isinstance(cells, list) and {"name", "sweep_file"} <= index.keys()
+            and isinstance(index.get("figure"), str | None)  # it picks the report's section: a mapping was a traceback
             and all(isinstance(c, dict) and _CELL_KEYS <= c.keys() for c in cells)):
-        raise ConfigError(f"{path} is not a sweep index (a name, a sweep file and cells with {sorted(_CELL_KEYS)}); "
-                          f"{rerun}")
+        raise ConfigError(f"{path} is not a sweep index (a name, a sweep file, a figure name or none, and cells with "
+                          f"{sorted(_CELL_KEYS)}); {rerun}")
     return index
 
 

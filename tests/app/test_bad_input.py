@@ -36,6 +36,8 @@ ROWS = {  # kind of bad input -> (command line; RUN = a trained run, TMP = a scr
     "corrupt run directory": (["eval", "TMP/broken_run"], "best.pt is truncated or corrupt"),
     "corrupt sweep index": (["report", "TMP/bad_sweep"], "TMP/bad_sweep/sweep.json is not readable JSON"),
     "foreign sweep index": (["report", "TMP/foreign_sweep"], "TMP/foreign_sweep/sweep.json is not a sweep index"),
+    "a sweep index whose figure is not a name": (["report", "TMP/odd_figure"],  # was: an unhashable-dict traceback
+                                                 "TMP/odd_figure/sweep.json is not a sweep index"),
     "run directory without its config": (["eval", "TMP/no_config"], "TMP/no_config has a model but no config.yaml"),
     "run directory with an empty config": (["partition", "TMP/empty_config", "--nodes", "2", "--out", "TMP/pe"],
                                            "empty_config/config.yaml is empty, not the run's resolved config"),
@@ -173,7 +175,8 @@ def scratch(tmp_path_factory, tiny_run):
     (tmp / "range.txt").write_text("0 1\n1 99\n")
     (tmp / "corrupt.npz").write_bytes(b"garbage")
     (tmp / "afile").write_text("")
-    for name, index in (("bad_sweep", "{truncated"), ("foreign_sweep", '{"name": "x", "cells": [{"name": "c"}]}')):
+    for name, index in (("bad_sweep", "{truncated"), ("foreign_sweep", '{"name": "x", "cells": [{"name": "c"}]}'),
+                        ("odd_figure", '{"name": "x", "sweep_file": "s.yaml", "figure": {"a": 1}, "cells": []}')):
         (tmp / name).mkdir()
         (tmp / name / "sweep.json").write_text(index)
     (tmp / "busy.lock").write_text(f"{socket.gethostname()} {os.getppid()}")  # a live process trains TMP/busy

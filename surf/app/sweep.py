@@ -39,9 +39,10 @@ from surf import config as config_mod
 from surf.app.cells import cell_state, run_cell
 from surf.app.registry import REPO, check_evaluation_keys, check_read, config_from_dict
 from surf.config import Config
+from surf.reporting.sweep_report import FIGURES
 from surf.utils.errors import ConfigError
 from surf.utils.io import atomic_write
-from surf.utils.naming import cell_name
+from surf.utils.naming import cell_name, is_plain_name
 
 SWEEP_KEYS = ("name", *config_mod.SWEEP_ONLY)
 
@@ -162,16 +163,13 @@ class Sweep:
             if key in spec and not isinstance(spec[key], str):
                 raise ConfigError(f"{self.path}: {key} must be a string, not {spec[key]!r}")
         self.name = spec.get("name", self.path.stem)
-        if not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
+        if not is_plain_name(self.name):
             raise ConfigError(f"{self.path}: name={self.name!r} names the sweep folder runs/sweeps/<name>: use a plain "
                               "name without slashes")
         self.figure = spec.get("figure")
-        if self.figure is not None:
-            from surf.reporting.sweep_report import FIGURES
-
-            if self.figure not in FIGURES:  # a typo gave a report without its figure's section, silently
-                raise ConfigError(f"{self.path}: figure={self.figure!r} is not one of {', '.join(FIGURES)} (the "
-                                  "report section it selects); fix it or drop it")
+        if self.figure is not None and self.figure not in FIGURES:  # a typo: a report without its section, silently
+            raise ConfigError(f"{self.path}: figure={self.figure!r} is not one of {', '.join(FIGURES)} (the report "
+                              "section it selects); fix it or drop it")
         forced = dict(config_mod.parse_overrides(overrides or []))  # -o on the command line: every cell, last
         self.forced = [_as_override(key, value) for key, value in forced.items()]  # recorded: the report's command
         suffix = f"__{cell_name(forced)}" if forced else ""

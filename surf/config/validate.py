@@ -10,6 +10,7 @@ from typing import Any
 
 from surf.config.schema import CHOICES, Config, InpaintingConfig, SparseCodingConfig
 from surf.utils.errors import ConfigError
+from surf.utils.naming import is_plain_name
 from surf.utils.typed import get_dotted
 
 INT64 = 2**63  # torch and numpy hold sizes, counts and seeds in 64 bits: a larger Python int overflows deep inside
@@ -64,7 +65,7 @@ def validate(cfg: Config) -> Config:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key}={value} must be >= 1")
-    if not cfg.name or cfg.name in (".", "..") or "/" in cfg.name or "\\" in cfg.name:
+    if not is_plain_name(cfg.name):
         raise ConfigError(f"name={cfg.name!r} names the default run folder runs/<name>: use a plain name without "
                           "slashes")
     if cfg.num_agents < 2:

@@ -19,6 +19,12 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` can name one folder inside another (no separators, not empty, ``.`` or ``..``): a run's or
+    sweep's default folder ``runs/<name>`` stays where it is meant to be."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+
+
 def cell_name(overrides: dict[str, Any]) -> str:
     """``constraints.kind-none__seed-1`` from ``{constraints.kind: none, seed: 1}`` (``base`` if empty); names longer
     than ``MAX_NAME`` are cut and end in a hash of the full name."""
